@@ -1,0 +1,419 @@
+"""etcd v3 as the Calico datastore: the key layout, CAS writes, and a gap-free watch.
+
+Keys follow Calico's own etcd v3 layout so `etcdctl` and an operator's habits carry over:
+
+    /calico/resources/v3/projectcalico.org/<plural>/<name>
+    /calico/resources/v3/projectcalico.org/<plural>/<namespace>/<name>   (namespaced kinds)
+
+A resource's `metadata.resourceVersion` is the key's etcd mod_revision; an update that
+carries one is a compare-and-swap on it, so two writers racing on one key cannot both win.
+
+The client is `pyetcd` (PyPI etcd-sdk-python): python-etcd3's API, but it imports with
+current protobuf (README, "Choices"). Its stock endpoint handling marks a node failed for
+300 s after one error, which would turn an etcd restart into five minutes of outage, so
+endpoints are built here with a short retry interval.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from calico.config import parse_endpoints, resolve_endpoints
+from calico.errors import AlreadyExists, Conflict, DatastoreError, NotFound, Unavailable
+from calico.resources import Resource, kind_class
+
+RESOURCE_ROOT = "/calico/resources/v3/projectcalico.org/"
+IPAM_ROOT = "/calico/ipam/v2/"
+FELIX_ROOT = "/calico/felix/v2/"
+
+
+# ---------------------------------------------------------------- key layout
+
+
+def kind_prefix(kind: str | type[Resource], namespace: str | None = None) -> str:
+    """The prefix under which every resource of a kind (in a namespace) lives."""
+    cls = kind_class(kind) if isinstance(kind, str) else kind
+    prefix = f"{RESOURCE_ROOT}{cls.PLURAL}/"
+    if cls.NAMESPACED and namespace:
+        prefix += f"{namespace}/"
+    return prefix
+
+
+def resource_key(kind: str | type[Resource], name: str, namespace: str | None = None) -> str:
+    cls = kind_class(kind) if isinstance(kind, str) else kind
+    if cls.NAMESPACED:
+        return f"{kind_prefix(cls, namespace or 'default')}{name}"
+    return f"{kind_prefix(cls)}{name}"
+
+
+def key_of(res: Resource) -> str:
+    return resource_key(type(res), res.metadata.name, res.metadata.namespace)
+
+
+# ---------------------------------------------------------------- plain KV
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+def _kv(raw: Any) -> KV:
+    return KV(raw.key.decode(), bytes(raw.value), raw.mod_revision, raw.create_revision)
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(f"etcd unavailable: {exc or type(exc).__name__}")
+
+
+class Datastore:
+    """One connection to etcd; thread-safe for concurrent calls (gRPC channels are)."""
+
+    def __init__(self, client: Any, endpoints: str):
+        self.client = client
+        self.endpoints = endpoints
+
+    @classmethod
+    def connect(cls, endpoints: str | None = None, timeout: float = 5.0) -> Datastore:
+        import pyetcd
+        from pyetcd.client import Endpoint
+
+        text = resolve_endpoints(endpoints)
+        eps = [
+            # time_retry: how long a failed endpoint is skipped; pyetcd's default is 300 s.
+            Endpoint(ep.host, ep.port, secure=False, time_retry=0.2)
+            for ep in parse_endpoints(text)
+        ]
+        client = pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
+        return cls(client, text)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one etcd RPC, turning every transport failure into Unavailable."""
+        import grpc
+        from pyetcd import exceptions as etcd_exc
+
+        try:
+            return fn(*args, **kwargs)
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
+            raise _unavailable(exc) from None
+        except etcd_exc.NoServerAvailableError as exc:
+            raise _unavailable(exc) from None
+        except etcd_exc.InternalServerError as exc:
+            raise _unavailable(exc) from None
+        except grpc.RpcError as exc:
+            raise _unavailable(exc) from None
+        except ValueError as exc:  # pyetcd: "Trying to use a failed node"
+            if "failed node" in str(exc):
+                raise _unavailable(exc) from None
+            raise
+
+    # -- raw keys
+    def kv_get(self, key: str) -> KV | None:
+        resp = self._call(self.client.get_response, key)
+        return _kv(resp.kvs[0]) if resp.count else None
+
+    def kv_list(self, prefix: str) -> tuple[list[KV], int]:
+        """Every key under a prefix, and the store revision it was read at."""
+        resp = self._call(self.client.get_prefix_response, prefix)
+        return [_kv(raw) for raw in resp.kvs], resp.header.revision
+
+    def kv_count(self, prefix: str) -> int:
+        resp = self._call(self.client.get_prefix_response, prefix, count_only=True)
+        return resp.count
+
+    def kv_put(self, key: str, value: bytes | str) -> int:
+        resp = self._call(self.client.put, key, value)
+        return resp.header.revision
+
+    def kv_create(self, key: str, value: bytes | str) -> bool:
+        """Create if absent: True if we created it, False if it existed."""
+        return self.kv_cas(key, value, 0)
+
+    def kv_cas(self, key: str, value: bytes | str, mod_revision: int) -> bool:
+        """Write only if the key's mod_revision is still `mod_revision` (0: absent)."""
+        t = self.client.transactions
+        compare = [t.create(key) == 0] if mod_revision == 0 else [t.mod(key) == mod_revision]
+        ok, _ = self._call(self.client.transaction, compare, [t.put(key, value)], [])
+        return ok
+
+    def kv_delete(self, key: str, mod_revision: int | None = None) -> bool:
+        """Delete (only if unchanged since `mod_revision`); False if absent or changed."""
+        t = self.client.transactions
+        if mod_revision is None:
+            compare = [t.create(key) != 0]
+        else:
+            compare = [t.mod(key) == mod_revision]
+        ok, _ = self._call(self.client.transaction, compare, [t.delete(key)], [])
+        return ok
+
+    def kv_delete_prefix(self, prefix: str) -> int:
+        resp = self._call(self.client.delete_prefix, prefix)
+        return resp.deleted
+
+    def kv_txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None):
+        """A raw transaction (ops from `self.client.transactions`); returns (ok, responses)."""
+        return self._call(self.client.transaction, compare, success, failure or [])
+
+    @property
+    def ops(self) -> Any:
+        """Builders for kv_txn: `.create(key) == 0`, `.mod(key) == rev`, `.put(k, v)`, ..."""
+        return self.client.transactions
+
+    def revision(self) -> int:
+        resp = self._call(self.client.get_response, "\0")
+        return resp.header.revision
+
+    def healthy(self) -> bool:
+        try:
+            self.revision()
+        except DatastoreError:
+            return False
+        return True
+
+    # -- resources
+    def _decode(self, kv: KV) -> Resource:
+        res = Resource.from_dict(kv.json())
+        res.metadata.resource_version = str(kv.mod_revision)
+        return res
+
+    def get(self, kind: str | type[Resource], name: str, namespace: str | None = None) -> Resource:
+        cls = kind_class(kind) if isinstance(kind, str) else kind
+        kv = self.kv_get(resource_key(cls, name, namespace))
+        if kv is None:
+            ns = f" in namespace {namespace or 'default'}" if cls.NAMESPACED else ""
+            raise NotFound(f"{cls.KIND} {name!r}{ns} not found")
+        return self._decode(kv)
+
+    def list(self, kind: str | type[Resource], namespace: str | None = None) -> list[Resource]:
+        cls = kind_class(kind) if isinstance(kind, str) else kind
+        kvs, _ = self.kv_list(kind_prefix(cls, namespace))
+        return [self._decode(kv) for kv in kvs]
+
+    @staticmethod
+    def _encode(res: Resource) -> str:
+        data = res.to_dict()
+        data["metadata"].pop("resourceVersion", None)  # it is the key's revision, not data
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    def create(self, res: Resource) -> Resource:
+        res.validate()
+        if not res.metadata.uid:
+            res.metadata.uid = str(uuid.uuid4())
+        if not res.metadata.creation_timestamp:
+            res.metadata.creation_timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        key = key_of(res)
+        if not self.kv_create(key, self._encode(res)):
+            raise AlreadyExists(f"{res.ident} already exists")
+        return self.get(type(res), res.metadata.name, res.metadata.namespace)
+
+    def update(self, res: Resource) -> Resource:
+        """Replace; with metadata.resourceVersion set, only if nobody changed it since."""
+        res.validate()
+        key = key_of(res)
+        current = self.kv_get(key)
+        if current is None:
+            raise NotFound(f"{res.ident} not found")
+        expected = int(res.metadata.resource_version or current.mod_revision)
+        old = current.json().get("metadata", {})
+        # uid and creation time belong to the object's history, not to the edit.
+        res.metadata.uid = res.metadata.uid or old.get("uid")
+        res.metadata.creation_timestamp = res.metadata.creation_timestamp or old.get(
+            "creationTimestamp"
+        )
+        if not self.kv_cas(key, self._encode(res), expected):
+            raise Conflict(
+                f"{res.ident} was changed by someone else (resourceVersion {expected} is stale)"
+            )
+        return self.get(type(res), res.metadata.name, res.metadata.namespace)
+
+    def apply(self, res: Resource) -> Resource:
+        """Create or replace, whichever applies (retries a lost race once)."""
+        for _ in range(3):
+            try:
+                return self.create(res)
+            except AlreadyExists:
+                pass
+            try:
+                res.metadata.resource_version = None
+                return self.update(res)
+            except (NotFound, Conflict):
+                continue
+        raise Conflict(f"{res.ident} kept changing while being applied")
+
+    def delete(
+        self,
+        kind: str | type[Resource],
+        name: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+    ) -> Resource:
+        cls = kind_class(kind) if isinstance(kind, str) else kind
+        existing = self.get(cls, name, namespace)
+        rev = int(resource_version or existing.metadata.resource_version or 0)
+        if not self.kv_delete(resource_key(cls, name, namespace), rev):
+            raise Conflict(f"{existing.ident} changed while being deleted")
+        return existing
+
+
+# ---------------------------------------------------------------- gap-free watch
+
+
+@dataclass
+class Snapshot:
+    """The complete state under the prefix at `revision` (first update of a sync)."""
+
+    kvs: dict[str, KV]
+    revision: int
+
+
+@dataclass
+class Change:
+    """One key changed (kv None: deleted) at `revision`."""
+
+    key: str
+    kv: KV | None
+    revision: int
+
+
+@dataclass
+class SyncStatus:
+    """'in-sync', 'resyncing' (after a compaction) or 'disconnected' (with the error)."""
+
+    state: str
+    error: str = ""
+
+
+SyncUpdate = Snapshot | Change | SyncStatus
+
+
+@dataclass
+class PrefixSyncer:
+    """A consistent snapshot of a prefix, then every change after it, with no gap.
+
+    After a disconnect the watch resumes from the last revision seen. If etcd compacted
+    that revision away, the prefix is listed again and only the difference to what was
+    already delivered is emitted, so a consumer never misses nor sees twice a state.
+    """
+
+    datastore: Datastore
+    prefix: str
+    retry_interval: float = 0.2
+    known: dict[str, KV] = field(default_factory=dict)
+    revision: int = 0
+
+    def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
+        import grpc
+        from pyetcd import exceptions as etcd_exc
+
+        first = True
+        connected = False
+        while not stop.is_set():
+            try:
+                if first or self.revision == 0:
+                    kvs, rev = self.datastore.kv_list(self.prefix)
+                    self.known = {kv.key: kv for kv in kvs}
+                    self.revision = rev
+                    first = False
+                    yield Snapshot(dict(self.known), rev)
+                for update in self._watch(stop):
+                    connected = True
+                    yield update
+            except etcd_exc.RevisionCompactedError:
+                yield SyncStatus("resyncing", f"revision {self.revision + 1} compacted")
+                yield from self._relist_diff()
+                continue
+            except (DatastoreError, etcd_exc.Etcd3Exception, grpc.RpcError, _WatchBroken) as exc:
+                if connected:
+                    connected = False
+                    yield SyncStatus("disconnected", _short_error(exc))
+                stop.wait(self.retry_interval)
+
+    def _relist_diff(self) -> Iterator[SyncUpdate]:
+        kvs, rev = self.datastore.kv_list(self.prefix)
+        fresh = {kv.key: kv for kv in kvs}
+        for key in sorted(set(self.known) - set(fresh)):
+            yield Change(key, None, rev)
+        for key, kv in sorted(fresh.items()):
+            old = self.known.get(key)
+            if old is None or old.mod_revision != kv.mod_revision:
+                yield Change(key, kv, rev)
+        self.known = fresh
+        self.revision = rev
+
+    def _watch(self, stop: threading.Event) -> Iterator[SyncUpdate]:
+        events: queue.Queue[Any] = queue.Queue()
+        client = self.datastore.client
+        watch_id = self.datastore._call(
+            client.add_watch_prefix_callback,
+            self.prefix,
+            events.put,
+            start_revision=self.revision + 1,
+            progress_notify=True,
+        )
+        try:
+            yield SyncStatus("in-sync")
+            while not stop.is_set():
+                try:
+                    resp = events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if isinstance(resp, Exception):
+                    raise resp
+                if resp is None:
+                    raise _WatchBroken("watch stream closed")
+                for ev in resp.events:
+                    key = ev.key.decode()
+                    if type(ev).__name__ == "DeleteEvent":
+                        self.known.pop(key, None)
+                        yield Change(key, None, ev.mod_revision)
+                    else:
+                        kv = KV(key, bytes(ev.value), ev.mod_revision, ev.create_revision)
+                        self.known[key] = kv
+                        yield Change(key, kv, ev.mod_revision)
+                self.revision = max(self.revision, resp.header.revision)
+        finally:
+            try:
+                client.cancel_watch(watch_id)
+            except Exception:  # the stream may already be gone; nothing to cancel
+                pass
+
+
+class _WatchBroken(Exception):
+    pass
+
+
+def _short_error(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    if callable(code):  # a gRPC error: its status says enough
+        try:
+            return f"etcd stream lost: {code().name}"
+        except Exception:  # not a finished RPC; fall through to str()
+            pass
+    return str(exc) or type(exc).__name__
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll a condition until true or timeout (for tests and CLIs, never the agent loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,696 @@
+"""Typed Calico v3 resources: load from and dump to the YAML/JSON that calicoctl uses.
+
+Every resource is `{"apiVersion": "projectcalico.org/v3", "kind", "metadata", "spec"}`.
+Field names on the wire are Calico's camelCase; in Python they are snake_case, converted by
+one small codec (`_from_wire`/`_to_wire`) driven by the dataclass type hints, so a new field
+is one line. Unknown fields are rejected (as calicoctl's strict decoding does) and every
+validation error names the field path, e.g. `spec.ingress[0].action`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Union
+
+API_VERSION = "projectcalico.org/v3"
+
+
+class ValidationError(ValueError):
+    """A resource that does not validate; `path` names the bad field."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+def wire_name(name: str) -> str:
+    """snake_case -> camelCase, as Calico spells its JSON fields."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def wire(key: str, **kwargs: Any) -> Any:
+    """A dataclass field whose JSON name is not the plain camelCase of its Python name."""
+    metadata = {"wire": key}
+    return field(metadata=metadata, **kwargs)
+
+
+# ---------------------------------------------------------------- codec
+
+
+def _field_key(f: Any) -> str:
+    return f.metadata.get("wire", wire_name(f.name))
+
+
+def _from_wire(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            return _from_wire(args[0], value, path)
+        # int | str (ports): accept either as given
+        for arg in args:
+            if isinstance(value, arg):
+                return value
+        raise ValidationError(path, f"expected one of {[a.__name__ for a in args]}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValidationError(path, f"expected a list, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_from_wire(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValidationError(path, f"expected a mapping, got {type(value).__name__}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _from_wire(val_tp, v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        return _dataclass_from_wire(tp, value, path)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError(path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValidationError(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValidationError(path, f"expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _dataclass_from_wire(cls: type, value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise ValidationError(path, f"expected a mapping, got {type(value).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {_field_key(f): f for f in fields(cls)}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ValidationError(where, "unknown field")
+    kwargs = {}
+    for key, f in known.items():
+        if key in value:
+            sub = f"{path}.{key}" if path else key
+            kwargs[f.name] = _from_wire(hints[f.name], value[key], sub)
+    return cls(**kwargs)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _to_wire(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        out = {}
+        for f in fields(value):
+            v = getattr(value, f.name)
+            # Omit what is unset, as Go's omitempty does, so output round-trips cleanly.
+            if _is_empty(v) and not f.metadata.get("always"):
+                continue
+            if f.default is not MISSING and v == f.default and f.metadata.get("omit_default"):
+                continue
+            out[_field_key(f)] = _to_wire(v)
+        return out
+    if isinstance(value, list):
+        return [_to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_wire(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------- shared parts
+
+
+@dataclass
+class Metadata:
+    name: str = ""
+    namespace: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str | None = None
+    uid: str | None = None
+    creation_timestamp: str | None = None
+    generation: int | None = None
+
+
+@dataclass
+class EntityRule:
+    """The source or destination half of a rule."""
+
+    nets: list[str] = field(default_factory=list)
+    not_nets: list[str] = field(default_factory=list)
+    selector: str | None = None
+    not_selector: str | None = None
+    namespace_selector: str | None = None
+    ports: list[int | str] = field(default_factory=list)
+    not_ports: list[int | str] = field(default_factory=list)
+
+
+@dataclass
+class ICMPFields:
+    type: int | None = None
+    code: int | None = None
+
+
+@dataclass
+class RuleMetadata:
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Rule:
+    action: str = ""
+    protocol: int | str | None = None
+    not_protocol: int | str | None = None
+    ip_version: int | None = None
+    icmp: ICMPFields | None = None
+    not_icmp: ICMPFields | None = None
+    source: EntityRule = field(default_factory=EntityRule)
+    destination: EntityRule = field(default_factory=EntityRule)
+    metadata: RuleMetadata | None = None
+
+
+RULE_ACTIONS = ("Allow", "Deny", "Log", "Pass")
+PROTOCOL_NAMES = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
+POLICY_TYPES = ("Ingress", "Egress")
+
+# Kubernetes-style names: what Calico accepts for resource names.
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# Label keys may carry a DNS prefix ("projectcalico.org/namespace").
+_LABEL_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_PORT_RANGE_RE = re.compile(r"^(\d+):(\d+)$")
+_NAMED_PORT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def protocol_number(proto: int | str) -> int:
+    """Protocol name or number -> IP protocol number (raises ValueError)."""
+    if isinstance(proto, int):
+        if not 0 <= proto <= 255:
+            raise ValueError(f"protocol number {proto} out of range 0-255")
+        return proto
+    if proto.isdigit():
+        return protocol_number(int(proto))
+    for name, number in PROTOCOL_NAMES.items():
+        if name.lower() == proto.lower():
+            return number
+    raise ValueError(
+        f"unknown protocol {proto!r} (use TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 0-255)"
+    )
+
+
+def parse_port(port: int | str) -> tuple[int, int] | str:
+    """A rule port: 80, "8080:8090" (range) or a named port. Raises ValueError."""
+    if isinstance(port, int) and not isinstance(port, bool):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} out of range 0-65535")
+        return (port, port)
+    if isinstance(port, str):
+        if port.isdigit():
+            return parse_port(int(port))
+        m = _PORT_RANGE_RE.match(port)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if not (0 <= lo <= hi <= 65535):
+                raise ValueError(f"port range {port!r} is not min:max within 0-65535")
+            return (lo, hi)
+        if _NAMED_PORT_RE.match(port):
+            return port
+    raise ValueError(f"bad port {port!r}")
+
+
+def _check_name(name: str, path: str, kind: str) -> None:
+    if not name:
+        raise ValidationError(path, f"{kind} needs a name")
+    if len(name) > 253 or not _NAME_RE.match(name):
+        raise ValidationError(
+            path,
+            f"illegal name {name!r}: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit",
+        )
+
+
+def _check_labels(labels: dict[str, str], path: str) -> None:
+    for key, val in labels.items():
+        if not _LABEL_KEY_RE.match(key) or len(key) > 316:
+            raise ValidationError(f"{path}.{key}", f"illegal label key {key!r}")
+        if not isinstance(val, str):
+            raise ValidationError(f"{path}.{key}", "label values are strings")
+
+
+def _check_selector(text: str | None, path: str) -> None:
+    if text is None:
+        return
+    from calico.selector import SelectorError, parse
+
+    try:
+        parse(text)
+    except SelectorError as exc:
+        raise ValidationError(path, f"selector {text!r} does not parse: {exc}") from None
+
+
+def _check_cidr(text: str, path: str) -> None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValidationError(path, f"{text!r} is not a valid CIDR") from None
+
+
+def _check_entity(rule: EntityRule, path: str, protocol: int | str | None) -> None:
+    for i, net in enumerate(rule.nets):
+        _check_cidr(net, f"{path}.nets[{i}]")
+    for i, net in enumerate(rule.not_nets):
+        _check_cidr(net, f"{path}.notNets[{i}]")
+    _check_selector(rule.selector, f"{path}.selector")
+    _check_selector(rule.not_selector, f"{path}.notSelector")
+    _check_selector(rule.namespace_selector, f"{path}.namespaceSelector")
+    for name, ports in (("ports", rule.ports), ("notPorts", rule.not_ports)):
+        for i, port in enumerate(ports):
+            try:
+                parse_port(port)
+            except ValueError as exc:
+                raise ValidationError(f"{path}.{name}[{i}]", str(exc)) from None
+        if ports and (protocol is None or protocol_number(protocol) not in (6, 17, 132, 136)):
+            raise ValidationError(f"{path}.{name}", "ports need protocol TCP, UDP, SCTP or UDPLite")
+
+
+def _check_rules(rules: list[Rule], path: str) -> None:
+    for i, rule in enumerate(rules):
+        here = f"{path}[{i}]"
+        if rule.action not in RULE_ACTIONS:
+            raise ValidationError(
+                f"{here}.action",
+                f"unknown action {rule.action!r} (one of {', '.join(RULE_ACTIONS)})",
+            )
+        for name, proto in (("protocol", rule.protocol), ("notProtocol", rule.not_protocol)):
+            if proto is not None:
+                try:
+                    protocol_number(proto)
+                except ValueError as exc:
+                    raise ValidationError(f"{here}.{name}", str(exc)) from None
+        if rule.ip_version not in (None, 4, 6):
+            raise ValidationError(f"{here}.ipVersion", "must be 4 or 6")
+        _check_entity(rule.source, f"{here}.source", rule.protocol)
+        _check_entity(rule.destination, f"{here}.destination", rule.protocol)
+
+
+# ---------------------------------------------------------------- kinds
+
+
+@dataclass
+class ProfileSpec:
+    ingress: list[Rule] = field(default_factory=list)
+    egress: list[Rule] = field(default_factory=list)
+    labels_to_apply: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IPPoolSpec:
+    cidr: str = ""
+    block_size: int | None = None
+    ipip_mode: str | None = wire("ipipMode", default=None)
+    vxlan_mode: str | None = None
+    nat_outgoing: bool = False
+    disabled: bool = False
+    node_selector: str | None = None
+    allowed_uses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NodeBGPSpec:
+    ipv4_address: str | None = wire("ipv4Address", default=None)
+    ipv6_address: str | None = wire("ipv6Address", default=None)
+    as_number: int | str | None = None
+
+
+@dataclass
+class NodeAddress:
+    address: str = ""
+    type: str = ""
+
+
+@dataclass
+class OrchRef:
+    node_name: str | None = None
+    orchestrator: str = ""
+
+
+@dataclass
+class NodeSpec:
+    bgp: NodeBGPSpec | None = wire("bgp", default=None)
+    addresses: list[NodeAddress] = field(default_factory=list)
+    orch_refs: list[OrchRef] = field(default_factory=list)
+
+
+@dataclass
+class EndpointPort:
+    name: str = ""
+    protocol: str = ""
+    port: int = 0
+
+
+@dataclass
+class WorkloadEndpointSpec:
+    orchestrator: str = ""
+    workload: str = ""
+    node: str = ""
+    container_id: str = wire("containerID", default="")
+    pod: str = ""
+    endpoint: str = ""
+    service_account_name: str = ""
+    ip_networks: list[str] = wire("ipNetworks", default_factory=list)
+    ipv4_nat: list[dict[str, str]] = wire("ipNATs", default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    interface_name: str = ""
+    mac: str = wire("mac", default="")
+    ports: list[EndpointPort] = field(default_factory=list)
+
+
+@dataclass
+class NetworkPolicySpec:
+    order: float | None = None
+    tier: str | None = None
+    selector: str | None = None
+    types: list[str] = field(default_factory=list)
+    ingress: list[Rule] = field(default_factory=list)
+    egress: list[Rule] = field(default_factory=list)
+    service_account_selector: str | None = None
+
+
+@dataclass
+class GlobalNetworkPolicySpec(NetworkPolicySpec):
+    namespace_selector: str | None = None
+    do_not_track: bool = False
+    pre_dnat: bool = False
+    apply_on_forward: bool = False
+
+
+@dataclass
+class Resource:
+    """Base of every kind: apiVersion/kind/metadata/spec on the wire."""
+
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: Any = None
+
+    KIND: ClassVar[str] = ""
+    PLURAL: ClassVar[str] = ""
+    NAMESPACED: ClassVar[bool] = False
+    SPEC: ClassVar[type] = object
+    ALIASES: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if self.spec is None:
+            self.spec = self.SPEC()
+
+    # -- identity
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+    @property
+    def ident(self) -> str:
+        """`kind(namespace/name)` for messages."""
+        ns = f"{self.metadata.namespace}/" if self.NAMESPACED and self.metadata.namespace else ""
+        return f"{self.KIND}({ns}{self.metadata.name})"
+
+    # -- wire format
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.KIND,
+            "metadata": _to_wire(self.metadata),
+            "spec": _to_wire(self.spec),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Resource:
+        """Any kind from its dict; the `kind` field picks the class."""
+        if not isinstance(data, dict):
+            raise ValidationError("", "a resource must be a mapping")
+        kind = data.get("kind")
+        target = kind_class(kind) if kind else cls
+        if cls is not Resource and target is not cls:
+            raise ValidationError("kind", f"expected {cls.KIND}, got {kind!r}")
+        if target is Resource:
+            raise ValidationError("kind", "missing kind")
+        api = data.get("apiVersion")
+        if api != API_VERSION:
+            raise ValidationError("apiVersion", f"expected {API_VERSION!r}, got {api!r}")
+        unknown = sorted(set(data) - {"apiVersion", "kind", "metadata", "spec"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field")
+        metadata = _from_wire(Metadata, data.get("metadata") or {}, "metadata")
+        spec = _from_wire(target.SPEC, data.get("spec") or {}, "spec")
+        res = target(metadata=metadata, spec=spec)
+        res.validate()
+        return res
+
+    def validate(self) -> None:
+        _check_name(self.metadata.name, "metadata.name", self.KIND)
+        if self.NAMESPACED:
+            if not self.metadata.namespace:
+                self.metadata.namespace = "default"
+            _check_name(self.metadata.namespace, "metadata.namespace", "namespace")
+        elif self.metadata.namespace:
+            raise ValidationError("metadata.namespace", f"{self.KIND} is not namespaced")
+        _check_labels(self.metadata.labels, "metadata.labels")
+        self.validate_spec()
+
+    def validate_spec(self) -> None:  # overridden per kind
+        pass
+
+
+@dataclass
+class Profile(Resource):
+    spec: ProfileSpec = field(default_factory=ProfileSpec)
+    KIND: ClassVar[str] = "Profile"
+    PLURAL: ClassVar[str] = "profiles"
+    SPEC: ClassVar[type] = ProfileSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("pro", "pros")
+
+    def validate_spec(self) -> None:
+        _check_rules(self.spec.ingress, "spec.ingress")
+        _check_rules(self.spec.egress, "spec.egress")
+        _check_labels(self.spec.labels_to_apply, "spec.labelsToApply")
+
+
+@dataclass
+class IPPool(Resource):
+    spec: IPPoolSpec = field(default_factory=IPPoolSpec)
+    KIND: ClassVar[str] = "IPPool"
+    PLURAL: ClassVar[str] = "ippools"
+    SPEC: ClassVar[type] = IPPoolSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("ippool", "pool", "pools", "ipp", "ipps")
+
+    def validate_spec(self) -> None:
+        s = self.spec
+        if not s.cidr:
+            raise ValidationError("spec.cidr", "an IPPool needs a cidr")
+        _check_cidr(s.cidr, "spec.cidr")
+        net = ipaddress.ip_network(s.cidr, strict=False)
+        if str(net) != s.cidr:
+            raise ValidationError(
+                "spec.cidr", f"{s.cidr!r} has host bits set (did you mean {net}?)"
+            )
+        default_block = 26 if net.version == 4 else 122
+        block = s.block_size if s.block_size is not None else default_block
+        limits = (20, 32) if net.version == 4 else (116, 128)
+        if not limits[0] <= block <= limits[1]:
+            raise ValidationError("spec.blockSize", f"must be between {limits[0]} and {limits[1]}")
+        if block < net.prefixlen:
+            raise ValidationError("spec.blockSize", f"/{block} blocks do not fit in {s.cidr}")
+        for name, mode in (("ipipMode", s.ipip_mode), ("vxlanMode", s.vxlan_mode)):
+            if mode not in (None, "Never", "Always", "CrossSubnet"):
+                raise ValidationError(
+                    f"spec.{name}", f"unknown mode {mode!r} (Never, Always, CrossSubnet)"
+                )
+        _check_selector(s.node_selector, "spec.nodeSelector")
+
+    @property
+    def block_size(self) -> int:
+        if self.spec.block_size is not None:
+            return self.spec.block_size
+        return 26 if ipaddress.ip_network(self.spec.cidr).version == 4 else 122
+
+
+@dataclass
+class Node(Resource):
+    spec: NodeSpec = field(default_factory=NodeSpec)
+    KIND: ClassVar[str] = "Node"
+    PLURAL: ClassVar[str] = "nodes"
+    SPEC: ClassVar[type] = NodeSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("no",)
+
+    API_ANNOTATION: ClassVar[str] = "calico-rkt.io/api"
+
+    def validate_spec(self) -> None:
+        if self.spec.bgp:
+            for key, addr in (
+                ("ipv4Address", self.spec.bgp.ipv4_address),
+                ("ipv6Address", self.spec.bgp.ipv6_address),
+            ):
+                if addr:
+                    try:
+                        ipaddress.ip_interface(addr)
+                    except ValueError:
+                        raise ValidationError(
+                            f"spec.bgp.{key}", f"{addr!r} is not an address/prefix"
+                        ) from None
+
+    @property
+    def ipv4_address(self) -> str | None:
+        """The node's address without the prefix length."""
+        if self.spec.bgp and self.spec.bgp.ipv4_address:
+            return str(ipaddress.ip_interface(self.spec.bgp.ipv4_address).ip)
+        return None
+
+    @property
+    def api_url(self) -> str | None:
+        """Where this node's agent API answers (unix:// or http(s)://)."""
+        return self.metadata.annotations.get(self.API_ANNOTATION)
+
+
+@dataclass
+class WorkloadEndpoint(Resource):
+    spec: WorkloadEndpointSpec = field(default_factory=WorkloadEndpointSpec)
+    KIND: ClassVar[str] = "WorkloadEndpoint"
+    PLURAL: ClassVar[str] = "workloadendpoints"
+    NAMESPACED: ClassVar[bool] = True
+    SPEC: ClassVar[type] = WorkloadEndpointSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("wep", "weps")
+
+    def validate_spec(self) -> None:
+        for i, net in enumerate(self.spec.ip_networks):
+            _check_cidr(net, f"spec.ipNetworks[{i}]")
+        for i, prof in enumerate(self.spec.profiles):
+            _check_name(prof, f"spec.profiles[{i}]", "profile")
+
+
+def _check_policy(spec: NetworkPolicySpec) -> None:
+    _check_selector(spec.selector, "spec.selector")
+    for i, t in enumerate(spec.types):
+        if t not in POLICY_TYPES:
+            raise ValidationError(f"spec.types[{i}]", f"unknown type {t!r} (Ingress or Egress)")
+    if spec.egress and spec.types and "Egress" not in spec.types:
+        raise ValidationError("spec.types", "egress rules given but types does not include Egress")
+    if spec.ingress and spec.types and "Ingress" not in spec.types:
+        raise ValidationError(
+            "spec.types", "ingress rules given but types does not include Ingress"
+        )
+    _check_rules(spec.ingress, "spec.ingress")
+    _check_rules(spec.egress, "spec.egress")
+
+
+def policy_types(spec: NetworkPolicySpec) -> list[str]:
+    """Calico's defaulting of `types`: Ingress always, Egress when egress rules exist."""
+    if spec.types:
+        return list(spec.types)
+    return ["Ingress", "Egress"] if spec.egress else ["Ingress"]
+
+
+@dataclass
+class NetworkPolicy(Resource):
+    spec: NetworkPolicySpec = field(default_factory=NetworkPolicySpec)
+    KIND: ClassVar[str] = "NetworkPolicy"
+    PLURAL: ClassVar[str] = "networkpolicies"
+    NAMESPACED: ClassVar[bool] = True
+    SPEC: ClassVar[type] = NetworkPolicySpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("netpol", "netpols", "policy", "policies", "np", "nps")
+
+    def validate_spec(self) -> None:
+        _check_policy(self.spec)
+
+
+@dataclass
+class GlobalNetworkPolicy(Resource):
+    spec: GlobalNetworkPolicySpec = field(default_factory=GlobalNetworkPolicySpec)
+    KIND: ClassVar[str] = "GlobalNetworkPolicy"
+    PLURAL: ClassVar[str] = "globalnetworkpolicies"
+    SPEC: ClassVar[type] = GlobalNetworkPolicySpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("gnp", "gnps", "globalpolicy", "globalpolicies")
+
+    def validate_spec(self) -> None:
+        _check_policy(self.spec)
+        _check_selector(self.spec.namespace_selector, "spec.namespaceSelector")
+
+
+KINDS: tuple[type[Resource], ...] = (
+    Profile,
+    IPPool,
+    Node,
+    WorkloadEndpoint,
+    NetworkPolicy,
+    GlobalNetworkPolicy,
+)
+
+
+def kind_class(name: str | None) -> type[Resource]:
+    """The class for a kind as a user types it: any case, singular, plural or short alias."""
+    if not name:
+        raise ValidationError("kind", "missing kind")
+    low = name.lower()
+    for cls in KINDS:
+        if low in (cls.KIND.lower(), cls.PLURAL, cls.KIND.lower() + "s", *cls.ALIASES):
+            return cls
+    known = ", ".join(c.KIND for c in KINDS)
+    raise ValidationError("kind", f"unknown resource kind {name!r} (known: {known})")
+
+
+def load(data: Any) -> Resource:
+    """A resource from its decoded YAML/JSON, validated."""
+    return Resource.from_dict(data)
+
+
+def load_documents(text: str) -> list[Resource]:
+    """All resources in a YAML (multi-document) or JSON text; a `List` kind is unwrapped."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ValidationError("", f"not valid YAML/JSON: {exc}") from None
+    out: list[Resource] = []
+    for i, doc in enumerate(docs):
+        items = (
+            doc.get("items", [])
+            if isinstance(doc, dict) and doc.get("kind", "").endswith("List")
+            else [doc]
+        )
+        for item in items:
+            try:
+                out.append(load(item))
+            except ValidationError as exc:
+                prefix = f"document {i + 1}" + (f" ({_describe(item)})" if _describe(item) else "")
+                raise ValidationError(exc.path, f"{exc.message} [{prefix}]") from None
+    return out
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, dict):
+        name = (
+            (item.get("metadata") or {}).get("name")
+            if isinstance(item.get("metadata"), dict)
+            else None
+        )
+        return f"{item.get('kind', '?')} {name}" if name else str(item.get("kind", ""))
+    return ""
