@@ -13,7 +13,7 @@ import ipaddress
 import re
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Union
 
 API_VERSION = "projectcalico.org/v3"
@@ -118,14 +118,15 @@ def _to_wire(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         out = {}
         for f in fields(value):
-            v = getattr(value, f.name)
-            # Omit what is unset, as Go's omitempty does, so output round-trips cleanly.
-            if _is_empty(v) and not f.metadata.get("always"):
+            # Omit what is unset (empty, false), as Go's omitempty does in Calico's types,
+            # so output is what an operator wrote and round-trips cleanly.
+            v = _to_wire(getattr(value, f.name))
+            if _is_empty(v) or v is False:
                 continue
-            if f.default is not MISSING and v == f.default and f.metadata.get("omit_default"):
-                continue
-            out[_field_key(f)] = _to_wire(v)
+            out[_field_key(f)] = v
         return out
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # order: 10, not 10.0, as Go prints a float64
     if isinstance(value, list):
         return [_to_wire(v) for v in value]
     if isinstance(value, dict):

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian (bookworm) machine needs, idempotent: Debian packages, a venv,
+# the project installed editable with its test extras. Run as root (the lab needs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  etcd-server etcd-client          # the datastore (etcd 3.4) and etcdctl for benchmarks
+  iptables ipset iproute2 conntrack # the dataplane the agent programs
+  containernetworking-plugins      # reference ptp/host-local for rkt's default networks and benches
+  busybox-static                   # the pod image (static: needs no libraries in the rootfs)
+  iperf3                           # throughput benchmark
+  util-linux procps                # nsenter, unshare, mount; pgrep
+  python3-venv
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (the lab makes network namespaces and mounts)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "setup.sh: ready (.venv)"
