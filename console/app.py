@@ -1,0 +1,448 @@
+"""calico-console: browse a Calico-on-rkt cluster live, from etcd and the node agents.
+
+`calico-console` with no arguments opens the running local lab (and offers to start one if
+there is none); `--etcd-endpoints` or `ETCD_ENDPOINTS` opens any cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from console.model import VIEWS, ClusterState, Row, RowFilter, View, complete_view, profile_members
+from console.screens.confirm import ConfirmScreen
+from console.screens.help import help_screen
+from console.screens.text_view import TextScreen
+from console.sync import EtcdFollower, SyncReport
+from console.widgets.command_bar import CommandBar
+from console.widgets.resource_table import ResourceTable
+from console.widgets.status_bar import StatusBar
+
+
+class BrowseScreen(Screen):
+    """The main screen: one table showing the current view, k9s style."""
+
+    BINDINGS = [
+        Binding("colon", "command", ":view", key_display=":"),
+        Binding("slash", "filter", "/filter", key_display="/"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("d", "describe", "describe"),
+        Binding("y", "yaml", "yaml"),
+        Binding("e", "edit", "edit"),
+        Binding("ctrl+d", "delete", "delete"),
+        Binding("escape", "clear_filter", "clear", show=False),
+    ]
+
+    def on_mount(self) -> None:
+        self.app.refresh_view()  # type: ignore[attr-defined]
+        self.query_one(ResourceTable).focus()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="view-title")
+        yield ResourceTable(id="table")
+        yield Static(id="empty-hint")
+        yield CommandBar(id="command")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    # actions delegate to the app, which owns state and the datastore
+    def action_command(self) -> None:
+        self.query_one(CommandBar).open(":")
+
+    def action_filter(self) -> None:
+        self.query_one(CommandBar).open("/", self.app.row_filter.text)  # type: ignore[attr-defined]
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one(CommandBar)
+        if bar.has_class("-active"):
+            bar.close()
+            self.query_one(ResourceTable).focus()
+        else:
+            self.app.set_filter("")  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        self.app.action_help()  # type: ignore[attr-defined]
+
+    def action_describe(self) -> None:
+        self.app.action_describe()  # type: ignore[attr-defined]
+
+    def action_yaml(self) -> None:
+        self.app.action_yaml()  # type: ignore[attr-defined]
+
+    def action_edit(self) -> None:
+        self.app.action_edit()  # type: ignore[attr-defined]
+
+    def action_delete(self) -> None:
+        self.app.action_delete()  # type: ignore[attr-defined]
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        bar = self.query_one(CommandBar)
+        bar.close()
+        self.query_one(ResourceTable).focus()
+        if bar.mode == ":":
+            self.app.switch_view(event.value.strip().lstrip(":"))  # type: ignore[attr-defined]
+        else:
+            self.app.set_filter(event.value)  # type: ignore[attr-defined]
+
+
+class CalicoConsole(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "calico-console"
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+s", "screenshot_svg", "screenshot", show=False),
+    ]
+
+    def __init__(
+        self,
+        endpoints: str | None = None,
+        cluster_name: str = "",
+        read_only: bool = False,
+        follow: bool = True,
+    ):
+        super().__init__()
+        self.endpoints = endpoints
+        self.cluster_name = cluster_name or (endpoints or "etcd")
+        self.read_only = read_only
+        self.follow = follow
+        self.state = ClusterState()
+        self.sync_state = "connecting"
+        self.last_error = ""
+        self.view: View = VIEWS["nodes"]
+        self.row_filter = RowFilter()
+        self.follower: EtcdFollower | None = None
+        self._datastore = None
+
+    # ------------------------------------------------------------ lifecycle
+    def get_default_screen(self) -> Screen:
+        return BrowseScreen()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.cluster_name
+        if self.follow:
+            self.follower = EtcdFollower(self.endpoints, self._deliver_from_thread)
+            self.run_follower()
+
+    @work(thread=True, exclusive=True, group="etcd-follow", exit_on_error=False)
+    def run_follower(self) -> None:
+        assert self.follower is not None
+        self.follower.run()
+
+    def on_unmount(self) -> None:
+        if self.follower:
+            self.follower.stop()
+
+    def _deliver_from_thread(self, report: SyncReport) -> None:
+        self.call_from_thread(self.apply_report, report)
+
+    def apply_report(self, report: SyncReport) -> None:
+        nodes = self.state.nodes  # node API data is owned by the UI side, keep it
+        self.state = report.state
+        self.state.nodes = {**report.state.nodes, **nodes}
+        self.sync_state = report.sync
+        if report.error:
+            self.last_error = report.error
+        self.refresh_view()
+
+    def datastore(self):
+        """The datastore for writes (made on first use, in a worker thread)."""
+        if self._datastore is None:
+            from calico.datastore import Datastore
+
+            self._datastore = Datastore.connect(self.endpoints, timeout=5.0)
+        return self._datastore
+
+    # ------------------------------------------------------------ view
+    @property
+    def browse(self) -> BrowseScreen | None:
+        screen = self.screen
+        if isinstance(screen, BrowseScreen):
+            return screen
+        for s in self.screen_stack:
+            if isinstance(s, BrowseScreen):
+                return s
+        return None
+
+    def switch_view(self, name: str) -> None:
+        matches = complete_view(name)
+        target = name if name in VIEWS else (matches[0] if len(matches) == 1 else "")
+        if target in VIEWS:
+            self.view = VIEWS[target]
+            self.row_filter = RowFilter()
+            self.refresh_view()
+        elif target or matches:
+            self.notify(f":{name} is not available yet", severity="warning")
+        else:
+            self.notify(f"unknown view {name!r}; try one of: {', '.join(VIEWS)}", severity="error")
+
+    def set_filter(self, text: str) -> None:
+        self.row_filter = RowFilter(text)
+        self.refresh_view()
+
+    def current_rows(self) -> list[Row]:
+        return self.row_filter.apply(self.view.rows(self.state))
+
+    def refresh_view(self) -> None:
+        browse = self.browse
+        if browse is None or not browse.is_mounted:
+            return
+        table = browse.query_one(ResourceTable)
+        table.set_view(self.view)
+        rows = self.current_rows()
+        table.show_rows(rows)
+        flt = f"  /{self.row_filter.text}" if self.row_filter.text else ""
+        browse.query_one("#view-title", Static).update(f" {self.view.title} ({len(rows)}){flt}")
+        hint = browse.query_one("#empty-hint", Static)
+        hint.update(
+            ""
+            if rows
+            else (
+                self.view.empty_hint if not flt else "No rows match the filter (escape clears it)."
+            )
+        )
+        hint.display = not rows
+        extra = "read-only" if self.read_only else ""
+        browse.query_one(StatusBar).show(self.cluster_name, self.sync_state, self.last_error, extra)
+
+    def selected(self) -> Row | None:
+        browse = self.browse
+        return browse.query_one(ResourceTable).current() if browse else None
+
+    # ------------------------------------------------------------ actions
+    def action_help(self) -> None:
+        self.push_screen(help_screen(self.view.title, [], self.read_only))
+
+    def action_describe(self) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("nothing selected", severity="warning")
+            return
+        self.push_screen(TextScreen(f"Describe {row.cells[0]}", describe(row, self.state)))
+
+    def action_yaml(self) -> None:
+        row = self.selected()
+        if row is None or row.resource is None:
+            self.notify("the selected row is not a stored resource", severity="warning")
+            return
+        import yaml
+
+        body = yaml.safe_dump(row.resource.to_dict(), sort_keys=False)
+        self.push_screen(TextScreen(f"{row.resource.ident}", body, syntax="yaml"))
+
+    def action_edit(self) -> None:
+        if self.read_only:
+            self.notify("read-only: editing is off", severity="warning")
+            return
+        row = self.selected()
+        if row is None or row.resource is None:
+            self.notify("select a stored resource to edit", severity="warning")
+            return
+        import yaml
+
+        original = yaml.safe_dump(row.resource.to_dict(), sort_keys=False)
+        path = Path(tempfile.mkstemp(prefix="calico-edit-", suffix=".yaml")[1])
+        path.write_text(original)
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        try:
+            try:
+                with self.suspend():
+                    subprocess.run([*shlex.split(editor), str(path)], check=False)
+            except Exception:  # headless (tests) or no terminal to hand over: run it as is
+                subprocess.run(
+                    [*shlex.split(editor), str(path)], check=False, stdin=subprocess.DEVNULL
+                )
+            edited = path.read_text()
+        finally:
+            path.unlink(missing_ok=True)
+        if edited == original:
+            self.notify("no change")
+            return
+        self.apply_edit(edited)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def apply_edit(self, text: str) -> None:
+        from calico.errors import DatastoreError
+        from calico.resources import ValidationError, load_documents
+
+        try:
+            docs = load_documents(text)
+            if len(docs) != 1:
+                raise ValidationError("", "the edit must hold exactly one resource")
+            saved = self.datastore().update(docs[0])
+        except (ValidationError, DatastoreError, ValueError) as exc:
+            self.call_from_thread(self._edit_failed, str(exc))
+            return
+        self.call_from_thread(
+            self.notify, f"saved {saved.ident} (resourceVersion {saved.metadata.resource_version})"
+        )
+
+    def _edit_failed(self, message: str) -> None:
+        self.last_error = message
+        self.notify(f"not saved: {message}", severity="error", timeout=8)
+        self.refresh_view()
+
+    def action_delete(self) -> None:
+        if self.read_only:
+            self.notify("read-only: deleting is off", severity="warning")
+            return
+        row = self.selected()
+        if row is None or row.resource is None:
+            self.notify("select a stored resource to delete", severity="warning")
+            return
+        res = row.resource
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_resource(res)
+
+        self.push_screen(ConfirmScreen(f"Delete {res.ident}?"), answered)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def delete_resource(self, res) -> None:
+        from calico.errors import DatastoreError
+
+        try:
+            self.datastore().delete(type(res), res.metadata.name, res.metadata.namespace)
+        except DatastoreError as exc:
+            self.call_from_thread(self._edit_failed, str(exc))
+            return
+        self.call_from_thread(self.notify, f"deleted {res.ident}")
+
+    def action_screenshot_svg(self) -> None:
+        path = self.save_screenshot()
+        self.notify(f"screenshot saved: {path}")
+
+    # ------------------------------------------------------------ command palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name, view in VIEWS.items():
+            yield SystemCommand(
+                f"View: {view.title}", f":{name}", lambda n=name: self.switch_view(n)
+            )
+        yield SystemCommand("Describe selected", "d", self.action_describe)
+        yield SystemCommand("Show YAML of selected", "y", self.action_yaml)
+        if not self.read_only:
+            yield SystemCommand("Edit selected in $EDITOR", "e", self.action_edit)
+            yield SystemCommand("Delete selected", "ctrl+d", self.action_delete)
+        yield SystemCommand("Clear filter", "escape", lambda: self.set_filter(""))
+        yield SystemCommand("Screenshot (SVG)", "ctrl+s", self.action_screenshot_svg)
+
+
+def describe(row: Row, state: ClusterState) -> str:
+    """A human description of a row: its fields, then what it relates to."""
+    lines = [f"{col}: {cell}" for col, cell in zip(_columns_for(row), row.cells, strict=False)]
+    res = row.resource
+    if res is not None and res.KIND == "Profile":
+        members = profile_members(state, res.metadata.name)
+        lines += ["", f"Member endpoints ({len(members)}):"]
+        lines += [
+            f"  {w.spec.node}  {','.join(w.spec.ip_networks)}  {w.metadata.name}" for w in members
+        ]
+        for direction in ("ingress", "egress"):
+            rules = getattr(res.spec, direction)
+            lines += ["", f"{direction.capitalize()} rules ({len(rules)}):"]
+            lines += [f"  {i}: {rule_text(r)}" for i, r in enumerate(rules)]
+    if res is not None and res.KIND in ("NetworkPolicy", "GlobalNetworkPolicy"):
+        for direction in ("ingress", "egress"):
+            rules = getattr(res.spec, direction)
+            lines += ["", f"{direction.capitalize()} rules ({len(rules)}):"]
+            lines += [f"  {i}: {rule_text(r)}" for i, r in enumerate(rules)]
+    if row.data:
+        lines += ["", *(f"{k}: {v}" for k, v in row.data.items())]
+    return "\n".join(lines)
+
+
+def rule_text(rule) -> str:
+    """One rule as a sentence-like line: `Allow TCP from has(network1) to port 80`."""
+    parts = [rule.action]
+    if rule.protocol is not None:
+        parts.append(str(rule.protocol))
+    for side, ent in (("from", rule.source), ("to", rule.destination)):
+        bits = []
+        if ent.selector:
+            bits.append(ent.selector)
+        if ent.not_selector:
+            bits.append(f"not {ent.not_selector}")
+        if ent.nets:
+            bits.append(",".join(ent.nets))
+        if ent.not_nets:
+            bits.append("not " + ",".join(ent.not_nets))
+        if ent.ports:
+            bits.append("port " + ",".join(map(str, ent.ports)))
+        if ent.not_ports:
+            bits.append("not port " + ",".join(map(str, ent.not_ports)))
+        if bits:
+            parts.append(f"{side} {' '.join(bits)}")
+    return " ".join(parts) if len(parts) > 1 else f"{rule.action} everything"
+
+
+def _columns_for(row: Row) -> tuple[str, ...]:
+    for view in VIEWS.values():
+        if len(view.columns) == len(row.cells) and row.key.split("/")[0] in view.name:
+            return view.columns
+    return tuple(f"col{i}" for i in range(len(row.cells)))
+
+
+def find_lab_endpoints() -> tuple[str, str] | None:
+    """(lab name, etcd endpoints) of a running local lab, if any."""
+    try:
+        from lab.cluster import Lab
+    except ImportError:
+        return None
+    try:
+        names = Lab.find_running()
+    except Exception:  # a broken lab state file must not stop the console
+        return None
+    for name in names:
+        lab = Lab(name)
+        return name, lab.etcd_endpoints
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="calico-console", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--etcd-endpoints", help="etcd to open (default: ETCD_ENDPOINTS, else the running lab)"
+    )
+    parser.add_argument(
+        "--read-only", action="store_true", help="hide everything that changes the cluster"
+    )
+    args = parser.parse_args(argv)
+    endpoints = args.etcd_endpoints or os.environ.get("ETCD_ENDPOINTS")
+    name = ""
+    if not endpoints:
+        found = find_lab_endpoints()
+        if found is None:
+            if sys.stdin.isatty():
+                answer = input("No local lab is running. Start one now (calico-lab up)? [Y/n] ")
+                if answer.strip().lower() in ("", "y", "yes"):
+                    subprocess.run(["calico-lab", "up"], check=False)
+                    found = find_lab_endpoints()
+            if found is None:
+                print(
+                    "calico-console: no cluster: start a lab (calico-lab up) or pass --etcd-endpoints",
+                    file=sys.stderr,
+                )
+                return 1
+        name, endpoints = found
+    CalicoConsole(
+        endpoints=endpoints, cluster_name=name or endpoints, read_only=args.read_only
+    ).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

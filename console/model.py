@@ -1,0 +1,427 @@
+"""What the console shows, as plain data: cluster state in, table rows out.
+
+No Textual here: the views' columns, rows, states and filters are pure functions of a
+`ClusterState`, so they are tested without a terminal and the widgets stay thin.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from calico.datastore import IPAM_ROOT, KV, RESOURCE_ROOT
+from calico.resources import (
+    GlobalNetworkPolicy,
+    IPPool,
+    NetworkPolicy,
+    Node,
+    Profile,
+    Resource,
+    ValidationError,
+    WorkloadEndpoint,
+    load,
+)
+
+BLOCK_PREFIX = IPAM_ROOT + "assignment/ipv4/block/"
+FELIX_PREFIX = "/calico/felix/"
+
+
+@dataclass
+class NodeInfo:
+    """What a node's agent says about itself (API); None fields: not known yet."""
+
+    reachable: bool | None = None
+    error: str = ""
+    health: dict[str, Any] = field(default_factory=dict)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    networks: list[dict[str, Any]] = field(default_factory=list)  # CNI files found on the node
+
+
+@dataclass
+class ClusterState:
+    """Everything the console knows, keyed the way it arrives (etcd keys, node names)."""
+
+    resources: dict[str, Resource] = field(default_factory=dict)  # etcd key -> resource
+    blocks: dict[str, dict[str, Any]] = field(default_factory=dict)  # block cidr -> block JSON
+    felix: dict[str, Any] = field(default_factory=dict)  # status key -> JSON
+    nodes: dict[str, NodeInfo] = field(default_factory=dict)  # node name -> agent info
+    bad_keys: dict[str, str] = field(default_factory=dict)  # key -> why it did not load
+
+    def apply_kv(self, key: str, kv: KV | None) -> None:
+        """One etcd key changed (kv None: deleted)."""
+        if key.startswith(RESOURCE_ROOT):
+            self.bad_keys.pop(key, None)
+            if kv is None:
+                self.resources.pop(key, None)
+                return
+            try:
+                self.resources[key] = _decode(kv)
+            except (ValidationError, ValueError) as exc:
+                self.resources.pop(key, None)
+                self.bad_keys[key] = str(exc)
+        elif key.startswith(BLOCK_PREFIX):
+            cidr = key[len(BLOCK_PREFIX) :].replace("-", "/")
+            if kv is None:
+                self.blocks.pop(cidr, None)
+            else:
+                try:
+                    self.blocks[cidr] = json.loads(kv.value)
+                except ValueError:
+                    self.bad_keys[key] = "block is not JSON"
+        elif key.startswith(FELIX_PREFIX):
+            if kv is None:
+                self.felix.pop(key, None)
+            else:
+                try:
+                    self.felix[key] = json.loads(kv.value)
+                except ValueError:
+                    pass
+
+    def replace_all(self, kvs: Iterable[KV]) -> None:
+        self.resources.clear()
+        self.blocks.clear()
+        self.felix.clear()
+        self.bad_keys.clear()
+        for kv in kvs:
+            self.apply_kv(kv.key, kv)
+
+    def copy(self) -> ClusterState:
+        """A snapshot for the UI thread. Shallow is enough: values are replaced on change,
+        never mutated, so the UI can read its copy while the sync thread moves on."""
+        return ClusterState(
+            resources=dict(self.resources),
+            blocks=dict(self.blocks),
+            felix=dict(self.felix),
+            nodes=dict(self.nodes),
+            bad_keys=dict(self.bad_keys),
+        )
+
+    def of_kind(self, cls: type[Resource]) -> list[Resource]:
+        return sorted(
+            (r for r in self.resources.values() if isinstance(r, cls)),
+            key=lambda r: (r.metadata.namespace or "", r.metadata.name),
+        )
+
+
+def _decode(kv: KV) -> Resource:
+    res = load(json.loads(kv.value))
+    res.metadata.resource_version = str(kv.mod_revision)
+    return res
+
+
+# ---------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # stable identity, e.g. the etcd key: rows update in place
+    cells: tuple[str, ...]
+    state: str = ""  # a word the widget colours: running, exited, programmed, pending, down ...
+    resource: Resource | None = None
+    data: dict[str, Any] | None = None  # for non-resource rows (pods, networks)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    rows: Callable[[ClusterState], list[Row]]
+    empty_hint: str
+    kind: type[Resource] | None = None  # editable resource kind behind the rows
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" if v else k for k, v in sorted(labels.items()))
+
+
+def profile_members(state: ClusterState, profile: str) -> list[WorkloadEndpoint]:
+    return [
+        w
+        for w in state.of_kind(WorkloadEndpoint)
+        if isinstance(w, WorkloadEndpoint) and profile in w.spec.profiles
+    ]
+
+
+def _endpoint_status(state: ClusterState, wep: WorkloadEndpoint) -> str:
+    """'programmed' when the node's agent reported the endpoint up, else 'pending'."""
+    for key, value in state.felix.items():
+        if (
+            key.endswith(f"/{wep.spec.endpoint}")
+            and f"/{wep.spec.node}/" in key
+            and wep.metadata.name in key
+            and isinstance(value, dict)
+        ):
+            return "programmed" if value.get("status") == "up" else str(value.get("status"))
+    return "pending"
+
+
+def _block_usage(block: dict[str, Any]) -> tuple[int, int]:
+    allocations = block.get("allocations") or []
+    used = sum(1 for a in allocations if a is not None)
+    return used, len(allocations)
+
+
+def _pool_of(pools: list[IPPool], cidr: str) -> IPPool | None:
+    net = ipaddress.ip_network(cidr, strict=False)
+    for pool in pools:
+        if net.subnet_of(ipaddress.ip_network(pool.spec.cidr)):  # type: ignore[arg-type]
+            return pool
+    return None
+
+
+def bar(used: int, total: int, width: int = 12) -> str:
+    """A text usage bar: ███░░░ 3/64."""
+    filled = round(width * used / total) if total else 0
+    return "█" * filled + "░" * (width - filled) + f" {used}/{total}"
+
+
+def node_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    nodes = {n.metadata.name: n for n in state.of_kind(Node)}
+    names = sorted(set(nodes) | set(state.nodes))
+    for name in names:
+        node = nodes.get(name)
+        info = state.nodes.get(name, NodeInfo())
+        blocks = [c for c, b in state.blocks.items() if b.get("affinity") == f"host:{name}"]
+        addr = node.ipv4_address if isinstance(node, Node) else ""
+        if info.reachable is None:
+            agent, st = "unknown", "pending"
+        elif info.reachable:
+            in_sync = info.health.get("in_sync", info.health.get("ready"))
+            agent, st = ("ready", "running") if in_sync else ("syncing", "pending")
+        else:
+            agent, st = "unreachable", "down"
+        running = sum(1 for p in info.pods if p.get("state") == "running")
+        rows.append(
+            Row(
+                key=f"node/{name}",
+                cells=(
+                    name,
+                    addr or "",
+                    agent,
+                    f"{running}/{len(info.pods)}",
+                    ",".join(sorted(blocks)),
+                ),
+                state=st,
+                resource=node,
+            )
+        )
+    return rows
+
+
+def network_rows(state: ClusterState) -> list[Row]:
+    """Networks: CNI files found on nodes, joined with profiles of the same name and pools."""
+    found: dict[str, dict[str, Any]] = {}
+    for node, info in sorted(state.nodes.items()):
+        for net in info.networks:
+            entry = found.setdefault(
+                net.get("name", "?"), {"nodes": [], "type": net.get("type", "")}
+            )
+            entry["nodes"].append(node)
+    profiles = {p.metadata.name: p for p in state.of_kind(Profile)}
+    pools = [p for p in state.of_kind(IPPool) if isinstance(p, IPPool) and not p.spec.disabled]
+    pool_text = ",".join(p.spec.cidr for p in pools)
+    names = sorted(set(found) | set(profiles))
+    rows = []
+    for name in names:
+        entry = found.get(name, {"nodes": [], "type": "calico" if name in profiles else ""})
+        members = profile_members(state, name)
+        is_calico = entry["type"] == "calico"
+        rows.append(
+            Row(
+                key=f"network/{name}",
+                cells=(
+                    name,
+                    entry["type"] or "?",
+                    ",".join(entry["nodes"]) or "-",
+                    "yes" if name in profiles else ("missing" if is_calico else "-"),
+                    pool_text if is_calico else "-",
+                    str(len(members)),
+                ),
+                state="programmed" if name in profiles else "pending",
+                resource=profiles.get(name),
+            )
+        )
+    return rows
+
+
+def profile_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    for p in state.of_kind(Profile):
+        assert isinstance(p, Profile)
+        rows.append(
+            Row(
+                key=f"profile/{p.metadata.name}",
+                cells=(
+                    p.metadata.name,
+                    str(len(p.spec.ingress)),
+                    str(len(p.spec.egress)),
+                    _labels_text(p.spec.labels_to_apply),
+                    str(len(profile_members(state, p.metadata.name))),
+                ),
+                resource=p,
+            )
+        )
+    return rows
+
+
+def pool_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    pools = [p for p in state.of_kind(IPPool) if isinstance(p, IPPool)]
+    for p in pools:
+        blocks = [b for c, b in state.blocks.items() if _pool_of([p], c) is p]
+        used = sum(_block_usage(b)[0] for b in blocks)
+        total = ipaddress.ip_network(p.spec.cidr).num_addresses
+        rows.append(
+            Row(
+                key=f"pool/{p.metadata.name}",
+                cells=(
+                    p.metadata.name,
+                    p.spec.cidr,
+                    f"/{p.block_size}",
+                    str(len(blocks)),
+                    bar(used, total),
+                    "disabled" if p.spec.disabled else "enabled",
+                ),
+                state="exited" if p.spec.disabled else "running",
+                resource=p,
+            )
+        )
+    return rows
+
+
+def pod_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    for node, info in sorted(state.nodes.items()):
+        for pod in info.pods:
+            nets = ", ".join(
+                f"{n.get('name')}:ip4={n.get('ip', '')}" for n in pod.get("networks", [])
+            )
+            rows.append(
+                Row(
+                    key=f"pod/{node}/{pod.get('uuid')}",
+                    cells=(
+                        str(pod.get("uuid", ""))[:8],
+                        node,
+                        str(pod.get("app", "")),
+                        str(pod.get("image", "")),
+                        str(pod.get("state", "")),
+                        nets,
+                        str(pod.get("created", "")),
+                    ),
+                    state=str(pod.get("state", "")),
+                    data={**pod, "node": node},
+                )
+            )
+    return rows
+
+
+def endpoint_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    for w in state.of_kind(WorkloadEndpoint):
+        assert isinstance(w, WorkloadEndpoint)
+        status = _endpoint_status(state, w)
+        rows.append(
+            Row(
+                key=f"wep/{w.metadata.namespace}/{w.metadata.name}",
+                cells=(
+                    w.spec.workload or w.spec.container_id[:12],
+                    w.spec.node,
+                    ",".join(w.spec.ip_networks),
+                    w.spec.interface_name,
+                    ",".join(w.spec.profiles),
+                    status,
+                ),
+                state=status,
+                resource=w,
+            )
+        )
+    return rows
+
+
+def policy_rows(state: ClusterState) -> list[Row]:
+    rows = []
+    for p in [*state.of_kind(GlobalNetworkPolicy), *state.of_kind(NetworkPolicy)]:
+        spec = p.spec
+        order = "" if spec.order is None else f"{spec.order:g}"
+        rows.append(
+            Row(
+                key=f"policy/{p.KIND}/{p.metadata.namespace or ''}/{p.metadata.name}",
+                cells=(
+                    p.metadata.name,
+                    "global" if isinstance(p, GlobalNetworkPolicy) else p.metadata.namespace or "",
+                    order,
+                    spec.selector or "all()",
+                    ",".join(spec.types) or "Ingress",
+                    f"{len(spec.ingress)}/{len(spec.egress)}",
+                ),
+                resource=p,
+            )
+        )
+    return rows
+
+
+VIEWS: dict[str, View] = {
+    v.name: v
+    for v in (
+        View("nodes", "Nodes", ("NAME", "ADDRESS", "AGENT", "PODS", "BLOCKS"), node_rows,
+             "No nodes registered. Start a lab: calico-lab up", Node),
+        View("networks", "Networks", ("NAME", "TYPE", "NODES", "PROFILE", "POOLS", "ENDPOINTS"),
+             network_rows, "No networks yet. Write a CNI file with \"type\": \"calico\" into "
+             "/etc/rkt/net.d on a node (see :tutorial).", Profile),
+        View("profiles", "Profiles", ("NAME", "INGRESS", "EGRESS", "LABELS", "MEMBERS"),
+             profile_rows, "No profiles. The calico CNI plugin creates one per network on "
+             "the first pod.", Profile),
+        View("pools", "IP pools", ("NAME", "CIDR", "BLOCK", "BLOCKS", "USED", "STATE"), pool_rows,
+             "No IP pools. Create one: calicoctl apply -f pool.yaml", IPPool),
+        View("pods", "Pods", ("UUID", "NODE", "APP", "IMAGE", "STATE", "NETWORKS", "CREATED"),
+             pod_rows, "No pods. Press n to launch a test pod.", None),
+        View("endpoints", "Workload endpoints", ("WORKLOAD", "NODE", "NETWORKS", "INTERFACE",
+             "PROFILES", "STATUS"), endpoint_rows, "No endpoints. Start a pod on a calico "
+             "network.", WorkloadEndpoint),
+        View("policies", "Policies", ("NAME", "SCOPE", "ORDER", "SELECTOR", "TYPES", "RULES"),
+             policy_rows, "No policies: profiles alone decide (same network only).",
+             GlobalNetworkPolicy),
+    )
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- filter
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """k9s-style `/` filter: a regex over the row's cells; a leading `!` negates."""
+
+    text: str = ""
+
+    @property
+    def negate(self) -> bool:
+        return self.text.startswith("!")
+
+    def compile(self) -> re.Pattern[str] | None:
+        body = self.text[1:] if self.negate else self.text
+        if not body:
+            return None
+        try:
+            return re.compile(body, re.IGNORECASE)
+        except re.error:
+            return re.compile(re.escape(body), re.IGNORECASE)  # half-typed regex: literal
+
+    def apply(self, rows: list[Row]) -> list[Row]:
+        pattern = self.compile()
+        if pattern is None:
+            return rows
+        hit = [any(pattern.search(c) for c in r.cells) for r in rows]
+        return [r for r, h in zip(rows, hit, strict=True) if h != self.negate]
+
+
+def complete_view(prefix: str) -> list[str]:
+    """View names for `:` completion."""
+    extra = ("matrix", "flows", "tutorial")
+    return [n for n in (*VIEWS, *extra) if n.startswith(prefix.lower().lstrip(":"))]
