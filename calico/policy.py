@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 from calico.resources import (
     PROTOCOL_NAMES,
@@ -340,7 +341,7 @@ class PolicySet:
     @property
     def policies(self) -> list[Policy]:
         """All policies in Calico's evaluation order."""
-        return [c.resource for c in self._policies]  # type: ignore[misc]
+        return [cast(Policy, c.resource) for c in self._policies]
 
     def labels_of(self, endpoint: WorkloadEndpoint) -> dict[str, str]:
         return effective_labels(endpoint, self.profiles)
@@ -385,7 +386,7 @@ def applicable_policies(
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be Ingress or Egress, not {direction!r}")
     labels = policy_set.labels_of(endpoint)
-    return [c.resource for c in policy_set._applicable(endpoint, labels, direction)]  # type: ignore[misc]
+    return [cast(Policy, c.resource) for c in policy_set._applicable(endpoint, labels, direction)]
 
 
 # ---------------------------------------------------------------- flows
@@ -836,7 +837,8 @@ def evaluate(policy_set: PolicySet, flow: Flow) -> Verdict:
 def _evaluate_direction(
     policy_set: PolicySet, ctx: _Ctx, direction: str, side: _Side
 ) -> DirectionResult:
-    assert side.endpoint is not None and side.labels is not None
+    if side.endpoint is None or side.labels is None:
+        raise ValueError(f"{direction} is only evaluated on a workload endpoint")
     endpoint = side.endpoint
     policies = policy_set._applicable(endpoint, side.labels, direction)
     steps: list[Step] = []
@@ -958,5 +960,12 @@ def _would_allow(
     where = item.where(direction, rule.index)
     allows = describe_rule(rule.raw).removeprefix("Allow ")
     if not reasons:
+        if decision.reason == END_OF_TIER_DENY and item.kind == "Profile":
+            # The classic surprise: any applicable policy hides the profiles.
+            return (
+                f"{where} would allow this flow ({allows}), but profiles are only reached when "
+                f"no policy applies or one passes: the policies end in an end-of-tier deny "
+                f"(add a Pass rule to let the profiles decide)"
+            )
         return f"{where} would allow this flow ({allows}), but {decision} decides first"
     return f"{where} allows {allows}; here {'; '.join(reasons)}"
