@@ -1,0 +1,152 @@
+"""A small client for a node agent's API (httpx); the console and the tests use it.
+
+A node publishes where its API is on its Node resource (annotation `calico-rkt.io/api`):
+`unix:///path/to/agent.sock` for the lab and single hosts, `http://host:port` (with a
+bearer token) for remote nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+
+class NodeAPIError(Exception):
+    """The agent answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class NodeClient:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0):
+        self.url = url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if url.startswith("unix://"):
+            transport = httpx.HTTPTransport(uds=url[len("unix://") :])
+            base = "http://node"
+        else:
+            transport = httpx.HTTPTransport()
+            base = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=base, transport=transport, headers=headers, timeout=timeout
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- plumbing
+    def _call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        try:
+            resp = self.http.request(
+                method,
+                "/v1" + path if not path.startswith("/metrics") else path,
+                json=body,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as exc:
+            raise NodeAPIError(f"node API at {self.url} unreachable: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("error", resp.text)
+            except ValueError:
+                message = resp.text
+            raise NodeAPIError(message, resp.status_code)
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.text
+
+    # -- reads
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/pods")
+
+    def networks(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/networks")
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/endpoints")
+
+    def dataplane(self) -> dict[str, Any]:
+        return self._call("GET", "/dataplane")
+
+    def metrics(self) -> str:
+        return self._call("GET", "/metrics")
+
+    # -- actions
+    def run_pod(
+        self,
+        image: str = "docker://busybox",
+        networks: list[str] | None = None,
+        exec_: str | None = None,
+        args: list[str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a pod like `rkt run`; with wait=True, until it exits (output included)."""
+        body = {
+            "image": image,
+            "networks": networks or [],
+            "exec": exec_,
+            "args": args or [],
+            "wait": wait,
+        }
+        return self._call("POST", "/pods", body, timeout=timeout)
+
+    def stop_pod(self, uuid: str, force: bool = True) -> dict[str, Any]:
+        return self._call("POST", f"/pods/{uuid}/stop", {"force": force})
+
+    def remove_pod(self, uuid: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/pods/{uuid}")
+
+    def probe(
+        self,
+        address: str,
+        port: int,
+        pod: str | None = None,
+        network: str | None = None,
+        timeout: float = 3.0,
+        http: bool = False,
+    ) -> dict[str, Any]:
+        """From a pod (uuid) or a fresh pod on a network: connected / refused / timed out."""
+        body = {
+            "address": address,
+            "port": port,
+            "pod": pod,
+            "network": network,
+            "timeout": timeout,
+            "http": http,
+        }
+        return self._call("POST", "/probes", body, timeout=timeout + 10)
+
+    def probes(self, requests: list[dict[str, Any]], timeout: float = 3.0) -> list[dict[str, Any]]:
+        """Many probes at once, run concurrently by the agent."""
+        return self._call("POST", "/probes/batch", {"probes": requests}, timeout=timeout + 15)
+
+    def flows(self, follow: bool = False, **filters: str) -> Iterator[dict[str, Any]]:
+        """Flow records, newest last; follow=True streams until the caller stops reading."""
+        params = {k: v for k, v in filters.items() if v}
+        if follow:
+            params["follow"] = "1"
+        try:
+            with self.http.stream("GET", "/v1/flows", params=params, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise NodeAPIError(resp.json().get("error", resp.text), resp.status_code)
+                for line in resp.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise NodeAPIError(f"flow stream from {self.url} broke: {exc}") from None
