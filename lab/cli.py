@@ -1,0 +1,205 @@
+"""`calico-lab`: a Calico cluster on one machine (see lab.cluster for what it makes).
+
+    calico-lab up [--nodes N] [--name LAB] [--subnet CIDR]
+    calico-lab down [--name LAB]
+    calico-lab status [--name LAB] [--json]
+    calico-lab exec [--name LAB] NODE -- CMD...
+    calico-lab env [--name LAB] [--node NODE]
+    calico-lab list
+
+The lab name comes from --name, else $CALICO_LAB, else "calilab"; a new lab's state goes to
+$CALICO_LAB_STATE/<lab> (default /var/lib/calico-lab/<lab>), and an existing lab is found
+through /run/calico-lab/<lab> wherever its state is. Errors are one line on stderr
+and a non-zero exit; `status` exits 3 when the lab is not up (as LSB init scripts do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from lab.cluster import DEFAULT_NODES, Lab, default_lab_name
+from lab.fabric import LabError
+
+EXIT_NOT_RUNNING = 3
+
+
+def _add_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--name",
+        "-n",
+        default=None,
+        help="lab name (default: $CALICO_LAB or calilab)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calico-lab",
+        description="A local Calico cluster: etcd, a fabric and N nodes as namespaces.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("up", help="make the lab (a no-op if it is up)")
+    _add_name(p)
+    p.add_argument("--nodes", type=int, default=DEFAULT_NODES, help="number of nodes (2)")
+    p.add_argument(
+        "--subnet",
+        default=None,
+        help="fabric subnet (default 10.213.0.0/24, or the next free /24 of 10.213.0.0/16)",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    p = sub.add_parser("down", help="remove everything the lab made")
+    _add_name(p)
+
+    p = sub.add_parser("status", help="etcd health and each node's state")
+    _add_name(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("exec", help="run a command on a node: calico-lab exec NODE -- CMD")
+    _add_name(p)
+    p.add_argument("node", help="node name (calico-01) or its number (1)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+
+    p = sub.add_parser("env", help="print export lines for a shell (root namespace)")
+    _add_name(p)
+    p.add_argument("--node", default=None, help="print a node's environment instead")
+
+    sub.add_parser("list", help="labs that are up")
+    return parser
+
+
+def _print_status(st: dict) -> None:
+    print(f"lab {st['name']}: {st['state']}  (state {st['state_dir']})")
+    if st["state"] == "down":
+        return
+    e = st["etcd"]
+    health = "healthy" if e["healthy"] else ("running, not healthy" if e["alive"] else "dead")
+    print(f"etcd: {e['endpoints']}  nodes use {e['node_endpoints']}  pid {e['pid']}  {health}")
+    fab = st.get("fabric") or {}
+    if fab:
+        print(
+            f"fabric: {fab['subnet']}  bridge {fab['bridge_address']} in netns {fab['netns']}"
+            f"  root link {fab['root_link']} {fab['root_address']}"
+        )
+    if st["nodes"]:
+        rows = [("NODE", "NETNS", "ADDRESS", "NS", "AGENT")]
+        for n in st["nodes"]:
+            ns = "ok" if n["netns_present"] and n["mntns_present"] else "MISSING"
+            agent = n["agent"]
+            if agent["pid"] is None:
+                a = "not started"
+            else:
+                a = f"pid {agent['pid']} " + ("alive" if agent["alive"] else "dead")
+            rows.append((n["name"], n["netns"], n["address"], ns, a))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if st["state"] == "broken":
+        print(
+            f"(leftovers of a dead lab: run calico-lab up or calico-lab down --name {st['name']})"
+        )
+
+
+def _exports(env: dict[str, str]) -> str:
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+def cmd_up(args) -> int:
+    lab = Lab(args.name)
+    st = lab.up(nodes=args.nodes, subnet=args.subnet)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    _print_status(st)
+    if st["already_up"]:
+        print(f"lab {lab.name} was already up")
+    else:
+        print(f"up in {st['seconds']:.2f}s")
+    name = "" if lab.name == default_lab_name() else f" --name {lab.name}"
+    print(f'next: calico-lab exec{name} calico-01 -- ip addr;  eval "$(calico-lab env{name})"')
+    return 0
+
+
+def cmd_down(args) -> int:
+    lab = Lab(args.name)
+    res = lab.down()
+    if res["removed"]:
+        print(f"lab {lab.name} removed in {res['seconds']:.2f}s")
+    else:
+        print(f"lab {lab.name} was not there")
+    return 0
+
+
+def cmd_status(args) -> int:
+    st = Lab(args.name).status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        _print_status(st)
+    return 0 if st["state"] == "up" else EXIT_NOT_RUNNING
+
+
+def cmd_exec(args) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise LabError("usage: calico-lab exec NODE -- CMD...")
+    lab = Lab(args.name)
+    argv = lab.exec_argv(args.node, cmd)
+    env = {**os.environ, **lab.node_env(args.node)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        raise LabError(f"cannot run {argv[0]}: {exc}") from exc
+    return 127  # not reached
+
+
+def cmd_env(args) -> int:
+    lab = Lab(args.name)
+    env = lab.node_env(args.node) if args.node else lab.root_env()
+    sys.stdout.write(_exports(env))
+    return 0
+
+
+def cmd_list(args) -> int:
+    for name in Lab.find_running():
+        print(name)
+    return 0
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "exec": cmd_exec,
+    "env": cmd_env,
+    "list": cmd_list,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LabError as exc:
+        print(f"calico-lab: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"calico-lab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("calico-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

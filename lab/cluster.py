@@ -1,0 +1,846 @@
+"""`Lab`: a Calico cluster on one machine — one etcd, N nodes as namespaces, one fabric.
+
+Layout of a lab named LAB (default ``calilab``) with nodes ``calico-01 .. calico-NN``::
+
+    root netns                      LAB-fabric netns                 LAB-calico-01 netns
+    ----------                      ----------------                 -------------------
+    <short>-fab 10.213.0.1/24 <-veth-> root ─┐                        lo
+      (etcd listens here and on              br0 10.213.0.254/24 ─── calico-01 <-veth-> eth0 10.213.0.11/24
+       127.0.0.1, same port)                 │  (no forwarding)                        default via .254
+                                             └── calico-02 <-veth-> eth0 (LAB-calico-02) ip_forward=1
+
+What is made, and why this way (deviations from the brief are marked *):
+
+- The bridge lives in its own namespace ``LAB-fabric``, never in the root namespace, so lab
+  traffic never crosses the root namespace's bridge-netfilter hooks or firewall. The
+  fabric namespace has forwarding off and bridge-nf-call-* off: it is a plain switch.
+- The root namespace gets exactly one link, ``<short>-fab`` with the fabric's first address
+  (.1) and its connected route; IPv6 is disabled on that one link so that it adds no
+  link-local address or fe80::/64 route either. Nothing else in the root namespace
+  (routes, iptables, sysctls such as ip_forward) is touched.
+- Each node's default route points at the bridge's own address (.254) in the fabric
+  namespace, which does not forward: a packet for a non-lab destination dies there. The
+  route is what makes proxy ARP for 169.254.1.1 (Calico's pod gateway) answer.
+- * The fabric subnet defaults to 10.213.0.0/24, but when that overlaps anything the root
+  namespace already has (another lab, a real network), `up` takes the next free /24 of
+  10.213.0.0/16, so a test run's lab and an operator's lab can be up side by side.
+  ``subnet=`` / ``--subnet`` pins it (and fails on overlap).
+- etcd (Debian's etcd-server) runs in the root namespace and listens on 127.0.0.1:P and on
+  the root link's fabric address :P. Nodes get the fabric URL, the root namespace gets the
+  loopback URL.
+- Each node has a persistent mount namespace and UTS namespace, pinned by bind mounts of
+  the namespace files onto ``<state>/ns/<node>.mnt`` / ``.uts`` (``<state>/ns`` is a private
+  bind mount of itself, as ``ip netns`` does for /run/netns; ``unshare --mount=FILE
+  --propagation slave`` makes the pin). Inside it: an overlayfs over /etc (lower /etc,
+  upper ``<state>/nodes/<node>/etc-upper``) so the node has its own ``/etc/rkt/net.d``
+  without changing the machine's /etc. * Also: a fresh sysfs on /sys made from inside
+  the node's netns (as ``ip netns exec`` does, so /sys/class/net shows the node's links;
+  /sys/fs/cgroup is carried over), and hostname = node name (the CNI plugin and
+  calicoctl fall back to the hostname when CALICO_NODENAME is unset).
+- Sockets and runtime data live under ``<state>/nodes/<node>/`` (outside the overlay, since
+  unix sockets do not work through overlay upper paths), visible from both sides.
+- ``lab.json`` in the state dir records every namespace, link, mount and pid *before* it is
+  made, so `down` after a crash knows what to look for. `down` also sweeps by name
+  (``LAB-fabric``, ``LAB-calico-NN``), by namespace identity (any process living in a lab
+  namespace: a shell opened with `exec`, a pod started by the runtime) and by etcd's data
+  dir (an etcd started just before a crash), so it works whatever state `up` died in.
+  Processes are always stopped by pid, after checking the pid's start time.
+- Nodes are registered as Calico v3 Node resources (with the agent API socket as an
+  annotation) and the default IPv4 pool is created if absent.
+
+State dir: ``state_dir=``, else the registered one (below), else ``$CALICO_LAB_STATE/<lab>``,
+else ``/var/lib/calico-lab/<lab>``. * Lab names are machine-wide (the namespaces carry them), so `up` also registers the lab as
+a symlink ``/run/calico-lab/<lab>`` -> its state dir: ``calico-lab status --name X`` and
+`Lab.find_running()` find a lab whatever state dir it was made with (a test run's, say).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lab import fabric
+from lab.etcd import EtcdProcess, free_port
+from lab.fabric import LabError
+
+DEFAULT_LAB = "calilab"
+DEFAULT_NODES = 2
+MAX_NODES = 99
+DEFAULT_SUBNET = "10.213.0.0/24"
+SUBNET_RANGE = "10.213.0.0/16"  # where `up` looks for a free /24 when the default is taken
+NODE_OFFSET = 10  # node i gets the subnet's address .(10 + i)
+DEFAULT_STATE_BASE = "/var/lib/calico-lab"
+LOCK_PATH = "/run/calico-lab.lock"
+REGISTRY_DIR = "/run/calico-lab"  # <lab> -> its state dir, for every lab made on this machine
+CNI_SYSTEM_DIR = "/usr/lib/cni"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org"
+NODE_KEY = RESOURCE_PREFIX + "/nodes/{name}"
+DEFAULT_POOL_NAME = "default-ipv4-ippool"
+DEFAULT_POOL_KEY = RESOURCE_PREFIX + "/ippools/" + DEFAULT_POOL_NAME
+DEFAULT_POOL = {
+    "apiVersion": "projectcalico.org/v3",
+    "kind": "IPPool",
+    "metadata": {"name": DEFAULT_POOL_NAME},
+    "spec": {
+        "cidr": "192.168.0.0/16",
+        "blockSize": 26,
+        "ipipMode": "Never",
+        "vxlanMode": "Never",
+        "natOutgoing": False,
+        "nodeSelector": "all()",
+    },
+}
+AGENT_API_ANNOTATION = "calico-rkt.io/api"
+
+# Runs inside the new node namespaces (netns entered by nsenter, mount+UTS made by
+# unshare, pinned to files). $1 node, $2 overlay upper, $3 overlay work, $4 scratch dir.
+NODE_SETUP_SCRIPT = r"""
+node=$1 upper=$2 work=$3 scratch=$4
+echo 1 > /proc/sys/net/ipv4/ip_forward
+echo "$node" > /proc/sys/kernel/hostname
+mount -t overlay calico-lab-etc -o "lowerdir=/etc,upperdir=$upper,workdir=$work" /etc
+mkdir -p /etc/rkt/net.d
+echo "$node" > /etc/hostname
+mount -t sysfs sysfs "$scratch"
+if mountpoint -q /sys/fs/cgroup; then mount --rbind /sys/fs/cgroup "$scratch/fs/cgroup"; fi
+umount -l /sys
+mount --move "$scratch" /sys
+"""
+
+
+def state_base() -> Path:
+    return Path(os.environ.get("CALICO_LAB_STATE") or DEFAULT_STATE_BASE)
+
+
+def registered_state_dir(name: str) -> Path | None:
+    """The state dir a lab of this name was made with on this machine, if any."""
+    try:
+        target = Path(os.readlink(Path(REGISTRY_DIR) / name))
+    except OSError:
+        return None
+    return target if target.is_dir() else None
+
+
+def default_lab_name() -> str:
+    return os.environ.get("CALICO_LAB") or DEFAULT_LAB
+
+
+def node_name(index: int) -> str:
+    return f"calico-{index:02d}"
+
+
+def plugin_dir() -> str:
+    """Where the `calico` and `calico-ipam` console scripts are: beside this Python."""
+    return os.path.dirname(sys.executable)
+
+
+def short_name(lab: str) -> str:
+    """At most 11 characters, unique per lab name, for names in the root namespace."""
+    if len(lab) <= 11:
+        return lab
+    return lab[:6] + hashlib.sha1(lab.encode()).hexdigest()[:5]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("calico-lab needs root (it makes network namespaces and mounts)")
+
+
+@contextlib.contextmanager
+def _global_lock(timeout: float = 120.0):
+    """One `up`/`down` at a time on this machine (they share the root namespace)."""
+    with open(LOCK_PATH, "a") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"another calico-lab up/down holds {LOCK_PATH}") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _etcd_healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as resp:
+            return b'"health":"true"' in resp.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class Lab:
+    """One lab cluster, identified by name; its state lives in `state_dir`.
+
+    Cheap to construct: nothing is read or made until a method is called, and every
+    method reads `lab.json` afresh, so several `Lab` objects (or processes) can look at
+    the same lab."""
+
+    def __init__(self, name: str | None = None, state_dir: str | os.PathLike | None = None):
+        name = name or default_lab_name()
+        if not NAME_RE.match(name):
+            raise LabError(
+                f"bad lab name {name!r}: lowercase letters, digits, '-' and '_', at most 32"
+            )
+        self.name = name
+        if state_dir is None:
+            # Lab names are machine-wide (namespace names carry them), so the registry
+            # finds a lab made with any state dir, e.g. by a test run.
+            state_dir = registered_state_dir(name) or state_base() / name
+        self.state_dir = Path(state_dir)
+        self.state_dir = self.state_dir.absolute()
+        self.state_file = self.state_dir / "lab.json"
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, state_dir={str(self.state_dir)!r})"
+
+    # --- names ------------------------------------------------------------------
+
+    @property
+    def fabric_netns(self) -> str:
+        return f"{self.name}-fabric"
+
+    @property
+    def root_link(self) -> str:
+        return fabric.check_ifname(short_name(self.name) + "-fab")
+
+    def node_netns(self, node: str) -> str:
+        return f"{self.name}-{node}"
+
+    @property
+    def _ns_dir(self) -> Path:
+        return self.state_dir / "ns"
+
+    def node_dir(self, node: str) -> Path:
+        return self.state_dir / "nodes" / node
+
+    def _node_netns_re(self) -> re.Pattern:
+        return re.compile(rf"^{re.escape(self.name)}-calico-\d+$")
+
+    # --- state ------------------------------------------------------------------
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot read {self.state_file}: {exc}") from exc
+
+    def _save(self, state: dict) -> None:
+        tmp = self.state_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def _up_state(self) -> dict:
+        state = self._read_state()
+        if state.get("phase") != "up":
+            raise LabError(f"lab {self.name} is not up (calico-lab up --name {self.name})")
+        return state
+
+    @property
+    def nodes(self) -> list[str]:
+        return sorted(self._read_state().get("nodes", {}))
+
+    def _node(self, state: dict, node: str) -> dict:
+        if node.isdigit():
+            node = node_name(int(node))
+        try:
+            return state["nodes"][node]
+        except KeyError:
+            known = ", ".join(sorted(state.get("nodes", {}))) or "none"
+            raise LabError(f"no node {node!r} in lab {self.name} (nodes: {known})") from None
+
+    def node_address(self, node: str) -> str:
+        return self._node(self._up_state(), node)["address"]
+
+    @property
+    def etcd_endpoints(self) -> str:
+        """etcd as the root namespace reaches it (loopback)."""
+        return self._up_state()["etcd"]["loopback_url"]
+
+    @property
+    def fabric_etcd_endpoints(self) -> str:
+        """etcd as the nodes reach it (the root link's fabric address)."""
+        return self._up_state()["etcd"]["fabric_url"]
+
+    def root_env(self) -> dict[str, str]:
+        """Variables for a shell in the root namespace (calicoctl against this lab)."""
+        return {
+            "ETCD_ENDPOINTS": self.etcd_endpoints,
+            "DATASTORE_TYPE": "etcdv3",
+            "CALICO_LAB": self.name,
+        }
+
+    def node_env(self, node: str) -> dict[str, str]:
+        """Variables a command run on `node` sees (on top of the caller's environment)."""
+        state = self._up_state()
+        info = self._node(state, node)
+        ndir = Path(info["dir"])
+        bindir = plugin_dir()
+        path = os.environ.get(
+            "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        )
+        if bindir not in path.split(os.pathsep):
+            path = bindir + os.pathsep + path
+        return {
+            "ETCD_ENDPOINTS": state["etcd"]["fabric_url"],
+            "DATASTORE_TYPE": "etcdv3",
+            "CALICO_NODENAME": info["name"],
+            "CALICO_LAB": self.name,
+            "RKT_DIR": str(ndir / "rkt"),
+            "CALICO_AGENT_SOCKET": str(ndir / "agent.sock"),
+            "CNI_PATH": os.pathsep.join([bindir, CNI_SYSTEM_DIR]),
+            "PATH": path,
+        }
+
+    # --- running commands on a node ---------------------------------------------
+
+    def exec_argv(self, node: str, argv: list[str]) -> list[str]:
+        """The command line that runs `argv` on `node` (its netns, mount and UTS ns)."""
+        if not argv:
+            raise LabError("no command given")
+        info = self._node(self._up_state(), node)
+        netns = fabric.netns_path(info["netns"])
+        if not netns.exists() or not fabric.is_mountpoint(Path(info["mntns"])):
+            raise LabError(f"node {info['name']} of lab {self.name} is gone (run calico-lab up)")
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "/"
+        # The working directory is kept, resolved in the node's mount namespace (`env -C`
+        # runs after the switch; nsenter's --wd opens it before, in the root's view).
+        return [
+            "nsenter",
+            f"--net={netns}",
+            f"--mount={info['mntns']}",
+            f"--uts={info['utsns']}",
+            "--",
+            "env",
+            "-C",
+            cwd,
+            "--",
+            *argv,
+        ]
+
+    def exec(
+        self,
+        node: str,
+        argv: list[str],
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        text: bool | None = None,
+        check: bool = False,
+    ):
+        """Run `argv` on `node`, capture its output; a subprocess.CompletedProcess."""
+        import subprocess
+
+        if text is None:
+            text = not isinstance(input, bytes)
+        env = {**os.environ, **self.node_env(node)}
+        return subprocess.run(
+            self.exec_argv(node, argv),
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            env=env,
+            check=check,
+        )
+
+    def write_net_conf(self, node: str, filename: str, conf: dict | str) -> str:
+        """Write a CNI network file into the node's own /etc/rkt/net.d; returns its path."""
+        if not filename or "/" in filename or filename.startswith("."):
+            raise LabError(f"bad network file name {filename!r}")
+        text = conf if isinstance(conf, str) else json.dumps(conf, indent=2) + "\n"
+        path = f"/etc/rkt/net.d/{filename}"
+        proc = self.exec(node, ["sh", "-c", 'cat > "$1"', "sh", path], input=text)
+        if proc.returncode != 0:
+            raise LabError(f"writing {path} on {node}: {proc.stderr.strip()}")
+        return path
+
+    # --- up -----------------------------------------------------------------------
+
+    def up(self, nodes: int = DEFAULT_NODES, subnet: str | None = None) -> dict:
+        """Make the lab (cleaning a dead one's leftovers first); a no-op if it is up.
+
+        Returns `status()` plus `already_up` and `seconds`."""
+        require_root()
+        if not 1 <= nodes <= MAX_NODES:
+            raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
+        t0 = time.monotonic()
+        with _global_lock():
+            current = self.status()
+            if current["state"] == "up":
+                if len(current["nodes"]) != nodes:
+                    raise LabError(
+                        f"lab {self.name} is already up with {len(current['nodes'])} nodes;"
+                        f" run calico-lab down --name {self.name} first"
+                    )
+                return {**current, "already_up": True, "seconds": time.monotonic() - t0}
+            self._teardown()
+            try:
+                self._build(nodes, subnet)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._teardown()
+                raise
+        return {**self.status(), "already_up": False, "seconds": time.monotonic() - t0}
+
+    def _choose_subnet(self, wanted: str | None) -> ipaddress.IPv4Network:
+        taken = fabric.root_ipv4_networks()
+        if wanted:
+            try:
+                net = ipaddress.IPv4Network(wanted)
+            except ValueError as exc:
+                raise LabError(f"bad subnet {wanted!r}: {exc}") from None
+            if not 16 <= net.prefixlen <= 24:
+                raise LabError(f"subnet {net} must be between /16 and /24")
+            clash = [t for t in taken if t.overlaps(net)]
+            if clash:
+                raise LabError(f"subnet {net} overlaps {clash[0]} in the root namespace")
+            return net
+        default = ipaddress.IPv4Network(DEFAULT_SUBNET)
+        candidates = [default] + [
+            n for n in ipaddress.IPv4Network(SUBNET_RANGE).subnets(new_prefix=24) if n != default
+        ]
+        for net in candidates:
+            if not any(t.overlaps(net) for t in taken):
+                return net
+        raise LabError(f"no free /24 in {SUBNET_RANGE} for the fabric; pass --subnet")
+
+    @property
+    def _registry_entry(self) -> Path:
+        return Path(REGISTRY_DIR) / self.name
+
+    def _register_lab(self) -> None:
+        entry = self._registry_entry
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{self.name}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(self.state_dir)
+        os.replace(tmp, entry)
+
+    def _unregister_lab(self) -> None:
+        entry = self._registry_entry
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(entry)) == self.state_dir:
+                entry.unlink()
+
+    def _build(self, count: int, subnet: str | None) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._register_lab()
+        state: dict = {
+            "name": self.name,
+            "state_dir": str(self.state_dir),
+            "phase": "starting",
+            "created": time.time(),
+            "netns": [],
+            "links": [],
+            "mounts": [],
+            "nodes": {},
+            "etcd": {},
+            "agents": {},
+        }
+        self._save(state)
+
+        net = self._choose_subnet(subnet)
+        root_addr, bridge_addr = net[1], net[-2]
+        plen = net.prefixlen
+        state["fabric"] = {
+            "subnet": str(net),
+            "root_address": str(root_addr),
+            "bridge_address": str(bridge_addr),
+            "netns": self.fabric_netns,
+            "bridge": "br0",
+            "root_link": self.root_link,
+        }
+        state["mounts"].append(str(self._ns_dir))
+        self._save(state)
+        fabric.make_private_bind(self._ns_dir)
+
+        # The fabric: a bridge in its own namespace, a plain switch.
+        fab = self.fabric_netns
+        state["netns"].append(fab)
+        self._save(state)
+        fabric.netns_add(fab)
+        fabric.ip(fab, "link", "set", "lo", "up")
+        sysctls = {"net.ipv4.ip_forward": "0"}
+        for key in ("iptables", "ip6tables", "arptables"):
+            if os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{key}"):
+                sysctls[f"net.bridge.bridge-nf-call-{key}"] = "0"
+        fabric.sysctl_in_netns(fab, sysctls)
+        fabric.ip(fab, "link", "add", "br0", "type", "bridge")
+        fabric.ip(fab, "addr", "add", f"{bridge_addr}/{plen}", "dev", "br0")
+        fabric.ip(fab, "link", "set", "br0", "up")
+
+        # The one link in the root namespace.
+        link = self.root_link
+        if fabric.link_exists(link):
+            raise LabError(f"interface {link} already exists in the root namespace, not ours")
+        state["links"].append(link)
+        self._save(state)
+        fabric.ip(None, "link", "add", link, "type", "veth", "peer", "name", "root", "netns", fab)
+        ipv6_off = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
+        if ipv6_off.exists():
+            ipv6_off.write_text("1\n")
+        fabric.ip(None, "addr", "add", f"{root_addr}/{plen}", "dev", link)
+        fabric.ip(fab, "link", "set", "root", "master", "br0", "up")
+        fabric.ip(None, "link", "set", link, "up")
+
+        # etcd boots (about 0.2 s) while the nodes are made.
+        etcd = self._etcd_process(str(root_addr))
+        state["etcd"] = {
+            "data_dir": str(etcd.data_dir),
+            "log": str(etcd.log_path),
+            "loopback_url": etcd.client_urls[0],
+            "fabric_url": etcd.client_urls[1],
+            "pid": None,
+            "starttime": None,
+        }
+        self._save(state)
+        failure: list[BaseException] = []
+
+        def start_etcd() -> None:
+            try:
+                etcd.start()
+                import pyetcd  # noqa: F401 - warm the import (0.1-0.2 s) off the main path
+            except BaseException as exc:  # reported by the main thread
+                failure.append(exc)
+
+        starter = threading.Thread(target=start_etcd, name="etcd-start", daemon=True)
+        starter.start()
+        try:
+            for i in range(1, count + 1):
+                self._make_node(state, i, net)
+        finally:
+            starter.join()
+            if etcd.pid:
+                state["etcd"]["pid"] = etcd.pid
+                state["etcd"]["starttime"] = fabric.proc_starttime(etcd.pid)
+                self._save(state)
+        if failure:
+            raise LabError(f"etcd did not start: {failure[0]}")
+
+        self._register(state)
+
+        # HOOK(agents): start one `calico-agent` per node here, inside the node
+        # (self.exec_argv(node, ["calico-agent", ...]) with self.node_env(node)), and record
+        # state["agents"][node] = {"pid": ..., "starttime": fabric.proc_starttime(pid)}
+        # *before* waiting for its socket, so that `down` can stop it after a crash.
+        self._start_agents(state)
+
+        state["phase"] = "up"
+        state["up_since"] = time.time()
+        self._save(state)
+
+    def _etcd_process(self, fabric_addr: str) -> EtcdProcess:
+        for _ in range(20):
+            port = free_port("127.0.0.1")
+            try:
+                with socket.socket() as s:
+                    s.bind((fabric_addr, port))
+                break
+            except OSError:
+                continue
+        else:
+            raise LabError("no free port for etcd on both loopback and the fabric")
+        peer = free_port("127.0.0.1")
+        return EtcdProcess(
+            name=f"{self.name}-etcd",
+            data_dir=self.state_dir / "etcd.data",
+            client_urls=[f"http://127.0.0.1:{port}", f"http://{fabric_addr}:{port}"],
+            peer_url=f"http://127.0.0.1:{peer}",
+            log_path=self.state_dir / "etcd.log",
+            # One member: no peer to lose, so a short election timeout only makes the
+            # first leader election (most of etcd's start-up time) quicker.
+            extra_args=["--heartbeat-interval", "20", "--election-timeout", "200"],
+        )
+
+    def _make_node(self, state: dict, index: int, net: ipaddress.IPv4Network) -> None:
+        node = node_name(index)
+        netns = self.node_netns(node)
+        ndir = self.node_dir(node)
+        address = net[NODE_OFFSET + index]
+        pin_mnt, pin_uts = self._ns_dir / f"{node}.mnt", self._ns_dir / f"{node}.uts"
+        scratch = ndir / ".sys"
+        for sub in ("rkt", "etc-upper", "etc-work", ".sys"):
+            (ndir / sub).mkdir(parents=True, exist_ok=True)
+        state["nodes"][node] = {
+            "name": node,
+            "index": index,
+            "netns": netns,
+            "address": str(address),
+            "prefixlen": net.prefixlen,
+            "dir": str(ndir),
+            "mntns": str(pin_mnt),
+            "utsns": str(pin_uts),
+            "fabric_port": node,
+        }
+        state["netns"].append(netns)
+        state["mounts"] += [str(pin_mnt), str(pin_uts)]
+        self._save(state)
+
+        fab = self.fabric_netns
+        fabric.netns_add(netns)
+        # Both ends are made directly in their namespaces: nothing appears in the root one.
+        fabric.ip(
+            None, "link", "add", "name", "eth0", "netns", netns,
+            "type", "veth", "peer", "name", node, "netns", fab,
+        )  # fmt: skip
+        fabric.ip(fab, "link", "set", node, "master", "br0", "up")
+        fabric.ip(netns, "link", "set", "lo", "up")
+        fabric.ip(netns, "addr", "add", f"{address}/{net.prefixlen}", "dev", "eth0")
+        fabric.ip(netns, "link", "set", "eth0", "up")
+        fabric.ip(netns, "route", "add", "default", "via", str(net[-2]), "dev", "eth0")
+
+        pin_mnt.touch()
+        pin_uts.touch()
+        fabric.run(
+            [
+                "nsenter", f"--net={fabric.netns_path(netns)}",
+                "unshare", f"--mount={pin_mnt}", f"--uts={pin_uts}", "--propagation", "slave",
+                "sh", "-ec", NODE_SETUP_SCRIPT, "sh",
+                node, str(ndir / "etc-upper"), str(ndir / "etc-work"), str(scratch),
+            ]
+        )  # fmt: skip
+
+    def _register(self, state: dict) -> None:
+        """Node resources and the default IPv4 pool in etcd (the pool only if absent)."""
+        import pyetcd
+
+        url = state["etcd"]["loopback_url"]
+        host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+        client = pyetcd.client(host=host, port=int(port), timeout=10)
+        try:
+            for node, info in sorted(state["nodes"].items()):
+                resource = {
+                    "apiVersion": "projectcalico.org/v3",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": node,
+                        "annotations": {
+                            AGENT_API_ANNOTATION: f"unix://{info['dir']}/agent.sock",
+                        },
+                    },
+                    "spec": {"bgp": {"ipv4Address": f"{info['address']}/{info['prefixlen']}"}},
+                }
+                client.put(NODE_KEY.format(name=node), json.dumps(resource))
+            tx = client.transactions
+            client.transaction(
+                compare=[tx.create(DEFAULT_POOL_KEY) == 0],
+                success=[tx.put(DEFAULT_POOL_KEY, json.dumps(DEFAULT_POOL))],
+                failure=[],
+            )
+        finally:
+            client.close()
+
+    def _start_agents(self, state: dict) -> None:
+        """HOOK(agents): per-node `calico-agent` processes are not started yet."""
+
+    def _stop_agents(self, state: dict) -> list[str]:
+        """HOOK(agents): stop the agents this lab recorded, by pid + start time only."""
+        stopped = []
+        for node, agent in sorted(state.get("agents", {}).items()):
+            if fabric.stop_process(agent.get("pid") or 0, agent.get("starttime")):
+                stopped.append(node)
+        return stopped
+
+    # --- down -----------------------------------------------------------------------
+
+    def down(self) -> dict:
+        """Remove everything the lab made, whatever state `up` left it in."""
+        require_root()
+        t0 = time.monotonic()
+        with _global_lock():
+            existed = self._teardown()
+        return {"name": self.name, "removed": existed, "seconds": time.monotonic() - t0}
+
+    def _leftover_netns(self, state: dict) -> list[str]:
+        """Lab namespaces that exist: recorded ones and ones named like ours. Nodes first."""
+        names = set(state.get("netns", []))
+        pattern = self._node_netns_re()
+        names |= {n for n in fabric.netns_list() if n == self.fabric_netns or pattern.match(n)}
+        present = [n for n in names if fabric.netns_exists(n)]
+        return sorted(present, key=lambda n: (n == self.fabric_netns, n))
+
+    def _teardown(self) -> bool:
+        """Remove what is there; returns whether there was anything. Collects errors and
+        carries on, so one stuck piece does not leave the rest behind."""
+        state = self._read_state()
+        errors: list[str] = []
+        netnses = self._leftover_netns(state)
+        pins = {Path(p) for p in state.get("mounts", []) if p != str(self._ns_dir)}
+        if self._ns_dir.is_dir():
+            pins |= {p for p in self._ns_dir.iterdir() if p.suffix in (".mnt", ".uts")}
+        pinned = [p for p in pins if fabric.is_mountpoint(p)]
+        existed = bool(state or netnses or pinned or self.state_dir.exists())
+
+        def attempt(what, *args):
+            try:
+                what(*args)
+            except (LabError, OSError) as exc:
+                errors.append(str(exc))
+
+        # 1. Agents (recorded pids only).
+        attempt(self._stop_agents, state)
+
+        # 2. Anything else living in the lab's namespaces: shells from `exec`, pods.
+        ids = {fabric.ns_id(fabric.netns_path(n)) for n in netnses}
+        ids |= {fabric.ns_id(p) for p in pinned}
+        ids.discard(None)
+        mine = fabric.own_lineage()
+        inside = [p for p in fabric.pids_in_namespaces(ids) if p not in mine]
+        attempt(self._stop_all, inside)
+
+        # 3. etcd: the recorded pid, or one started on our data dir just before a crash.
+        etcd = state.get("etcd", {})
+        if etcd.get("pid"):
+            attempt(fabric.stop_process, etcd["pid"], etcd.get("starttime"))
+        data_dir = etcd.get("data_dir") or str(self.state_dir / "etcd.data")
+        attempt(self._stop_all, fabric.pids_with_argument(data_dir, "etcd"))
+
+        # 4. Mount and UTS namespace pins (the overlay and sysfs die with the namespace).
+        for pin in sorted(pinned):
+            attempt(fabric.umount, pin)
+
+        # 5. Network namespaces, nodes first; the veths go with them.
+        for n in netnses:
+            attempt(fabric.netns_delete, n)
+
+        # 6. The root link, if it outlived its peer's namespace.
+        for link in state.get("links", []):
+            attempt(fabric.link_delete, link)
+
+        # 7. Whatever is still mounted under the state dir (the private ns dir last).
+        for mnt in fabric.mountpoints_under(self.state_dir):
+            attempt(fabric.umount, Path(mnt))
+
+        # 8. Files.
+        if self.state_dir.exists():
+            if fabric.mountpoints_under(self.state_dir):
+                errors.append(f"mounts remain under {self.state_dir}; not removing it")
+            else:
+                attempt(shutil.rmtree, self.state_dir)
+        if not self.state_dir.exists():
+            self._unregister_lab()
+            with contextlib.suppress(OSError):
+                os.rmdir(REGISTRY_DIR)  # only if no other lab is registered
+
+        if errors:
+            raise LabError(f"lab {self.name}: teardown incomplete: " + "; ".join(errors))
+        return existed
+
+    @staticmethod
+    def _stop_all(pids: list[int]) -> None:
+        procs = [(p, fabric.proc_starttime(p)) for p in pids]
+        threads = [
+            threading.Thread(target=fabric.stop_process, args=(p, st)) for p, st in procs if st
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    # --- status ---------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """What is there now, checked against the kernel, not just the state file.
+
+        `state` is "up" (everything present and etcd healthy), "down" (nothing at all)
+        or "broken" (leftovers of a crash, or a piece died: `up` or `down` repairs it)."""
+        state = self._read_state()
+        etcd = state.get("etcd", {})
+        etcd_alive = fabric.same_process(etcd.get("pid"), etcd.get("starttime"))
+        healthy = etcd_alive and _etcd_healthy(etcd["loopback_url"])
+        fab = state.get("fabric", {})
+        nodes = []
+        for node, info in sorted(state.get("nodes", {}).items()):
+            agent = state.get("agents", {}).get(node, {})
+            sock = Path(info["dir"]) / "agent.sock"
+            nodes.append(
+                {
+                    "name": node,
+                    "netns": info["netns"],
+                    "netns_present": fabric.netns_exists(info["netns"]),
+                    "mntns_present": fabric.is_mountpoint(Path(info["mntns"])),
+                    "address": info["address"],
+                    "agent": {  # HOOK(agents): filled once agents are started by `up`
+                        "pid": agent.get("pid"),
+                        "alive": fabric.same_process(agent.get("pid"), agent.get("starttime")),
+                        "socket": str(sock),
+                        "socket_present": sock.exists(),
+                    },
+                }
+            )
+        leftovers = self._leftover_netns(state)
+        fabric_ok = bool(fab) and fabric.netns_exists(fab.get("netns", ""))
+        all_ok = (
+            state.get("phase") == "up"
+            and healthy
+            and fabric_ok
+            and fabric.link_exists(fab["root_link"])
+            and all(n["netns_present"] and n["mntns_present"] for n in nodes)
+        )
+        if all_ok:
+            overall = "up"
+        elif not state and not leftovers and not self.state_dir.exists():
+            overall = "down"
+        else:
+            overall = "broken"
+        return {
+            "name": self.name,
+            "state": overall,
+            "phase": state.get("phase"),
+            "state_dir": str(self.state_dir),
+            "etcd": {
+                "endpoints": etcd.get("loopback_url"),
+                "node_endpoints": etcd.get("fabric_url"),
+                "pid": etcd.get("pid"),
+                "alive": etcd_alive,
+                "healthy": healthy,
+            },
+            "fabric": fab,
+            "nodes": nodes,
+        }
+
+    @classmethod
+    def find_running(cls, base: str | os.PathLike | None = None) -> list[str]:
+        """Names of labs whose state says up and whose etcd runs: every lab registered on
+        this machine, plus any under the state base dir."""
+        dirs: set[Path] = set()
+        for where in (Path(REGISTRY_DIR), Path(base) if base else state_base()):
+            with contextlib.suppress(OSError):
+                dirs |= {p.resolve() for p in where.iterdir() if not p.name.startswith(".")}
+        found = set()
+        for entry in dirs:
+            try:
+                state = json.loads((entry / "lab.json").read_text())
+            except (OSError, ValueError):
+                continue
+            etcd = state.get("etcd", {})
+            if state.get("phase") == "up" and fabric.same_process(
+                etcd.get("pid"), etcd.get("starttime")
+            ):
+                found.add(state.get("name", entry.name))
+        return sorted(found)
