@@ -1,0 +1,39 @@
+"""Integration fixtures. `lab`: one 2-node lab cluster shared by the whole session."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+
+import pytest
+
+
+def lab_prerequisites_missing() -> str | None:
+    """Why a lab cannot be made on this machine, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, mounts)"
+    for tool in ("etcd", "ip", "nsenter", "unshare", "mount"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A running lab (nodes calico-01, calico-02) with a unique name, torn down at the end
+    of the session even when tests fail. Its state dir is <tmp>/labs/<name>;
+    `calico-lab status --name <name>` finds it by hand (through /run/calico-lab)."""
+    from lab.cluster import Lab
+
+    reason = lab_prerequisites_missing()
+    if reason:
+        pytest.skip(reason)
+    name = "ct" + secrets.token_hex(2)
+    base = tmp_path_factory.mktemp("labs")
+    cluster = Lab(name, state_dir=base / name)
+    try:
+        cluster.up(nodes=2)  # tears down what it made if it fails
+        yield cluster
+    finally:
+        cluster.down()
