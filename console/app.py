@@ -18,10 +18,12 @@ from pathlib import Path
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from console.model import VIEWS, ClusterState, Row, RowFilter, View, complete_view, profile_members
+from console.nodes import NodePoller
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
 from console.screens.text_view import TextScreen
@@ -46,7 +48,7 @@ class BrowseScreen(Screen):
     ]
 
     def on_mount(self) -> None:
-        self.app.refresh_view()  # type: ignore[attr-defined]
+        self.app.refresh_view(self)  # type: ignore[attr-defined]
         self.query_one(ResourceTable).focus()
 
     def compose(self) -> ComposeResult:
@@ -112,18 +114,21 @@ class CalicoConsole(App):
         cluster_name: str = "",
         read_only: bool = False,
         follow: bool = True,
+        state: ClusterState | None = None,
     ):
         super().__init__()
         self.endpoints = endpoints
         self.cluster_name = cluster_name or (endpoints or "etcd")
         self.read_only = read_only
         self.follow = follow
-        self.state = ClusterState()
-        self.sync_state = "connecting"
+        self.state = state or ClusterState()
+        self.sync_state = "connecting" if follow else "in-sync"
         self.last_error = ""
         self.view: View = VIEWS["nodes"]
         self.row_filter = RowFilter()
         self.follower: EtcdFollower | None = None
+        self.poller: NodePoller | None = None
+        self.node_infos: dict = dict(self.state.nodes)
         self._datastore = None
 
     # ------------------------------------------------------------ lifecycle
@@ -135,23 +140,49 @@ class CalicoConsole(App):
         if self.follow:
             self.follower = EtcdFollower(self.endpoints, self._deliver_from_thread)
             self.run_follower()
+            self.poller = NodePoller(self.node_api_urls, self._nodes_from_thread)
+            self.run_poller()
 
     @work(thread=True, exclusive=True, group="etcd-follow", exit_on_error=False)
     def run_follower(self) -> None:
         assert self.follower is not None
         self.follower.run()
 
+    @work(thread=True, exclusive=True, group="node-poll", exit_on_error=False)
+    def run_poller(self) -> None:
+        assert self.poller is not None
+        self.poller.run()
+
+    def node_api_urls(self) -> dict[str, str]:
+        """Node name -> API URL, read from the Node resources (called from the poll thread)."""
+        from calico.resources import Node
+
+        return {
+            n.metadata.name: n.api_url or ""
+            for n in self.state.of_kind(Node)
+            if isinstance(n, Node)
+        }
+
+    def _nodes_from_thread(self, infos) -> None:
+        self.call_from_thread(self.apply_node_infos, infos)
+
+    def apply_node_infos(self, infos) -> None:
+        self.state.nodes = infos
+        self.node_infos = infos
+        self.refresh_view()
+
     def on_unmount(self) -> None:
         if self.follower:
             self.follower.stop()
+        if self.poller:
+            self.poller.stop()
 
     def _deliver_from_thread(self, report: SyncReport) -> None:
         self.call_from_thread(self.apply_report, report)
 
     def apply_report(self, report: SyncReport) -> None:
-        nodes = self.state.nodes  # node API data is owned by the UI side, keep it
         self.state = report.state
-        self.state.nodes = {**report.state.nodes, **nodes}
+        self.state.nodes = self.node_infos  # node API data comes from the poller, not etcd
         self.sync_state = report.sync
         if report.error:
             self.last_error = report.error
@@ -195,11 +226,14 @@ class CalicoConsole(App):
     def current_rows(self) -> list[Row]:
         return self.row_filter.apply(self.view.rows(self.state))
 
-    def refresh_view(self) -> None:
-        browse = self.browse
-        if browse is None or not browse.is_mounted:
+    def refresh_view(self, browse: BrowseScreen | None = None) -> None:
+        browse = browse or self.browse
+        if browse is None:
             return
-        table = browse.query_one(ResourceTable)
+        try:
+            table = browse.query_one(ResourceTable)
+        except NoMatches:  # not composed yet; its on_mount refreshes again
+            return
         table.set_view(self.view)
         rows = self.current_rows()
         table.show_rows(rows)

@@ -1,0 +1,69 @@
+"""The console's views as data: rows, states, filters, completion."""
+
+from console.model import VIEWS, RowFilter, bar, complete_view
+
+from .fixtures import seed_state
+
+
+def cells(view):
+    return [r.cells for r in VIEWS[view].rows(seed_state())]
+
+
+def test_nodes_show_agent_reachability_pods_and_blocks():
+    rows = {r.cells[0]: r for r in VIEWS["nodes"].rows(seed_state())}
+    assert rows["calico-01"].cells[1:] == ("10.213.0.11", "ready", "2/2", "192.168.0.0/26")
+    assert rows["calico-01"].state == "running"
+    assert rows["calico-02"].cells[2] == "unreachable" and rows["calico-02"].state == "down"
+
+
+def test_networks_join_cni_files_profiles_and_pools():
+    rows = {r[0]: r for r in cells("networks")}
+    assert rows["network1"] == ("network1", "calico", "calico-01", "yes", "192.168.0.0/16", "2")
+    assert rows["network2"][5] == "1"
+
+
+def test_profiles_list_rules_labels_and_members():
+    assert cells("profiles") == [
+        ("network1", "1", "1", "network1", "2"),
+        ("network2", "1", "1", "network2", "1"),
+    ]
+
+
+def test_pool_usage_counts_allocations_in_its_blocks():
+    (row,) = cells("pools")
+    assert row[:4] == ("default-ipv4-ippool", "192.168.0.0/16", "/26", "2") and row[4].endswith(
+        "3/65536"
+    )
+
+
+def test_pods_come_from_node_agents_with_networks():
+    rows = cells("pods")
+    assert rows[1][:3] == ("6876aae5", "calico-01", "busybox")
+    assert rows[1][5] == "network1:ip4=192.168.0.1, default-restricted:ip4=172.31.0.2"
+
+
+def test_endpoint_status_comes_from_the_agent_report():
+    rows = {r.cells[2]: r.state for r in VIEWS["endpoints"].rows(seed_state())}
+    assert rows == {
+        "192.168.0.1/32": "programmed",
+        "192.168.0.65/32": "pending",
+        "192.168.0.66/32": "pending",
+    }
+
+
+def test_policies_show_scope_order_selector():
+    assert cells("policies") == [("allow-web", "global", "100", "has(network1)", "Ingress", "1/0")]
+
+
+def test_filter_regex_and_negation():
+    rows = VIEWS["endpoints"].rows(seed_state())
+    assert len(RowFilter("network2").apply(rows)) == 1
+    assert len(RowFilter("!network2").apply(rows)) == 2
+    assert len(RowFilter("calico-0[12]").apply(rows)) == 3
+    assert len(RowFilter("(unclosed").apply(rows)) == 0  # half-typed regex is taken literally
+
+
+def test_completion_and_bar():
+    assert complete_view("po") == ["pools", "pods", "policies"]
+    assert complete_view(":ma") == ["matrix"]
+    assert bar(3, 12, width=4) == "█░░░ 3/12"
