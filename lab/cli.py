@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -186,10 +187,21 @@ COMMANDS = {
 }
 
 
+def _terminate(signum, frame):
+    # SIGTERM during `up` or `down` unwinds like Ctrl-C, so `up` removes what it made.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # `calico-lab status | head -1`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except LabError as exc:
         print(f"calico-lab: {exc}", file=sys.stderr)
         return 1

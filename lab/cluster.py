@@ -35,8 +35,11 @@ What is made, and why this way (deviations from the brief are marked *):
   upper ``<state>/nodes/<node>/etc-upper``) so the node has its own ``/etc/rkt/net.d``
   without changing the machine's /etc. * Also: a fresh sysfs on /sys made from inside
   the node's netns (as ``ip netns exec`` does, so /sys/class/net shows the node's links;
-  /sys/fs/cgroup is carried over), and hostname = node name (the CNI plugin and
-  calicoctl fall back to the hostname when CALICO_NODENAME is unset).
+  /sys/fs/cgroup is carried over); hostname = node name (the CNI plugin and
+  calicoctl fall back to the hostname when CALICO_NODENAME is unset); and a tmpfs on
+  /run/netns, so that pod namespaces a node's runtime names with `ip netns add` stay that
+  node's own (otherwise their empty entry files would show up in the root /run/netns),
+  and vanish with the node.
 - Sockets and runtime data live under ``<state>/nodes/<node>/`` (outside the overlay, since
   unix sockets do not work through overlay upper paths), visible from both sides.
 - ``lab.json`` in the state dir records every namespace, link, mount and pid *before* it is
@@ -116,6 +119,7 @@ echo "$node" > /proc/sys/kernel/hostname
 mount -t overlay calico-lab-etc -o "lowerdir=/etc,upperdir=$upper,workdir=$work" /etc
 mkdir -p /etc/rkt/net.d
 echo "$node" > /etc/hostname
+mount -t tmpfs -o mode=0755,size=1m calico-lab-netns /run/netns
 mount -t sysfs sysfs "$scratch"
 if mountpoint -q /sys/fs/cgroup; then mount --rbind /sys/fs/cgroup "$scratch/fs/cgroup"; fi
 umount -l /sys

@@ -232,6 +232,15 @@ def test_node_is_set_up_like_a_host(lab):
     assert f"default via {bridge} dev eth0" in routes
     # /sys is the node's own: only its links.
     assert sorted(lab.exec(node, ["ls", "/sys/class/net"]).stdout.split()) == ["eth0", "lo"]
+    # Named network namespaces (a runtime's pods) are the node's own.
+    pod = "podtest" + secrets.token_hex(2)
+    lab.exec(node, ["ip", "netns", "add", pod], check=True)
+    try:
+        assert lab.exec(node, ["ip", "netns", "list"]).stdout.split() == [pod]
+        assert pod not in lab.exec("calico-02", ["ip", "netns", "list"]).stdout
+        assert not Path("/run/netns", pod).exists()
+    finally:
+        lab.exec(node, ["ip", "netns", "delete", pod], check=True)
     # Unknown destinations go to the fabric namespace, which does not forward.
     assert f"via {bridge}" in lab.exec(node, ["ip", "route", "get", "192.0.2.77"]).stdout
     fab = subprocess.run(
