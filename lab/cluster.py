@@ -401,6 +401,12 @@ class Lab:
                         f" run calico-lab down --name {self.name} first"
                     )
                 return {**current, "already_up": True, "seconds": time.monotonic() - t0}
+            elsewhere = registered_state_dir(self.name)
+            if elsewhere and elsewhere != self.state_dir:
+                raise LabError(
+                    f"a lab named {self.name} already exists with state in {elsewhere};"
+                    f" run calico-lab down --name {self.name} first"
+                )
             self._teardown()
             try:
                 self._build(nodes, subnet)
