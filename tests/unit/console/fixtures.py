@@ -65,7 +65,8 @@ def seed_state() -> ClusterState:
         {"apiVersion": V3, "kind": "GlobalNetworkPolicy", "metadata": {"name": "allow-web"},
          "spec": {"order": 100, "selector": "has(network1)", "types": ["Ingress"],
                   "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": "has(network2)"},
-                               "destination": {"ports": [80]}}]}},
+                               "destination": {"ports": [80]}},
+                              {"action": "Pass"}]}},
     ]  # fmt: skip
     state = ClusterState()
     kvs = []

@@ -52,7 +52,7 @@ def test_endpoint_status_comes_from_the_agent_report():
 
 
 def test_policies_show_scope_order_selector():
-    assert cells("policies") == [("allow-web", "global", "100", "has(network1)", "Ingress", "1/0")]
+    assert cells("policies") == [("allow-web", "global", "100", "has(network1)", "Ingress", "2/0")]
 
 
 def test_filter_regex_and_negation():
