@@ -313,6 +313,7 @@ class Lab:
             "CALICO_LAB": self.name,
             "RKT_DIR": str(ndir / "rkt"),
             "CALICO_AGENT_SOCKET": str(ndir / "agent.sock"),
+            "CALICO_CNI_SOCKET": str(ndir / "cni.sock"),
             "CNI_PATH": os.pathsep.join([bindir, CNI_SYSTEM_DIR]),
             "PATH": path,
         }

@@ -34,8 +34,8 @@ import _socket
 import os
 import sys
 
-DEFAULT_SOCKET = "/run/calico/agent.sock"
-SOCKET_ENV = "CALICO_AGENT_SOCKET"  # "" = never try the agent, always run in-process
+DEFAULT_SOCKET = "/run/calico/cni.sock"
+SOCKET_ENV = "CALICO_CNI_SOCKET"  # "" = never try the agent, always run in-process
 TIMEOUT_ENV = "CALICO_AGENT_TIMEOUT"  # seconds to wait for the agent's reply
 DEFAULT_TIMEOUT = 60.0  # an ADD that waits on etcd retries can take several seconds
 REPLY_MAGIC = b"CNI-REPLY"

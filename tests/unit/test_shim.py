@@ -104,7 +104,7 @@ def test_reply_framing_round_trip() -> None:
 
 
 def test_agent_round_trip(sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "agent.sock")
+    path = os.path.join(sock_dir, "cni.sock")
     agent = FakeAgent(path, reply_ok("hello\n", 3))
     try:
         reply = shim.execute(REQUEST, path, timeout=5)
@@ -167,7 +167,7 @@ def test_empty_socket_setting_means_in_process(monkeypatch: pytest.MonkeyPatch) 
 def test_broken_agent_is_try_again_and_never_reruns(
     sock_dir: str, monkeypatch: pytest.MonkeyPatch, respond: Callable[[bytes], bytes | None]
 ) -> None:
-    path = os.path.join(sock_dir, "agent.sock")
+    path = os.path.join(sock_dir, "cni.sock")
     agent = FakeAgent(path, respond)
     calls: list[dict[str, object]] = []
     _fake_handler(monkeypatch, calls)
@@ -224,7 +224,7 @@ def test_shim_imports_only_stdlib() -> None:
 
 
 def test_main_end_to_end_through_agent(sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "agent.sock")
+    path = os.path.join(sock_dir, "cni.sock")
 
     def respond(data: bytes) -> bytes:
         return shim.encode_reply(dispatch(shim.decode_request(data), {}))
@@ -234,7 +234,7 @@ def test_main_end_to_end_through_agent(sock_dir: str) -> None:
         ok = subprocess.run(
             [sys.executable, "-m", "plugin.shim", "calico-ipam"],
             input=b'{"cniVersion": "1.0.0"}',
-            env=_python_env(CNI_COMMAND="VERSION", CALICO_AGENT_SOCKET=path),
+            env=_python_env(CNI_COMMAND="VERSION", CALICO_CNI_SOCKET=path),
             capture_output=True,
             cwd=REPO,
             check=False,
@@ -248,7 +248,7 @@ def test_main_end_to_end_through_agent(sock_dir: str) -> None:
                 CNI_NETNS="/var/run/netns/x",
                 CNI_IFNAME="eth0",
                 CNI_PATH="/usr/lib/cni",
-                CALICO_AGENT_SOCKET=path,
+                CALICO_CNI_SOCKET=path,
             ),
             capture_output=True,
             cwd=REPO,
@@ -268,7 +268,7 @@ def test_main_end_to_end_through_agent(sock_dir: str) -> None:
 
 
 def test_launcher_runs_shim_without_site(sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "agent.sock")
+    path = os.path.join(sock_dir, "cni.sock")
     agent = FakeAgent(path, lambda data: shim.encode_reply(dispatch(shim.decode_request(data), {})))
     exe = os.path.join(sock_dir, "calico-ipam")
     with open(exe, "w") as f:
@@ -278,7 +278,7 @@ def test_launcher_runs_shim_without_site(sock_dir: str) -> None:
         p = subprocess.run(
             [exe],
             input=b'{"cniVersion": "0.1.0"}',
-            env=_python_env(CNI_COMMAND="VERSION", CALICO_AGENT_SOCKET=path),
+            env=_python_env(CNI_COMMAND="VERSION", CALICO_CNI_SOCKET=path),
             capture_output=True,
             check=False,
         )
