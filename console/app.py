@@ -115,6 +115,7 @@ class CalicoConsole(App):
         read_only: bool = False,
         follow: bool = True,
         state: ClusterState | None = None,
+        lab_name: str | None = None,
     ):
         super().__init__()
         self.endpoints = endpoints
@@ -129,6 +130,8 @@ class CalicoConsole(App):
         self.follower: EtcdFollower | None = None
         self.poller: NodePoller | None = None
         self.node_infos: dict = dict(self.state.nodes)
+        self.lab_name = lab_name
+        self.tutorial_screen = None
         self._datastore = None
 
     # ------------------------------------------------------------ lifecycle
@@ -210,7 +213,9 @@ class CalicoConsole(App):
     def switch_view(self, name: str) -> None:
         matches = complete_view(name)
         target = name if name in VIEWS else (matches[0] if len(matches) == 1 else "")
-        if target in VIEWS:
+        if target == "tutorial":
+            self.open_tutorial()
+        elif target in VIEWS:
             self.view = VIEWS[target]
             self.row_filter = RowFilter()
             self.refresh_view()
@@ -218,6 +223,14 @@ class CalicoConsole(App):
             self.notify(f":{name} is not available yet", severity="warning")
         else:
             self.notify(f"unknown view {name!r}; try one of: {', '.join(VIEWS)}", severity="error")
+
+    def open_tutorial(self) -> None:
+        from console.screens.tutorial import TutorialScreen
+        from console.shell import LabShell
+
+        if self.tutorial_screen is None:
+            self.tutorial_screen = TutorialScreen(LabShell(self.lab_name))
+        self.push_screen(self.tutorial_screen)
 
     def set_filter(self, text: str) -> None:
         self.row_filter = RowFilter(text)
@@ -431,18 +444,25 @@ def _columns_for(row: Row) -> tuple[str, ...]:
 
 
 def find_lab_endpoints() -> tuple[str, str] | None:
-    """(lab name, etcd endpoints) of a running local lab, if any."""
+    """(lab name, etcd endpoints) of a running local lab, asked of the `calico-lab` CLI."""
+    from console.shell import _tool
+
     try:
-        from lab.cluster import Lab
-    except ImportError:
+        names = subprocess.run(
+            [_tool("calico-lab"), "list"], capture_output=True, text=True, timeout=10
+        )
+        for name in names.stdout.split():
+            env = subprocess.run(
+                [_tool("calico-lab"), "env", "--name", name],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            for line in env.stdout.splitlines():
+                if line.startswith("export ETCD_ENDPOINTS="):
+                    return name, shlex.split(line.split("=", 1)[1])[0]
+    except (OSError, subprocess.SubprocessError):
         return None
-    try:
-        names = Lab.find_running()
-    except Exception:  # a broken lab state file must not stop the console
-        return None
-    for name in names:
-        lab = Lab(name)
-        return name, lab.etcd_endpoints
     return None
 
 

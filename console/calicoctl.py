@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -91,6 +92,9 @@ class Cli:
 
     def unavailable(self, exc: Exception) -> CliError:
         detail = str(exc).removeprefix("etcd unavailable:").strip() or type(exc).__name__
+        grpc_details = re.search(r'details = "([^"]*)"', detail)  # a gRPC error's own words
+        if grpc_details:
+            detail = grpc_details.group(1)
         return CliError(f"etcd unavailable at {self.endpoints()}: {detail}")
 
     @staticmethod
@@ -261,6 +265,44 @@ def _raw(kv: Any) -> dict[str, Any]:
     return data
 
 
+LIST_PAGE = 500
+
+
+def list_prefix(ds: Any, prefix: str, page: int | None = None) -> tuple[list[Any], int]:
+    """Every key under a prefix, read in pages at one revision (a consistent listing).
+
+    One range read of everything would hit gRPC's 4 MiB message limit at a few thousand
+    endpoints; pages also keep etcd's own work per request bounded, as kubectl's chunked
+    lists do. A page that is still too large is retried with half as many keys."""
+    from calico.datastore import KV
+    from calico.errors import Unavailable
+
+    page = page or LIST_PAGE
+    start = prefix.encode()
+    end = bytearray(start)
+    end[-1] += 1  # the prefix's range end: every prefix here ends in "/", never 0xff
+    out: list[Any] = []
+    revision = None
+    while True:
+        try:
+            resp = ds._call(
+                ds.client.get_range_response, start, bytes(end), limit=page, revision=revision
+            )
+        except Unavailable as exc:
+            if "larger than max" in str(exc) and page > 1:
+                page //= 2
+                continue
+            raise
+        revision = revision or resp.header.revision
+        out.extend(
+            KV(raw.key.decode(), bytes(raw.value), raw.mod_revision, raw.create_revision)
+            for raw in resp.kvs
+        )
+        if not resp.more or not resp.kvs:
+            return out, revision
+        start = resp.kvs[-1].key + b"\0"
+
+
 def _namespace(cli: Cli) -> str:
     return cli.args.namespace or "default"
 
@@ -309,7 +351,7 @@ def cmd_get(cli: Cli) -> int:
                     found.append(_raw(kv))
         else:
             ns = None if args.all_namespaces else _namespace(cli)
-            kvs, revision = ds.kv_list(kind_prefix(cls, ns))
+            kvs, revision = list_prefix(ds, kind_prefix(cls, ns))
             found = [_raw(kv) for kv in kvs]
     except Unavailable as exc:
         raise cli.unavailable(exc) from None

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", default=None, help="print a node's environment instead")
 
     sub.add_parser("list", help="labs that are up")
+
+    p = sub.add_parser("tutorial", help="run the basic isolation walkthrough against the lab")
+    _add_name(p)
+    p.add_argument("--step", action="append", help="run only these steps (by key), in order")
     return parser
 
 
@@ -177,6 +181,52 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_tutorial(args) -> int:
+    """Each step: its title, the commands, what was seen; stop at the first failure."""
+    from calico.tutorial import Tutorial
+
+    lab = Lab(args.name)
+    if lab.status()["state"] != "up":
+        raise LabError(f"lab {lab.name} is not up (calico-lab up --name {lab.name})")
+    nodes = tuple(lab.nodes)
+    if len(nodes) < 2:
+        raise LabError("the walkthrough needs two nodes (calico-lab up --nodes 2)")
+
+    def shell(node, argv, input=None, timeout=30.0):
+        if node is None:
+            env = {**os.environ, **lab.root_env()}
+            proc = subprocess.run(
+                argv, input=input, capture_output=True, text=True, timeout=timeout, env=env
+            )
+        else:
+            proc = lab.exec(node, argv, input=input, timeout=timeout)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    tut = Tutorial(nodes=nodes[:2])
+    keys = [s.key for s in tut.steps]
+    wanted = args.step or keys
+    unknown = [k for k in wanted if k not in keys]
+    if unknown:
+        raise LabError(f"unknown step {unknown[0]!r} (steps: {', '.join(keys)})")
+    for key in wanted:
+        i = keys.index(key)
+        step = tut.steps[i]
+        print(f"== {i + 1}. {step.title}")
+        for cmd in step.commands:
+            print(f"   $ {cmd}")
+        sys.stdout.flush()
+        result = tut.run_step(i, shell)
+        for line in result.seen.splitlines():
+            print(f"   | {line}")
+        print(f"   {'PASS' if result.ok else 'FAIL'} ({result.seconds:.1f} s)")
+        sys.stdout.flush()
+        if not result.ok:
+            print(f"calico-lab: tutorial step {key!r} failed", file=sys.stderr)
+            return 1
+    print("tutorial: every step passed")
+    return 0
+
+
 COMMANDS = {
     "up": cmd_up,
     "down": cmd_down,
@@ -184,6 +234,7 @@ COMMANDS = {
     "exec": cmd_exec,
     "env": cmd_env,
     "list": cmd_list,
+    "tutorial": cmd_tutorial,
 }
 
 

@@ -1,6 +1,6 @@
 """The walkthrough's checks judge real outputs right (a fake shell plays the cluster)."""
 
-from console.tutorial import Tutorial
+from calico.tutorial import Tutorial
 
 
 class FakeShell:

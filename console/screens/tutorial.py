@@ -1,0 +1,115 @@
+"""`:tutorial`: the walkthrough, one step at a time, against the live cluster."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ListItem, ListView, Static
+
+from calico.tutorial import Shell, Tutorial
+
+MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
+
+
+class TutorialScreen(Screen):
+    BINDINGS = [
+        Binding("enter,r", "run_step", "run step"),
+        Binding("a", "run_all", "run all"),
+        Binding("R", "reset", "reset"),
+        Binding("escape", "app.pop_screen", "back"),
+    ]
+
+    def __init__(self, shell: Shell, tutorial: Tutorial | None = None):
+        super().__init__()
+        self.shell = shell
+        self.tutorial = tutorial or Tutorial()
+        self.running: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield ListView(
+                *[
+                    ListItem(Static(self._label(i)), id=f"step-{i}")
+                    for i in range(len(self.tutorial.steps))
+                ],
+                id="steps",
+            )
+            with VerticalScroll(id="step-detail"):
+                yield Static(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ListView).index = 0
+        self.show_detail(0)
+
+    def _label(self, i: int) -> Text:
+        step = self.tutorial.steps[i]
+        ok = None if step.result is None else step.result.ok
+        mark, style = ("…", "yellow") if self.running == i else MARKS[ok]
+        return Text.assemble((f" {mark} ", style), f"{i + 1}. {step.title}")
+
+    def refresh_labels(self) -> None:
+        for i in range(len(self.tutorial.steps)):
+            self.query_one(f"#step-{i}", ListItem).query_one(Static).update(self._label(i))
+
+    @property
+    def index(self) -> int:
+        return self.query_one(ListView).index or 0
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        self.show_detail(self.index)
+
+    def show_detail(self, i: int) -> None:
+        step = self.tutorial.steps[i]
+        text = Text()
+        text.append(f"{i + 1}. {step.title}\n\n", style="bold")
+        text.append(step.why + "\n\n")
+        text.append("Commands\n", style="bold underline")
+        for cmd in step.commands:
+            text.append(f"  $ {cmd}\n", style="cyan")
+        text.append("\n")
+        if self.running == i:
+            text.append("running…\n", style="yellow")
+        elif step.result is not None:
+            verdict = ("PASS", "bold green") if step.result.ok else ("FAIL", "bold red")
+            text.append(verdict[0], style=verdict[1])
+            text.append(f"  ({step.result.seconds:.1f} s)\n\nWhat was seen\n", style="")
+            text.append(step.result.seen + "\n", style="dim")
+        else:
+            text.append("Press enter to run this step against the live cluster.", style="italic")
+        self.query_one("#detail", Static).update(text)
+
+    def action_run_step(self) -> None:
+        if self.running is None:
+            self.run_steps([self.index])
+
+    def action_run_all(self) -> None:
+        if self.running is None:
+            self.run_steps(list(range(len(self.tutorial.steps))))
+
+    def action_reset(self) -> None:
+        if self.running is None:
+            self.tutorial.reset()
+            self.refresh_labels()
+            self.show_detail(self.index)
+
+    @work(thread=True, exclusive=True, group="tutorial")
+    def run_steps(self, indexes: list[int]) -> None:
+        for i in indexes:
+            self.running = i
+            self.app.call_from_thread(self._progress, i)
+            result = self.tutorial.run_step(i, self.shell)
+            self.running = None
+            self.app.call_from_thread(self._progress, i)
+            if not result.ok:
+                break
+
+    def _progress(self, i: int) -> None:
+        self.refresh_labels()
+        self.query_one(ListView).index = i
+        self.show_detail(i)
