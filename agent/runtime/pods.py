@@ -1,0 +1,554 @@
+"""Pods: prepare (pod dir, netns, CNI ADD), supervise, stop, remove, garbage-collect.
+
+Process model. `rkt run` prepares the pod itself, then forks the pod supervisor: a small
+process in its own session (so it outlives the CLI, a closed terminal and a restarted agent)
+that sits in the pod's netns, forks the app and waits for it. The app gets its own process
+group (stop signals the whole group) and, for images with a rootfs, its own mount namespace
+rooted in the image. In the foreground the CLI waits for the supervisor and exits with the
+app's exit code; the app writes straight to the CLI's stdout (stderr too: rkt's own log
+lines go to stderr, the app's output to stdout). With --detach the CLI returns once the app
+has started and the app writes to ``<pod>/log``.
+
+Liveness is a lock, not a pid: ``<pod>/lock`` is held (flock, exclusive) by the CLI while it
+prepares the pod and by the supervisor while the pod runs - the supervisor inherits the
+CLI's open file. A pod nobody holds is not running, whatever its pid file says; rm and gc
+take the same lock, so they never race a live pod or each other.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.runtime import netconf
+from agent.runtime.state import (
+    DELETING,
+    EXITED,
+    GARBAGE,
+    LOCK_FILE,
+    LOG_FILE,
+    NETNS_FILE,
+    PREPARED,
+    RUNNING,
+    AppState,
+    NetworkState,
+    PodState,
+    StateError,
+    effective_state,
+    new_uuid,
+    read_state,
+    resolve_uuid,
+    write_state,
+)
+
+
+class RunError(Exception):
+    """`rkt run` failed before the app started; everything it made has been removed."""
+
+
+@dataclass
+class RunOptions:
+    image: str
+    exec_: str | None = None
+    args: list[str] = field(default_factory=list)
+    nets: list[str] = field(default_factory=list)  # raw --net values ("" = bare --net)
+    app_name: str | None = None
+    detach: bool = False
+    interactive: bool = False
+    uuid_file_save: str | None = None
+    set_env: dict[str, str] = field(default_factory=dict)
+
+
+def _warn(msg: str) -> None:
+    sys.stderr.write(f"rkt: {msg}\n")
+    sys.stderr.flush()
+
+
+class Runtime:
+    def __init__(
+        self, data_dir: str, local_config: str, warn: Callable[[str], None] = _warn
+    ) -> None:
+        self.data_dir = data_dir
+        self.local_config = local_config
+        self.pods_dir = os.path.join(data_dir, "pods")
+        self.warn = warn
+
+    # -- lookup -------------------------------------------------------------------------------
+    def pod_dir(self, uuid: str) -> str:
+        return os.path.join(self.pods_dir, uuid)
+
+    def uuids(self) -> list[str]:
+        try:
+            return [n for n in os.listdir(self.pods_dir) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def resolve(self, prefix: str) -> str:
+        return resolve_uuid(prefix, self.uuids())
+
+    def is_managed(self, uuid: str) -> bool:
+        """Does a live rkt process (preparing CLI or supervisor) hold this pod?"""
+        try:
+            fd = os.open(os.path.join(self.pod_dir(uuid), LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def pods(self) -> list[tuple[PodState, str]]:
+        """(state record, effective state) of every readable pod, oldest first."""
+        out = []
+        for u in self.uuids():
+            try:
+                pod = read_state(self.pod_dir(u))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # being created or removed right now
+            out.append((pod, effective_state(pod.state, self.is_managed(u))))
+        out.sort(key=lambda p: (p[0].created, p[0].uuid))
+        return out
+
+    def get(self, prefix: str) -> tuple[PodState, str]:
+        uuid = self.resolve(prefix)
+        try:
+            pod = read_state(self.pod_dir(uuid))
+        except (OSError, ValueError) as e:
+            raise StateError(f"cannot read pod {uuid}: {e}") from None
+        return pod, effective_state(pod.state, self.is_managed(uuid))
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, opts: RunOptions) -> int:
+        from agent.runtime import cni
+        from agent.runtime.images import ImageError, ImageStore
+
+        store = ImageStore(self.data_dir)
+        try:
+            image = store.resolve(opts.image)
+        except ImageError as e:
+            raise RunError(str(e)) from None
+        try:
+            requests = netconf.parse_net_flags(opts.nets)
+            user_nets = []
+            if not any(r.name in (netconf.HOST, netconf.NONE) for r in requests):
+                user_nets = netconf.load_net_dir(os.path.join(self.local_config, "net.d"))
+            plan = netconf.plan_networks(
+                requests, user_nets, netconf.builtin_networks(self.data_dir)
+            )
+        except netconf.NetError as e:
+            raise RunError(str(e)) from None
+        for w in plan.warnings:
+            self.warn(w)
+        argv = ([opts.exec_] if opts.exec_ else list(image.exec)) + list(opts.args)
+        if not argv or not argv[0]:
+            raise RunError(f"image {image.display_name} has no command: give --exec")
+
+        uuid = new_uuid()
+        pdir = self.pod_dir(uuid)
+        os.makedirs(self.pods_dir, exist_ok=True)
+        os.mkdir(pdir, 0o750)
+        lock_fd = os.open(
+            os.path.join(pdir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        pod = PodState(
+            uuid=uuid,
+            state=PREPARED,
+            app=AppState(
+                name=opts.app_name or image.app_name,
+                image_name=image.display_name,
+                image_id=image.id,
+                exec=argv,
+            ),
+            created=time.time(),
+            net_mode=plan.mode,
+            cni_path=cni.default_cni_path(),
+            detached=opts.detach,
+            interactive=opts.interactive,
+        )
+        try:
+            write_state(pdir, pod)
+            if plan.mode != "host":
+                from agent.runtime import netns
+
+                pin = os.path.join(pdir, NETNS_FILE)
+                netns.create_pinned_netns(pin)
+                pod.netns = pin
+                write_state(pdir, pod)
+            for sel in plan.networks:
+                ns = NetworkState(
+                    name=sel.config.name,
+                    ifname=sel.ifname,
+                    args=sel.args,
+                    conf=sel.config.conf,
+                    conf_file=sel.config.path,
+                )
+                pod.networks.append(ns)
+                # Recorded before ADD: a crash half-way still tells gc what to DEL.
+                write_state(pdir, pod)
+                inv = cni.Invocation(uuid, pod.netns, ns.ifname, ns.args, pod.cni_path)
+                try:
+                    ns.result = cni.add(ns.conf, inv)
+                except cni.CNIError as e:
+                    ns.added = True  # a plugin that failed half-way may still hold an address
+                    raise RunError(f"error adding network {ns.name!r}: {e}") from None
+                ns.ip4 = cni.parse_result(ns.result).ip4
+                ns.added = True
+                write_state(pdir, pod)
+            if opts.uuid_file_save:
+                with open(opts.uuid_file_save, "w") as f:
+                    f.write(uuid)
+            store.touch(image)
+            return self._start(pod, pdir, image, opts, lock_fd)
+        except BaseException:
+            self._discard(pod, pdir)
+            os.close(lock_fd)
+            raise
+
+    def _discard(self, pod: PodState, pdir: str) -> None:
+        """Undo a failed run: DEL what was added, drop the netns, remove the pod dir."""
+        import shutil
+
+        self.teardown(pod)
+        shutil.rmtree(pdir, ignore_errors=True)
+
+    def _start(self, pod: PodState, pdir: str, image, opts: RunOptions, lock_fd: int) -> int:
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sup = os.fork()
+        if sup == 0:  # the pod supervisor; never returns
+            os.close(ready_r)
+            code = 1
+            try:
+                code = _supervise(pod, pdir, image, opts, ready_w)
+            except BaseException as e:  # report, never fall back into the CLI's code
+                try:
+                    os.write(ready_w, f"E{e}".encode())
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        chunks = []
+        while True:
+            c = os.read(ready_r, 4096)
+            if not c:
+                break
+            chunks.append(c)
+        os.close(ready_r)
+        msg = b"".join(chunks).decode(errors="replace")
+        if not msg.startswith("R"):
+            os.waitpid(sup, 0)
+            pod.state = PREPARED  # nothing of the app remains; undo the pod as a failed run
+            raise RunError(msg[1:] if msg else "pod supervisor died before the app started")
+        pod.pid = int(msg[1:])
+        if opts.detach:
+            sys.stdout.write(pod.uuid + "\n")
+            sys.stdout.flush()
+            return 0
+        # Foreground: Ctrl-C is meant for the app (rkt ran it in the terminal); other signals
+        # that end the CLI leave the pod running under its supervisor.
+        app_pgid = pod.pid
+
+        def forward(signum: int, _frame: object) -> None:
+            try:
+                os.killpg(app_pgid, signum)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGINT, forward)
+        _, status = os.waitpid(sup, 0)
+        return (
+            os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        )
+
+    # -- stop ---------------------------------------------------------------------------------
+    def stop(self, prefix: str, force: bool, timeout: float = 10.0) -> str:
+        uuid = self.resolve(prefix)
+        pod = read_state(self.pod_dir(uuid))
+        if pod.state != RUNNING or not self.is_managed(uuid) or pod.pid is None:
+            raise StateError(f"pod {uuid} is not running")
+        sig = signal.SIGKILL if force else signal.SIGTERM
+        try:
+            os.killpg(pod.pid, sig)
+        except ProcessLookupError:
+            pass
+        if not self.wait_exited(uuid, timeout):
+            if force:
+                raise StateError(f"pod {uuid} did not stop")
+            os.killpg(pod.pid, signal.SIGKILL)
+            if not self.wait_exited(uuid, 5.0):
+                raise StateError(f"pod {uuid} did not stop")
+        return uuid
+
+    def wait_exited(self, uuid: str, timeout: float | None) -> bool:
+        """Block until the supervisor lets go of the pod (it writes the exit state first)."""
+        try:
+            fd = os.open(os.path.join(self.pod_dir(uuid), LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
+        try:
+            return _flock_timeout(fd, fcntl.LOCK_SH, timeout)
+        finally:
+            os.close(fd)
+
+    # -- rm / gc ------------------------------------------------------------------------------
+    def _lock_for_removal(self, uuid: str) -> int:
+        fd = os.open(os.path.join(self.pod_dir(uuid), LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateError(
+                f"pod {uuid} is active (running or being prepared): stop it first"
+            ) from None
+        return fd
+
+    def remove(self, prefix: str) -> str:
+        uuid = self.resolve(prefix)
+        fd = self._lock_for_removal(uuid)
+        try:
+            self._remove_locked(uuid)
+        finally:
+            os.close(fd)
+        return uuid
+
+    def _remove_locked(self, uuid: str) -> None:
+        import shutil
+
+        pdir = self.pod_dir(uuid)
+        try:
+            pod = read_state(pdir)
+        except (OSError, ValueError):
+            pod = None
+        if pod is not None:
+            if pod.state == RUNNING:  # its supervisor died without recording the exit
+                pod.state = EXITED
+            if pod.state != DELETING:
+                pod.set_state(DELETING)
+                write_state(pdir, pod)
+            self.teardown(pod)
+        else:
+            from agent.runtime import netns
+
+            netns.remove_pinned_netns(os.path.join(pdir, NETNS_FILE))
+        shutil.rmtree(pdir, ignore_errors=True)
+
+    def teardown(self, pod: PodState) -> list[str]:
+        """CNI DEL of every added network in reverse order (same CNI_PATH and args as ADD),
+        then the netns pin. Errors are reported and the teardown goes on, as rkt did."""
+        errors: list[str] = []
+        added = [n for n in pod.networks if n.added]
+        if added:
+            from agent.runtime import cni, netns
+
+            # CNI_NETNS only when the namespace is reachable from here: a pin made in another
+            # mount namespace is an empty file here, and plugins clean up without a netns.
+            nspath = pod.netns if pod.netns and netns.is_pinned(pod.netns) else ""
+            for n in reversed(added):
+                inv = cni.Invocation(pod.uuid, nspath, n.ifname, n.args, pod.cni_path)
+                try:
+                    cni.delete(n.conf, inv, n.result)
+                except cni.CNIError as e:
+                    errors.append(f"error deleting network {n.name!r} of pod {pod.uuid}: {e}")
+                n.added = False
+        if pod.netns:
+            from agent.runtime import netns
+
+            try:
+                netns.remove_pinned_netns(pod.netns)
+            except OSError as e:
+                errors.append(f"cannot remove netns of pod {pod.uuid}: {e}")
+        for e in errors:
+            self.warn(e)
+        return errors
+
+    def gc(self, grace: float, now: float | None = None) -> list[str]:
+        """rkt gc: exited pods have their networks torn down and become garbage; garbage older
+        than the grace period is removed, and so are aborted preparations (a prepared pod
+        nobody holds: the CLI preparing it died). Returns the UUIDs removed."""
+        now = time.time() if now is None else now
+        removed = []
+        for uuid in self.uuids():
+            try:
+                fd = self._lock_for_removal(uuid)
+            except (StateError, FileNotFoundError):
+                continue
+            try:
+                pdir = self.pod_dir(uuid)
+                try:
+                    pod = read_state(pdir)
+                except (OSError, ValueError):
+                    self._remove_locked(uuid)
+                    removed.append(uuid)
+                    continue
+                if pod.state in (PREPARED, DELETING):
+                    self._remove_locked(uuid)
+                    removed.append(uuid)
+                    continue
+                if pod.state == RUNNING:
+                    pod.state = EXITED
+                if pod.state == EXITED:
+                    self.warn(f"moving pod {uuid} to garbage")
+                    self.teardown(pod)
+                    pod.set_state(GARBAGE)
+                    pod.gc_marked = now
+                    write_state(pdir, pod)
+                if pod.state == GARBAGE and now - (pod.gc_marked or now) >= grace:
+                    self.warn(f"garbage collecting pod {uuid}")
+                    self._remove_locked(uuid)
+                    removed.append(uuid)
+            finally:
+                os.close(fd)
+        return removed
+
+
+def _flock_timeout(fd: int, op: int, timeout: float | None) -> bool:
+    """flock with a deadline: blocking wait interrupted by a timer, no polling."""
+    if timeout is None:
+        fcntl.flock(fd, op)
+        return True
+
+    class _Expired(Exception):
+        pass
+
+    def expire(_s: int, _f: object) -> None:
+        raise _Expired
+
+    old = signal.signal(signal.SIGALRM, expire)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
+        try:
+            fcntl.flock(fd, op)
+            return True
+        except _Expired:
+            return False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# -- the pod supervisor (runs in the forked child) --------------------------------------------
+def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) -> int:
+    os.setsid()
+    for s in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_IGN)
+    if opts.detach:
+        # The caller may read our stdout through a pipe: holding it would keep that read open.
+        null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(os.path.join(pdir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+    if pod.netns:
+        from agent.runtime import netns
+
+        netns.enter_netns(pod.netns)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    app = os.fork()
+    if app == 0:
+        os.close(err_r)
+        try:
+            _exec_app(pod, pdir, image, opts)
+        except BaseException as e:
+            try:
+                os.write(err_w, f"cannot start {pod.app.exec[0]!r}: {_describe(e)}".encode())
+            finally:
+                os._exit(127)
+    os.close(err_w)
+    err = b""
+    while True:
+        c = os.read(err_r, 4096)
+        if not c:
+            break
+        err += c
+    os.close(err_r)
+    if err:
+        os.waitpid(app, 0)
+        os.write(ready_w, b"E" + err)
+        return 127
+    pod.pid = app
+    pod.supervisor_pid = os.getpid()
+    pod.started = time.time()
+    pod.set_state(RUNNING)
+    write_state(pdir, pod)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.killpg(app, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    os.write(ready_w, f"R{app}".encode())
+    os.close(ready_w)
+    _, status = os.waitpid(app, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    # The pod ends with its app: whatever the app left in its process group goes too.
+    try:
+        os.killpg(app, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    pod.finished = time.time()
+    pod.app.exit_code = code
+    pod.set_state(EXITED)
+    write_state(pdir, pod)
+    return code
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno == errno.ENOENT:
+        return "no such file or directory in the image"
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return str(e)
+
+
+def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
+    """In the app child: own process group, signals back to default, stdio, root, exec."""
+    os.setpgid(0, 0)
+    for s in (
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGTERM,
+        signal.SIGPIPE,
+        signal.SIGXFSZ,
+    ):
+        signal.signal(s, signal.SIG_DFL)
+    if not opts.interactive and not opts.detach:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    os.dup2(1, 2)  # the app's stderr goes where its stdout goes (rkt's stdout)
+    if image.host_root:
+        env = dict(os.environ)
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = f"{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}:{bindir}"
+    else:
+        from agent.runtime import netns
+
+        netns.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
+        env = dict(image.env)
+        os.chdir(image.workdir or "/")
+        if opts.interactive and "TERM" in os.environ:
+            env["TERM"] = os.environ["TERM"]
+    env["AC_APP_NAME"] = pod.app.name
+    env["container"] = "rkt"
+    env.update(opts.set_env)
+    argv = pod.app.exec
+    os.execvpe(argv[0], argv, env)
