@@ -10,6 +10,7 @@ their own cursor and filters; they never slow the collector down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import socket
@@ -47,10 +48,22 @@ AllowResolver = Callable[[FlowRecord], "Mapping[str, Any] | str | None"]
 _CLOCK_SKEW = 60.0  # a kernel stamp further than this from our clock is not trusted
 
 
+_FLAG_TABLE = [
+    tuple(n for bit, n in enumerate(TCP_FLAG_NAMES) if bits & (1 << bit)) for bits in range(256)
+]
+
+
 def _flags(bits: int | None) -> tuple[str, ...]:
-    if not bits:
-        return ()
-    return tuple(n for bit, n in enumerate(TCP_FLAG_NAMES) if bits & (1 << bit))
+    return _FLAG_TABLE[bits & 0xFF] if bits else ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule_of(prefix: str) -> dict[str, Any]:
+    """Parsed once per distinct prefix (there are as many as deny rules); callers copy."""
+    rule = parse_prefix(prefix)
+    if rule.get("kind") != "unknown":
+        del rule["raw"]
+    return rule
 
 
 class FlowSubscription:
@@ -155,6 +168,7 @@ class FlowCollector:
         self.counters = {
             "denied": 0,
             "allowed": 0,
+            "nflog_lost": 0,
             "skipped_unknown": 0,
             "lookup_errors": 0,
             "resolver_errors": 0,
@@ -168,6 +182,8 @@ class FlowCollector:
         self._ifnames_at = 0.0
         self.errors: list[str] = []
         self._overruns = {"nflog": 0, "conntrack": 0}
+        self._next_seq: int | None = None
+        self._coerced: dict[str, tuple[Any, EndpointInfo | None]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -251,13 +267,25 @@ class FlowCollector:
     # ---------------------------------------------------------------- enrichment
 
     def _endpoint(self, address: str) -> EndpointInfo | None:
+        """The lookup's answer as an EndpointInfo. A mapping answer is converted once and
+        reused while the lookup keeps returning that same object (replace, don't mutate)."""
         if self.lookup is None:
             return None
         try:
-            return EndpointInfo.coerce(self.lookup(address))
+            found = self.lookup(address)
         except Exception:
             self.counters["lookup_errors"] += 1
             return None
+        if found is None or isinstance(found, EndpointInfo):
+            return found
+        cached = self._coerced.get(address)
+        if cached is not None and cached[0] is found:
+            return cached[1]
+        info = EndpointInfo.coerce(found)
+        if len(self._coerced) > 65536:
+            self._coerced.clear()
+        self._coerced[address] = (found, info)
+        return info
 
     def _ifname(self, index: int | None) -> str | None:
         if index is None:
@@ -277,7 +305,7 @@ class FlowCollector:
         return self.ingest_nflog(parse_nflog_messages(data), received)
 
     def _on_conntrack(self, data: bytes, received: float) -> int:
-        return self.ingest_conntrack(parse_conntrack_messages(data), received)
+        return self.ingest_conntrack(parse_conntrack_messages(data, reply=False), received)
 
     def record_from_nflog(self, pkt: NflogPacket, received: float) -> FlowRecord | None:
         h = pkt.header
@@ -286,9 +314,7 @@ class FlowCollector:
         stamp = pkt.timestamp
         if stamp is None or abs(stamp - received) > _CLOCK_SKEW:
             stamp = received
-        rule = parse_prefix(pkt.prefix)
-        if rule.get("kind") != "unknown":
-            del rule["raw"]
+        rule = dict(_rule_of(pkt.prefix))
         return FlowRecord(
             time=stamp,
             verdict=DENIED,
@@ -350,8 +376,19 @@ class FlowCollector:
                 record.rule = dict(rule)
         return record
 
+    def _count_gaps(self, packets: list[NflogPacket]) -> None:
+        for p in packets:
+            if p.seq is None:
+                continue
+            if self._next_seq is not None and p.seq != self._next_seq:
+                self.counters["nflog_lost"] += (p.seq - self._next_seq) & 0xFFFFFFFF
+            self._next_seq = (p.seq + 1) & 0xFFFFFFFF
+
     def ingest_nflog(self, packets: Iterable[NflogPacket], received: float) -> int:
-        """Turn parsed NFLOG packets into records and push them; returns how many."""
+        """Turn parsed NFLOG packets into records and push them; returns how many.
+        Gaps in the kernel's sequence numbers count as `nflog_lost` in stats()."""
+        packets = list(packets)
+        self._count_gaps(packets)
         records = [r for p in packets if (r := self.record_from_nflog(p, received))]
         self.ring.push_many(records)
         self.counters["denied"] += len(records)

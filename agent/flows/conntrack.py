@@ -12,13 +12,13 @@ Note: a namespace only tracks connections once something there uses conntrack (a
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import time
 from dataclasses import dataclass
 
 from agent.flows.nflog import (
+    NetfilterReader,
     iter_nlmsgs,
     nfgen_header,
     open_netfilter_socket,
@@ -141,8 +141,11 @@ def parse_tuple(raw: bytes) -> Tuple | None:
     )
 
 
-def parse_conntrack_event(mtype: int, flags: int, payload: bytes) -> ConntrackEvent | None:
-    """One ctnetlink message (payload after the nlmsghdr); None when it is not a conntrack."""
+def parse_conntrack_event(
+    mtype: int, flags: int, payload: bytes, reply: bool = True
+) -> ConntrackEvent | None:
+    """One ctnetlink message (payload after the nlmsghdr); None when it is not a conntrack.
+    `reply=False` skips the reply tuple (the collector only needs the original one)."""
     if mtype >> 8 != NFNL_SUBSYS_CTNETLINK or len(payload) < 4:
         return None
     msg = mtype & 0xFF
@@ -166,7 +169,7 @@ def parse_conntrack_event(mtype: int, flags: int, payload: bytes) -> ConntrackEv
         kind=kind,
         family=family,
         orig=orig,
-        reply=parse_tuple(reply_raw) if reply_raw is not None else None,
+        reply=parse_tuple(reply_raw) if reply and reply_raw is not None else None,
         status=_be(attrs.get(CTA_STATUS), "!I"),
         id=_be(attrs.get(CTA_ID), "!I"),
         mark=_be(attrs.get(CTA_MARK), "!I"),
@@ -175,53 +178,31 @@ def parse_conntrack_event(mtype: int, flags: int, payload: bytes) -> ConntrackEv
     )
 
 
-def parse_conntrack_messages(buf: bytes) -> list[ConntrackEvent]:
+def parse_conntrack_messages(buf: bytes, reply: bool = True) -> list[ConntrackEvent]:
     """Every conntrack event in one datagram."""
     out = []
     for mtype, flags, payload in iter_nlmsgs(buf):
-        event = parse_conntrack_event(mtype, flags, payload)
+        event = parse_conntrack_event(mtype, flags, payload, reply)
         if event is not None:
             out.append(event)
     return out
 
 
-class ConntrackEventSocket:
+class ConntrackEventSocket(NetfilterReader):
     """Subscribed to conntrack events (NEW by default) in the current network namespace.
 
-    An overrun (ENOBUFS) is counted in `lost_overruns` and reading continues: the kernel
-    dropped events for this socket, and the flow log says so through the collector's stats.
+    Overruns (ENOBUFS) are counted in `lost_overruns`: the kernel dropped events for this
+    socket, and the collector's stats say so.
     """
 
     def __init__(
-        self, groups: tuple[int, ...] = (NFNLGRP_CONNTRACK_NEW,), rcvbuf: int = 8 << 20
+        self, groups: tuple[int, ...] = (NFNLGRP_CONNTRACK_NEW,), rcvbuf: int = 32 << 20
     ) -> None:
-        self.lost_overruns = 0
-        self.sock = open_netfilter_socket(rcvbuf, groups)
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def recv_raw(self, bufsize: int = 1 << 18) -> bytes:
-        try:
-            return self.sock.recv(bufsize)
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                self.lost_overruns += 1
-                return b""
-            raise
+        super().__init__(open_netfilter_socket(rcvbuf, groups))
 
     def recv(self) -> tuple[float, list[ConntrackEvent]]:
         data = self.recv_raw()
         return time.time(), parse_conntrack_messages(data) if data else []
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> ConntrackEventSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = [

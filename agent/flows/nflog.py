@@ -316,12 +316,15 @@ NFULA_IFINDEX_PHYSINDEV = 6
 NFULA_IFINDEX_PHYSOUTDEV = 7
 NFULA_PAYLOAD = 9
 NFULA_PREFIX = 10
+NFULA_SEQ = 12  # per-group sequence number, with NFULNL_CFG_F_SEQ
 
 NFULA_CFG_CMD = 1
 NFULA_CFG_MODE = 2
 NFULA_CFG_NLBUFSIZ = 3
 NFULA_CFG_TIMEOUT = 4
 NFULA_CFG_QTHRESH = 5
+NFULA_CFG_FLAGS = 6
+NFULNL_CFG_F_SEQ = 0x0001
 NFULNL_CFG_CMD_BIND = 1
 NFULNL_CFG_CMD_UNBIND = 2
 NFULNL_CFG_CMD_PF_BIND = 3
@@ -345,6 +348,7 @@ class NflogPacket:
     mark: int | None
     header: IPHeader | None
     payload_len: int
+    seq: int | None = None  # consecutive per group: a gap is packets the kernel lost
 
     @property
     def hook_name(self) -> str | None:
@@ -380,6 +384,7 @@ def parse_nflog_packet(payload: bytes) -> NflogPacket:
         indev=_u32(attrs.get(NFULA_IFINDEX_INDEV)),
         outdev=_u32(attrs.get(NFULA_IFINDEX_OUTDEV)),
         mark=_u32(attrs.get(NFULA_MARK)),
+        seq=_u32(attrs.get(NFULA_SEQ)),
         header=parse_ip_header(data),
         payload_len=len(data),
     )
@@ -412,7 +417,8 @@ def nflog_config_messages(group: int, copy_range: int, seq: int = 1) -> list[byt
             group,
             build_attr(NFULA_CFG_MODE, mode)
             + build_attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
-            + build_attr(NFULA_CFG_TIMEOUT, struct.pack("!I", 0)),
+            + build_attr(NFULA_CFG_TIMEOUT, struct.pack("!I", 0))
+            + build_attr(NFULA_CFG_FLAGS, struct.pack("!H", NFULNL_CFG_F_SEQ)),
             seq + 2,
         ),
     ]
@@ -440,18 +446,55 @@ def open_netfilter_socket(rcvbuf: int, groups: tuple[int, ...] = ()) -> socket.s
     return sock
 
 
-class NflogSocket:
+class NetfilterReader:
+    """A NETLINK_NETFILTER socket read into one reused buffer (a fresh 256 KB buffer per
+    recv() costs more than parsing). ENOBUFS (the kernel dropped messages because this
+    reader fell behind) is counted in `lost_overruns` and reading continues."""
+
+    BUFSIZE = 1 << 18
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lost_overruns = 0
+        self._buf = bytearray(self.BUFSIZE)
+        self._view = memoryview(self._buf)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv_raw(self) -> bytes:
+        """One datagram, unparsed (b"" after an overrun, which is counted)."""
+        try:
+            n = self.sock.recv_into(self._buf)
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self.lost_overruns += 1
+                return b""
+            raise
+        return bytes(self._view[:n])
+
+    def close(self) -> None:
+        self._view.release()
+        self.sock.close()
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NflogSocket(NetfilterReader):
     """Bound to one NFLOG group in the network namespace it was opened in.
 
-    `recv()` blocks until a datagram arrives (use `fileno()` with select to wait with a
-    stop signal) and returns the parsed packets plus the receive time. A kernel overrun
-    (ENOBUFS: the reader fell behind) is counted in `lost_overruns` and reading continues.
+    `recv()` blocks until a datagram arrives (use `fileno()` with select/poll to wait with a
+    stop signal) and returns the receive time and the parsed packets. Binding fails with
+    EBUSY when another process (ulogd, a second collector) holds the group.
     """
 
-    def __init__(self, group: int = NFLOG_GROUP, copy_range: int = 128, rcvbuf: int = 8 << 20):
+    def __init__(self, group: int = NFLOG_GROUP, copy_range: int = 128, rcvbuf: int = 32 << 20):
         self.group = group
-        self.lost_overruns = 0
-        self.sock = open_netfilter_socket(rcvbuf)
+        super().__init__(open_netfilter_socket(rcvbuf))
         try:
             for message in nflog_config_messages(group, copy_range):
                 self._request(message)
@@ -472,28 +515,6 @@ class NflogSocket:
                     return
         raise TimeoutError("NFLOG config: no answer from the kernel")
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def recv_raw(self, bufsize: int = 1 << 18) -> bytes:
-        """One datagram, unparsed (b"" after an overrun, which is counted)."""
-        try:
-            return self.sock.recv(bufsize)
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                self.lost_overruns += 1
-                return b""
-            raise
-
     def recv(self) -> tuple[float, list[NflogPacket]]:
         data = self.recv_raw()
         return time.time(), parse_nflog_messages(data) if data else []
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> NflogSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

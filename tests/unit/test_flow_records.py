@@ -20,7 +20,7 @@ from agent.flows.records import (
     FlowRing,
     matches_any,
 )
-from tests.unit.test_nflog_parse import CT_NEW_TCP_80, CT_NEW_UDP_5353, NFLOG_SYN_81
+from tests.unit.test_nflog_parse import CT_NEW_TCP_80, CT_NEW_UDP_5353, NFLOG_SYN_81, with_seq
 
 WEB = EndpointInfo(
     "node1-cni-abc-eth0", network="net1", networks=("net1",), profiles=("net1",), pod="web"
@@ -234,6 +234,14 @@ def test_denied_record_from_captured_nflog():
     assert item["direction"] == "ingress"
     assert item["time"] == pytest.approx(1795813864.222139)  # the kernel's stamp
     assert item["tcp_flags"] == ["SYN"]
+
+
+def test_gaps_in_nflog_sequence_numbers_are_counted_as_lost():
+    c = collector()
+    for seq in (0, 1, 5, 6, 9):
+        c.ingest_nflog(parse_nflog_messages(with_seq(seq)), received=1.0)
+    assert c.stats()["nflog_lost"] == 3 + 2
+    assert c.stats()["denied"] == 5
 
 
 def test_untrusted_kernel_stamp_falls_back_to_receive_time():

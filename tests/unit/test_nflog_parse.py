@@ -34,6 +34,24 @@ NFLOG_SYN_81 = bytes.fromhex(
     "0afb0001c68400513d747c0300000000a002faf016270000020405b40402080a5d967db700000000"
     "0103030a"
 )
+# The same, captured again once NflogSocket asked for sequence numbers (NFULNL_CFG_F_SEQ).
+NFLOG_SYN_81_SEQ = bytes.fromhex(
+    "d40000000004000000000000000000000200000108000100080001001e000a00447c497c706f6c7c"
+    "64656661756c742f64656e792d38317c3300000008000400000000021000080000060000f604954f"
+    "9f3c000006000f000001000006001100000e00001200100056c0f2f41962f604954f9f3c08000000"
+    "14000300000000006b09f3a5000000000002820608000c0000000000400009004500003c63924000"
+    "4006c1310afb00020afb0001c220005106cd1a4f00000000a002faf016270000020405b40402080a"
+    "84385207000000000103030a"
+)
+
+
+def with_seq(seq: int) -> bytes:
+    """NFLOG_SYN_81_SEQ with another NFULA_SEQ value."""
+    attr = bytes.fromhex("08000c00")
+    at = NFLOG_SYN_81_SEQ.index(attr) + 4
+    return NFLOG_SYN_81_SEQ[:at] + seq.to_bytes(4, "big") + NFLOG_SYN_81_SEQ[at + 4 :]
+
+
 CT_NEW_TCP_80 = bytes.fromhex(
     "c4000000000100060000000000000000020000003400018014000180080001000afb000208000200"
     "0afb00011c0002800500010006000000060002008364000006000300005000003400028014000180"
@@ -67,6 +85,13 @@ def test_nflog_packet_from_captured_bytes():
     assert (h.sport, h.dport, h.length) == (50820, 81, 60)
     assert h.flag_names() == ["SYN"]
     assert pkt.payload_len == 60
+
+
+def test_nflog_sequence_number():
+    assert parse_nflog_messages(NFLOG_SYN_81)[0].seq is None
+    (pkt,) = parse_nflog_messages(NFLOG_SYN_81_SEQ)
+    assert pkt.seq == 0 and pkt.header.sport == 49696
+    assert parse_nflog_messages(with_seq(77))[0].seq == 77
 
 
 def test_two_messages_in_one_datagram_and_garbage_tail():
