@@ -1,0 +1,118 @@
+"""Bring the kernel to a desired `Dataplane`, writing only the difference.
+
+Order within one apply: ipsets that are new or changed (a rule must never name a missing
+set), then ONE `iptables-legacy-restore --noflush` commit, then ipsets nobody references any
+more, then routes (`ip -batch`) and the host-side sysctls of new interfaces.
+
+Between full reads the applier trusts its cache of what it last wrote, so an incremental
+apply costs one restore of the changed chains and nothing else. `apply(..., full=True)`
+(every refresh interval, after any failure, at start) reads the kernel again, which is how
+drift is found: a rule deleted by hand changes the chain's hash list, so the chain is
+rewritten; a stale chain, set or route left by a killed predecessor is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from agent.calc import Dataplane
+from agent.dataplane import ipsets, iptables, routes
+
+
+@dataclass
+class ApplyResult:
+    full: bool
+    ms: float = 0.0
+    chains_rewritten: int = 0
+    chains_deleted: int = 0
+    ipsets_rewritten: int = 0
+    ipsets_deleted: int = 0
+    routes_changed: int = 0
+    interfaces_configured: int = 0
+    errors: list[str] = field(default_factory=list)  # iptables/ipset: retried soon
+    route_errors: list[str] = field(default_factory=list)  # e.g. a node not reachable yet
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.chains_rewritten
+            or self.chains_deleted
+            or self.ipsets_rewritten
+            or self.ipsets_deleted
+            or self.routes_changed
+            or self.interfaces_configured
+        )
+
+
+class Applier:
+    def __init__(self) -> None:
+        self.filter: iptables.KernelFilter | None = None
+        self.sets: ipsets.KernelSets | None = None
+        self.routes: routes.KernelRoutes | None = None
+        self.ifindex: dict[str, int] = {}  # interfaces configured, by ifindex
+        self.missing_ifaces: set[str] = set()  # endpoints whose veth is not there yet
+
+    def invalidate(self) -> None:
+        self.filter = self.sets = self.routes = None
+
+    def apply(self, desired: Dataplane, full: bool = False) -> ApplyResult:
+        started = time.perf_counter()
+        full = full or self.filter is None or self.sets is None or self.routes is None
+        result = ApplyResult(full=full)
+        try:
+            if full:
+                routes.ensure_forwarding()
+                self.filter = iptables.read_filter()
+                self.sets = ipsets.read_sets()
+            assert self.filter is not None and self.sets is not None
+            pre, post, sets_changed = ipsets.plan(desired, self.sets)
+            ipsets.restore(pre)
+            text, changed, stale = iptables.plan_restore(desired, self.filter)
+            if text:
+                iptables.restore(text)
+            self.filter = iptables.apply_to_cache(desired, self.filter)
+            ipsets.restore(post)
+            self.sets = ipsets.apply_to_cache(desired)
+            result.chains_rewritten, result.chains_deleted = len(changed), len(stale)
+            result.ipsets_rewritten = len(sets_changed)
+            result.ipsets_deleted = post.count("destroy ")
+        except (iptables.IptablesError, ipsets.IpsetError, OSError) as exc:
+            self.invalidate()
+            result.errors.append(str(exc))
+        try:
+            self._apply_routes(desired, full, result)
+        except (routes.RouteError, OSError, ValueError) as exc:
+            self.routes = None
+            result.route_errors.append(str(exc))
+        result.ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def _apply_routes(self, desired: Dataplane, full: bool, result: ApplyResult) -> None:
+        wanted = {ep.iface for ep in desired.endpoints}
+        check = wanted if full else (wanted - set(self.ifindex)) | self.missing_ifaces
+        present = routes.present_interfaces(check)
+        for iface in list(self.ifindex):
+            if iface not in wanted or (iface in check and iface not in present):
+                del self.ifindex[iface]
+        new_ifaces = {i for i, idx in present.items() if self.ifindex.get(i) != idx}
+        for iface in sorted(new_ifaces):
+            errors = routes.configure_interface(iface)
+            if errors:
+                result.route_errors += errors
+            else:
+                self.ifindex[iface] = present[iface]
+                result.interfaces_configured += 1
+        self.missing_ifaces = wanted - set(self.ifindex) - set(present)
+        if full or self.routes is None or new_ifaces:
+            self.routes = routes.read_routes()
+        lines = routes.plan(desired, self.routes, set(self.ifindex) | set(present))
+        if lines:
+            errors = routes.apply(lines)
+            result.routes_changed = len(lines) - sum(e.startswith("Command failed") for e in errors)
+            result.route_errors += errors
+            self.routes = routes.read_routes()

@@ -1,0 +1,145 @@
+"""The filter table through `iptables-legacy-save` / `iptables-legacy-restore --noflush`.
+
+Legacy backend everywhere: python-iptables (which may read counters) speaks only legacy, and
+whoever writes and whoever reads must share a backend. One restore call per apply carries
+every change, and the kernel swaps the whole table in one commit, so no packet ever sees a
+half-written chain.
+
+The plan compares hash lists: a chain whose `cali:<hash>` comments differ from the desired
+ones (a rule edited, added or deleted by hand included) is declared again, which flushes it,
+and rewritten; a chain the agent owns but no longer wants is flushed and deleted in the same
+commit after every rule referring to it was rewritten. Other chains and rules are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+
+from agent.calc import CHAIN_PREFIX, Chain, Dataplane
+
+SAVE = "iptables-legacy-save"
+RESTORE = "iptables-legacy-restore"
+BUILTINS = ("INPUT", "FORWARD", "OUTPUT")
+
+_COMMENT_RE = re.compile(r'--comment "?cali:([A-Za-z0-9_-]+)"?')
+
+
+class IptablesError(RuntimeError):
+    pass
+
+
+@dataclass
+class KernelFilter:
+    """What the filter table holds, as far as the agent cares."""
+
+    chains: dict[str, tuple[str | None, ...]] = field(default_factory=dict)  # cali-* hashes
+    builtins: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
+
+    def rule_count(self) -> int:
+        return sum(len(h) for h in self.chains.values())
+
+
+def parse_save(text: str) -> KernelFilter:
+    """Parse `iptables-save -t filter` output: our chains' hash lists, built-in rules."""
+    out = KernelFilter()
+    in_filter = False
+    for line in text.splitlines():
+        if line.startswith("*"):
+            in_filter = line == "*filter"
+            continue
+        if not in_filter:
+            continue
+        if line.startswith(":"):
+            name = line[1:].split(" ", 1)[0]
+            if name.startswith(CHAIN_PREFIX):
+                out.chains[name] = ()
+            elif name in BUILTINS:
+                out.builtins[name] = []
+        elif line.startswith("-A "):
+            chain, _, spec = line[3:].partition(" ")
+            m = _COMMENT_RE.search(spec)
+            h = m.group(1) if m else None
+            if chain in out.chains:
+                out.chains[chain] = (*out.chains[chain], h)
+            elif chain in out.builtins:
+                out.builtins[chain].append((h, spec))
+    return out
+
+
+def plan_restore(desired: Dataplane, current: KernelFilter) -> tuple[str, list[str], list[str]]:
+    """The `iptables-restore --noflush` input that turns `current` into `desired`.
+
+    Returns (text, chains rewritten, chains deleted); text is "" when nothing differs.
+    """
+    changed = [n for n, c in desired.chains.items() if current.chains.get(n) != c.hashes]
+    stale = sorted(n for n in current.chains if n not in desired.chains)
+    hook_lines: list[str] = []
+    for builtin, hook in desired.hooks.items():
+        present = current.builtins.get(builtin, [])
+        wanted = set(hook.hashes)
+        for h, spec in present:
+            # A rule of ours (cali: comment) that is not the current jump: an old version.
+            if h is not None and h not in wanted:
+                hook_lines.append(f"-D {builtin} {spec}")
+        if not any(h in wanted for h, _ in present):
+            hook_lines.append(f"-I {builtin} 1 {_spec_of(hook)}")
+    if not changed and not stale and not hook_lines:
+        return "", [], []
+    lines = ["*filter"]
+    # Declaring a chain creates it, or flushes it if it exists: every chain to rewrite or
+    # delete is declared first, so references between them are resolved in any order.
+    lines += [f":{n} - [0:0]" for n in (*changed, *stale)]
+    for name in changed:
+        lines += desired.chains[name].lines()
+    lines += hook_lines
+    lines += [f"-X {n}" for n in stale]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n", changed, stale
+
+
+def apply_to_cache(desired: Dataplane, current: KernelFilter) -> KernelFilter:
+    """What the kernel holds after a successful restore of `plan_restore(desired, current)`."""
+    out = KernelFilter(
+        chains={n: c.hashes for n, c in desired.chains.items()},
+        builtins={b: list(rules) for b, rules in current.builtins.items()},
+    )
+    for builtin, hook in desired.hooks.items():
+        rules = [(h, s) for h, s in out.builtins.get(builtin, []) if h is None or h in hook.hashes]
+        if not any(h in hook.hashes for h, _ in rules):
+            rules.insert(0, (hook.hashes[0], _spec_of(hook)))
+        out.builtins[builtin] = rules
+    return out
+
+
+def _spec_of(hook: Chain) -> str:
+    return hook.lines()[0].split(" ", 2)[2]
+
+
+# ---------------------------------------------------------------- kernel I/O
+
+
+def _run(args: list[str], stdin: str | None = None) -> str:
+    try:
+        proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError as exc:
+        raise IptablesError(f"{args[0]} is not installed (Debian package iptables)") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise IptablesError(f"{shlex.join(args[:2])} failed: {detail}")
+    return proc.stdout
+
+
+def read_filter() -> KernelFilter:
+    return parse_save(_run([SAVE, "-t", "filter"]))
+
+
+def save_text() -> str:
+    return _run([SAVE, "-t", "filter"])
+
+
+def restore(text: str) -> None:
+    """One atomic commit of the filter table (waits for the xtables lock)."""
+    _run([RESTORE, "--noflush", "--wait=10"], stdin=text)

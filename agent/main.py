@@ -1,0 +1,338 @@
+"""calico-agent: the per-node dataplane agent (Felix's job, plus the route part of BIRD).
+
+    calico-agent --nodename N [--etcd-endpoints URLS] [--once] [--refresh-interval S]
+                 [--api-socket PATH] [--health-file PATH]
+
+It programs only the network namespace it runs in: run it in a node's namespace
+(`ip netns exec NODE calico-agent ...`) or in a real host's root namespace.
+
+Loop: sync etcd (agent.sync) -> calculate the desired dataplane (agent.calc, pure) ->
+apply the difference (agent.dataplane) -> report status (agent.status). Nothing is written
+to the dataplane before the first complete snapshot. Every `--refresh-interval` seconds the
+kernel state is read back in full and any drift repaired. On SIGTERM/SIGINT the agent exits
+0 and leaves the dataplane as it is, so isolation stays in force while it is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("calico-agent")
+
+RETRY_AFTER_ERROR = 1.0  # seconds before a failed apply is retried with a full read
+MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there yet
+
+
+class Agent:
+    """One agent. The API server (a later piece) reads `health`, `cache`, `desired` and
+    `last_result`; see `start_api`."""
+
+    def __init__(
+        self,
+        nodename: str,
+        endpoints: str | None = None,
+        refresh_interval: float = 10.0,
+        once: bool = False,
+        health_file: Path | None = None,
+        status_interval: float = 5.0,
+    ):
+        from agent.dataplane.apply import Applier
+        from agent.status import Health
+        from agent.sync import ClusterCache
+
+        self.nodename = nodename
+        self.endpoints = endpoints
+        self.refresh_interval = refresh_interval
+        self.once = once
+        self.health_file = health_file
+        self.status_interval = status_interval
+        self.stop_event = threading.Event()
+        self.health = Health(nodename, refresh_interval=refresh_interval)
+        self.cache = ClusterCache()
+        self.applier = Applier()
+        self.desired: Any = None
+        self.last_result: Any = None
+        self._route_errors: list[str] = []
+        self._health_written: tuple | None = None
+        self._health_written_at = 0.0
+
+    # -- lifecycle
+    def stop(self, *_: Any) -> None:
+        self.stop_event.set()
+
+    def run(self, once_timeout: float = 30.0) -> int:
+        from agent.status import StatusReporter
+        from agent.sync import Syncer
+        from calico.datastore import Datastore
+
+        self.datastore = Datastore.connect(self.endpoints)
+        syncer = Syncer(self.datastore)
+        reporter = StatusReporter(self.datastore, self.health, interval=self.status_interval)
+        self.reporter = reporter
+        syncer.start()
+        if not self.once:
+            reporter.start()
+        log.info(
+            "calico-agent for node %s, etcd %s, refresh every %ss (pid %d)",
+            self.nodename,
+            self.datastore.endpoints,
+            self.refresh_interval,
+            os.getpid(),
+        )
+        try:
+            return self._loop(syncer, reporter, once_timeout)
+        finally:
+            syncer.close()
+            reporter.stop()
+            self._write_health(force=True)
+            try:
+                self.datastore.close()
+            except Exception:  # closing a dead channel may raise; we are leaving anyway
+                pass
+
+    def _loop(self, syncer: Any, reporter: Any, once_timeout: float) -> int:
+        dirty = False
+        next_full = 0.0
+        next_missing = 0.0
+        deadline = time.monotonic() + once_timeout
+        cleared_old_status = False
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if self.once and not self.cache.ready and now > deadline:
+                log.error("no complete snapshot from etcd within %ss", once_timeout)
+                return 1
+            wait = 0.5
+            if self.cache.ready:
+                wait = max(0.0, min(wait, next_full - now))
+            try:
+                prefix, item = syncer.queue.get(timeout=wait)
+                dirty |= self._fold(prefix, item)
+                while True:  # take everything already queued: one apply for a burst
+                    prefix, item = syncer.queue.get_nowait()
+                    dirty |= self._fold(prefix, item)
+            except queue.Empty:
+                pass
+            self.health.in_sync = self.cache.in_sync
+            self.health.datastore_ok = self.cache.in_sync and reporter_ok(reporter)
+            now = time.monotonic()
+            full = now >= next_full
+            missing = bool(self.applier.missing_ifaces) and now >= next_missing
+            if self.cache.ready and (dirty or full or missing):
+                dirty = False
+                result = self._apply(full)
+                if full:
+                    next_full = now + self.refresh_interval
+                if not result.ok:
+                    next_full = min(next_full, now + RETRY_AFTER_ERROR)
+                next_missing = now + MISSING_IFACE_POLL
+                self._publish(reporter)
+                if not cleared_old_status:
+                    cleared_old_status = self._clear_old_status(reporter)
+                if self.once:
+                    ok = reporter.report(use_lease=False)
+                    if not ok:
+                        log.warning("could not write status to etcd")
+                    return 0 if result.ok else 1
+            self._write_health()
+        return 0
+
+    def _fold(self, prefix: str, item: Any) -> bool:
+        from calico.datastore import SyncStatus
+
+        if isinstance(item, SyncStatus):
+            before = self.cache.status.get(prefix)
+            if before != item.state:
+                level = logging.WARNING if item.state != "in-sync" else logging.INFO
+                log.log(level, "etcd %s: %s %s", prefix, item.state, item.error)
+        return self.cache.update(prefix, item)
+
+    def _apply(self, full: bool) -> Any:
+        from agent.calc import calculate
+
+        t0 = time.perf_counter()
+        desired = calculate(self.cache.inputs(self.nodename))
+        calc_ms = (time.perf_counter() - t0) * 1000
+        result = self.applier.apply(desired, full=full)
+        self.desired, self.last_result = desired, result
+        counts = desired.summary()
+        self.health.counts = counts
+        self.health.ready = True
+        self.health.last_apply_ms = calc_ms + result.ms
+        self.health.last_apply = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.health.last_apply_ok = result.ok
+        self.health.error = "; ".join(result.errors)[:500]
+        for warning in desired.warnings:
+            log.debug("calc: %s", warning)
+        if result.route_errors != self._route_errors:
+            self._route_errors = result.route_errors
+            if result.route_errors:
+                log.warning("routes: %s", "; ".join(result.route_errors))
+        level = logging.INFO if (result.changed or not result.ok) else logging.DEBUG
+        log.log(
+            level,
+            "apply%s rev %d: calc %.1f ms + kernel %.1f ms; chains %d rewritten %d deleted, "
+            "ipsets %d rewritten %d deleted, routes %d, ifaces %d; now %d endpoints, %d rules, "
+            "%d ipsets / %d members%s",
+            " (full)" if result.full else "",
+            self.cache.revision,
+            calc_ms,
+            result.ms,
+            result.chains_rewritten,
+            result.chains_deleted,
+            result.ipsets_rewritten,
+            result.ipsets_deleted,
+            result.routes_changed,
+            result.interfaces_configured,
+            counts["endpoints"],
+            counts["rules"],
+            counts["ipsets"],
+            counts["ipset_members"],
+            f"; ERRORS: {self.health.error}" if result.errors else "",
+        )
+        return result
+
+    def endpoint_status(self) -> dict[str, dict[str, Any]]:
+        """Status key -> value for every local endpoint (what the console shows)."""
+        from agent.status import _now, endpoint_status_key
+
+        out = {}
+        if self.desired is None:
+            return out
+        ok = self.last_result is None or self.last_result.ok
+        now = _now()
+        for ep in self.desired.endpoints:
+            state = "up" if ep.iface in self.applier.ifindex else "down"
+            if not ok:
+                state = "error"
+            key = endpoint_status_key(self.nodename, ep.orchestrator, ep.name, ep.endpoint)
+            out[key] = {
+                "status": state,
+                "namespace": ep.namespace,
+                "name": ep.name,
+                "interface": ep.iface,
+                "time": now,
+            }
+        return out
+
+    def _publish(self, reporter: Any) -> None:
+        reporter.publish(self.endpoint_status())
+
+    def _clear_old_status(self, reporter: Any) -> bool:
+        try:
+            reporter.clear_endpoint_keys()
+            return True
+        except Exception as exc:  # etcd down: try again after the next apply
+            log.debug("could not clear old status keys: %s", exc)
+            return False
+
+    def _write_health(self, force: bool = False) -> None:
+        if not self.health_file:
+            return
+        state = (self.health.healthy, self.health.in_sync, self.health.ready, self.health.error)
+        now = time.monotonic()
+        if not force and state == self._health_written and now - self._health_written_at < 1:
+            return
+        try:
+            self.health.write_file(self.health_file)
+            self._health_written, self._health_written_at = state, now
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self.health_file, exc)
+
+
+def reporter_ok(reporter: Any) -> bool:
+    return getattr(reporter, "last_ok", True)
+
+
+def start_api(agent: Agent, socket_path: str) -> None:
+    """Hook for the node API (a later piece): `agent.api.server.serve(agent, path)` runs it
+    in a thread; until that module exists the option is accepted and said to be inert."""
+    try:
+        from agent.api import server  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("--api-socket %s: the agent API is not part of this build yet", socket_path)
+        return
+    threading.Thread(
+        target=server.serve, args=(agent, socket_path), name="api", daemon=True
+    ).start()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="calico-agent",
+        description="Program this network namespace's iptables, ipsets and routes from etcd.",
+    )
+    p.add_argument(
+        "--nodename",
+        default=os.environ.get("CALICO_NODENAME"),
+        help="this node's name (default: $CALICO_NODENAME)",
+    )
+    p.add_argument(
+        "--etcd-endpoints",
+        default=None,
+        help="comma-separated etcd URLs (default: $ETCD_ENDPOINTS, then calicoctl.cfg)",
+    )
+    p.add_argument("--once", action="store_true", help="sync, apply once, exit")
+    p.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between full reads of the kernel state to repair drift (default 10)",
+    )
+    p.add_argument("--api-socket", metavar="PATH", help="serve the node API on this socket")
+    p.add_argument("--health-file", metavar="PATH", help="keep health JSON in this file")
+    p.add_argument("--status-interval", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default=os.environ.get("CALICO_AGENT_LOG", "INFO"))
+    args = p.parse_args(argv)
+    if not args.nodename:
+        p.error("--nodename (or CALICO_NODENAME) is required")
+    if args.refresh_interval <= 0:
+        p.error("--refresh-interval must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s calico-agent[%(process)d] %(levelname)s %(message)s",
+    )
+    from calico.config import ConfigError
+
+    try:
+        agent = Agent(
+            args.nodename,
+            args.etcd_endpoints,
+            refresh_interval=args.refresh_interval,
+            once=args.once,
+            health_file=Path(args.health_file) if args.health_file else None,
+            status_interval=args.status_interval,
+        )
+    except ConfigError as exc:
+        print(f"calico-agent: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, agent.stop)
+    signal.signal(signal.SIGINT, agent.stop)
+    if args.api_socket:
+        start_api(agent, args.api_socket)
+    try:
+        code = agent.run()
+    except ConfigError as exc:
+        print(f"calico-agent: {exc}", file=sys.stderr)
+        return 2
+    log.info("calico-agent stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Agent health and per-endpoint programming status, in etcd and in memory.
+
+Keys (Felix's status layout, region "no-region"):
+
+    /calico/felix/v2/no-region/host/<node>/status
+        {"time", "started", "uptime", "pid", "healthy", "in_sync", "ready",
+         "last_apply_ms", "last_apply", "refresh_interval", "endpoints", "rules",
+         "ipsets", "ipset_members", "routes", "error"}
+    /calico/felix/v2/no-region/host/<node>/workload/<orchestrator>/<wep name>/endpoint/<endpoint>
+        {"status": "up" | "down" | "error", "namespace", "name", "interface", "time"}
+
+`status` is "up" once the endpoint's chains are in the kernel and its interface exists and
+is configured, "down" while the interface is missing, "error" while applies fail.
+
+A dead agent is visible two ways: every key is attached to a lease of `ttl` seconds that
+the live agent refreshes every report, so the keys vanish after a crash; and `time` is
+rewritten every `interval` seconds, so a reader can call anything older than a few
+intervals stale. `--once` writes without a lease (the process exits at once) and the
+timestamps alone tell the age.
+
+While etcd is unreachable nothing can be written there; the in-memory `Health` (served by
+the agent API later, and written to `--health-file`) says unhealthy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from calico.datastore import FELIX_ROOT, Datastore
+
+log = logging.getLogger("calico-agent")
+
+REGION = "no-region"
+
+
+def host_prefix(node: str) -> str:
+    return f"{FELIX_ROOT}{REGION}/host/{node}/"
+
+
+def host_status_key(node: str) -> str:
+    return host_prefix(node) + "status"
+
+
+def endpoint_status_key(node: str, orchestrator: str, wep_name: str, endpoint: str) -> str:
+    return f"{host_prefix(node)}workload/{orchestrator}/{wep_name}/endpoint/{endpoint}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Health:
+    """What the agent knows about itself; `healthy` = datastore reachable and applies work."""
+
+    node: str
+    started: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)
+    ready: bool = False  # first snapshot complete and applied
+    in_sync: bool = False  # watching etcd right now
+    datastore_ok: bool = False
+    last_apply_ms: float | None = None
+    last_apply: str | None = None
+    last_apply_ok: bool = True
+    refresh_interval: float = 10.0
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready and self.in_sync and self.datastore_ok and self.last_apply_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        counts = data.pop("counts")
+        data.update(counts)
+        data.update(
+            healthy=self.healthy,
+            time=_now(),
+            uptime=round(time.time() - self.started, 1),
+            started=datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        if data["last_apply_ms"] is not None:
+            data["last_apply_ms"] = round(data["last_apply_ms"], 1)
+        return data
+
+    def write_file(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+class StatusReporter:
+    """Writes health and endpoint status to etcd from its own thread, so a slow or absent
+    etcd never holds up the dataplane. `publish()` hands it the latest state."""
+
+    def __init__(
+        self, datastore: Datastore, health: Health, interval: float = 5.0, ttl: float = 30.0
+    ):
+        self.datastore = datastore
+        self.health = health
+        self.interval = interval
+        self.ttl = int(max(ttl, 2 * interval + 1))
+        self.node = health.node
+        self._endpoints: dict[str, dict[str, Any]] = {}
+        self._written: dict[str, str] = {}
+        self._lease: Any = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.last_ok = True  # the last write reached etcd
+
+    def publish(self, endpoints: dict[str, dict[str, Any]]) -> None:
+        with self._lock:
+            self._endpoints = dict(endpoints)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.report()
+
+    def report(self, use_lease: bool = True) -> bool:
+        """Write what changed (and the host status, always); False if etcd failed."""
+        with self._lock:
+            endpoints = dict(self._endpoints)
+        try:
+            lease, renewed = self._ensure_lease() if use_lease else (None, False)
+            wanted = {k: json.dumps(v, sort_keys=True) for k, v in endpoints.items()}
+            for key, value in wanted.items():
+                if renewed or self._written.get(key) != value:
+                    self._put(key, value, lease)
+                    self._written[key] = value
+            for key in [k for k in self._written if k not in wanted]:
+                self.datastore.kv_delete(key)
+                del self._written[key]
+            status = json.dumps(self.health.to_dict(), sort_keys=True)
+            self._put(host_status_key(self.node), status, lease)
+            self.last_ok = True
+            return True
+        except Exception as exc:  # etcd and gRPC failures come in many types
+            log.debug("status report failed: %s", exc)
+            self._lease = None
+            self._written.clear()
+            self.last_ok = False
+            return False
+
+    def _ensure_lease(self) -> tuple[Any, bool]:
+        """The lease to attach keys to, and whether it is a new one (keys need rewriting)."""
+        if self._lease is not None:
+            resp = self.datastore._call(self._lease.refresh)
+            if resp and getattr(resp[0], "TTL", 0) > 0:
+                return self._lease, False
+        self._lease = self.datastore._call(self.datastore.client.lease, self.ttl)
+        return self._lease, True
+
+    def _put(self, key: str, value: str, lease: Any) -> None:
+        self.datastore._call(self.datastore.client.put, key, value, lease=lease)
+
+    def clear_endpoint_keys(self) -> None:
+        """Remove endpoint keys of this node no longer wanted (at start: a predecessor's)."""
+        prefix = host_prefix(self.node) + "workload/"
+        kvs, _ = self.datastore.kv_list(prefix)
+        with self._lock:
+            wanted = set(self._endpoints)
+        for kv in kvs:
+            if kv.key not in wanted:
+                self.datastore.kv_delete(kv.key)

@@ -1,0 +1,171 @@
+"""The agent's view of the cluster: a snapshot of etcd, then every change, without a gap.
+
+Two `PrefixSyncer`s run in threads, one for the Calico resources and one for the IPAM
+blocks, and feed one queue. `ClusterCache` folds their updates into typed maps that
+`agent.calc.Inputs` reads. The cache is "ready" only once both prefixes have delivered their
+first complete snapshot: the agent writes nothing to the dataplane before that, since a
+partial view (profiles but no endpoints yet, say) would program the wrong isolation.
+After a disconnect or a compaction the syncers resume or re-list and emit only the
+difference, so the cache converges to etcd again without being rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from agent.calc import Inputs
+from calico.datastore import (
+    IPAM_ROOT,
+    KV,
+    RESOURCE_ROOT,
+    Change,
+    Datastore,
+    PrefixSyncer,
+    Snapshot,
+    SyncStatus,
+)
+from calico.resources import (
+    GlobalNetworkPolicy,
+    IPPool,
+    NetworkPolicy,
+    Node,
+    Profile,
+    Resource,
+    ValidationError,
+    WorkloadEndpoint,
+)
+
+log = logging.getLogger("calico-agent")
+
+BLOCK_PREFIX = IPAM_ROOT + "assignment/ipv4/block/"
+PREFIXES = (RESOURCE_ROOT, BLOCK_PREFIX)
+_KINDS = (Profile, NetworkPolicy, GlobalNetworkPolicy, WorkloadEndpoint, Node, IPPool)
+_PLURALS = {cls.PLURAL: cls for cls in _KINDS}
+
+
+@dataclass
+class ClusterCache:
+    """Everything the calculation reads, keyed by etcd key."""
+
+    resources: dict[str, Resource] = field(default_factory=dict)
+    blocks: dict[str, str | None] = field(default_factory=dict)  # key -> affine node
+    block_cidrs: dict[str, str] = field(default_factory=dict)  # key -> cidr
+    snapshots: set[str] = field(default_factory=set)  # prefixes with a first snapshot
+    status: dict[str, str] = field(default_factory=dict)  # prefix -> syncer state
+    revision: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return all(p in self.snapshots for p in PREFIXES)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.ready and all(self.status.get(p) == "in-sync" for p in PREFIXES)
+
+    # -- updates
+    def update(self, prefix: str, item: Snapshot | Change | SyncStatus) -> bool:
+        """Fold one syncer update in; True when the calculation's input may have changed."""
+        if isinstance(item, SyncStatus):
+            self.status[prefix] = item.state
+            return False
+        if isinstance(item, Snapshot):
+            for key in [k for k in self._keys(prefix) if k not in item.kvs]:
+                self._set(key, None)
+            for key, kv in item.kvs.items():
+                self._set(key, kv)
+            self.snapshots.add(prefix)
+            self.revision = max(self.revision, item.revision)
+            return True
+        self.revision = max(self.revision, item.revision)
+        return self._set(item.key, item.kv)
+
+    def _keys(self, prefix: str) -> list[str]:
+        pool = self.block_cidrs if prefix == BLOCK_PREFIX else self.resources
+        return list(pool)
+
+    def _set(self, key: str, kv: KV | None) -> bool:
+        if key.startswith(BLOCK_PREFIX):
+            return self._set_block(key, kv)
+        plural = key[len(RESOURCE_ROOT) :].split("/", 1)[0]
+        if plural not in _PLURALS:
+            return False  # a kind the dataplane does not read
+        if kv is None:
+            return self.resources.pop(key, None) is not None
+        try:
+            res = Resource.from_dict(kv.json())
+        except (ValidationError, ValueError) as exc:
+            log.warning("ignoring %s: %s", key, exc)
+            return self.resources.pop(key, None) is not None
+        res.metadata.resource_version = str(kv.mod_revision)
+        self.resources[key] = res
+        return True
+
+    def _set_block(self, key: str, kv: KV | None) -> bool:
+        if kv is None:
+            existed = key in self.block_cidrs
+            self.block_cidrs.pop(key, None)
+            self.blocks.pop(key, None)
+            return existed
+        try:
+            data = json.loads(kv.value)
+            cidr = data.get("cidr") or key[len(BLOCK_PREFIX) :].replace("-", "/")
+            affinity = data.get("affinity") or ""
+        except (ValueError, AttributeError):
+            log.warning("ignoring IPAM block %s: not JSON", key)
+            return False
+        owner = affinity[len("host:") :] if affinity.startswith("host:") else None
+        changed = self.blocks.get(key) != owner or self.block_cidrs.get(key) != cidr
+        self.blocks[key], self.block_cidrs[key] = owner, cidr
+        return changed
+
+    # -- reading
+    def inputs(self, node: str) -> Inputs:
+        profiles, policies, endpoints, nodes = {}, [], [], {}
+        for res in self.resources.values():
+            if isinstance(res, Profile):
+                profiles[res.metadata.name] = res
+            elif isinstance(res, NetworkPolicy | GlobalNetworkPolicy):
+                policies.append(res)
+            elif isinstance(res, WorkloadEndpoint):
+                endpoints.append(res)
+            elif isinstance(res, Node):
+                nodes[res.metadata.name] = res
+        blocks = {self.block_cidrs[k]: owner for k, owner in self.blocks.items()}
+        return Inputs(node, profiles, policies, endpoints, nodes, blocks)
+
+
+class Syncer:
+    """The two prefix syncers, in daemon threads, feeding `self.queue`."""
+
+    def __init__(self, datastore: Datastore, retry_interval: float = 0.5):
+        self.datastore = datastore
+        self.queue: queue.Queue[tuple[str, Snapshot | Change | SyncStatus]] = queue.Queue()
+        self.stop = threading.Event()
+        self.retry_interval = retry_interval
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for prefix in PREFIXES:
+            t = threading.Thread(
+                target=self._run, args=(prefix,), name=f"sync {prefix}", daemon=True
+            )
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, prefix: str) -> None:
+        syncer = PrefixSyncer(self.datastore, prefix, retry_interval=self.retry_interval)
+        while not self.stop.is_set():
+            try:
+                for item in syncer.updates(self.stop):
+                    self.queue.put((prefix, item))
+            except Exception as exc:  # never let the sync thread die: report and retry
+                log.warning("sync of %s failed: %s; retrying", prefix, exc)
+                self.queue.put((prefix, SyncStatus("disconnected", str(exc))))
+                self.stop.wait(self.retry_interval)
+
+    def close(self) -> None:
+        self.stop.set()
