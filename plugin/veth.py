@@ -1,0 +1,235 @@
+"""Calico's node plumbing for one pod interface (DESIGN.md, "Node plumbing").
+
+    node namespace (where this code runs)        pod namespace
+    caliXXXXXXXXXXX  ee:ee:ee:ee:ee:ee  <-veth->  eth0  ip/32
+      proxy_arp=1, neigh proxy_delay=0             169.254.1.1 dev eth0 scope link
+      forwarding=1, rp_filter=1                    default via 169.254.1.1 dev eth0
+    ip/32 dev caliX scope link
+
+The pod's gateway 169.254.1.1 exists nowhere: the host side answers ARP for every
+address (proxy ARP) with its all-`ee` MAC, so the node routes all pod traffic and its
+policy sees every packet. Proxy ARP only answers for destinations the node itself has a
+route to, hence the check that the node can route 169.254.1.1 (a default route does).
+
+The host side is always made in the namespace this process (thread) is in: the CNI
+server runs inside its node, and tests run the plugin inside a node namespace they made.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plugin import ns
+from plugin.netlink import RT_SCOPE_LINK, Netlink, NetlinkError
+
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY = ipaddress.IPv4Address("169.254.1.1")
+GATEWAY_NET = ipaddress.IPv4Network("169.254.1.1/32")
+DEFAULT_NET = ipaddress.IPv4Network("0.0.0.0/0")
+HOST_PREFIX = "cali"
+
+# Host-side sysctls, as Calico sets them: answer ARP for the pod's gateway immediately,
+# route the pod's traffic, and drop packets whose source the node would not route back
+# to this interface (IPv4 anti-spoofing).
+HOST_SYSCTLS = (
+    ("ipv4/conf/{}/proxy_arp", "1"),
+    ("ipv4/neigh/{}/proxy_delay", "0"),
+    ("ipv4/conf/{}/forwarding", "1"),
+    ("ipv4/conf/{}/rp_filter", "1"),
+)
+
+
+class PlumbingError(Exception):
+    """A kernel step failed; the message names the step."""
+
+
+class CheckFailed(Exception):
+    """CHECK found the pod's interface not as ADD left it."""
+
+
+def host_ifname(container_id: str) -> str:
+    """Calico's non-Kubernetes rule: `cali` + the first 11 characters of the container ID
+    (15 characters: the kernel's limit)."""
+    return HOST_PREFIX + container_id[:11]
+
+
+@dataclass
+class Plumbed:
+    host_ifname: str
+    pod_ifname: str
+    pod_mac: str
+    host_mac: str = HOST_MAC
+
+
+def _write_sysctl(rel: str, value: str) -> None:
+    with open(f"/proc/sys/net/{rel}", "w") as fh:
+        fh.write(value)
+
+
+def _step(what: str, exc: Exception) -> PlumbingError:
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return PlumbingError(f"{what}: {detail}")
+
+
+def check_node_routes_gateway(node: Netlink) -> None:
+    if node.route_get(GATEWAY) is None:
+        raise PlumbingError(
+            f"the node has no route to {GATEWAY}, so proxy ARP would not answer for the pod's "
+            "gateway (give the node a default route)"
+        )
+
+
+def setup(
+    netns_path: str,
+    container_id: str,
+    ifname: str,
+    ips: Sequence[ipaddress.IPv4Interface],
+    mtu: int,
+) -> Plumbed:
+    """Make the veth, addresses and routes. On failure, whatever was made is removed and
+    PlumbingError (or ns.NamespaceError) is raised."""
+    host = host_ifname(container_id)
+    pod_fd = ns.open_netns(netns_path)
+    try:
+        if ns.same_netns(pod_fd):
+            raise PlumbingError(f"{netns_path} is the node's own namespace, not a pod's")
+        with Netlink() as node:
+            check_node_routes_gateway(node)
+            # A host side left over by a crashed ADD for this container would block the
+            # name; Calico removes it too. It cannot belong to another pod (same ID).
+            try:
+                node.link_del(host)
+            except NetlinkError as exc:
+                raise _step(f"removing stale {host}", exc) from None
+            try:
+                node.veth_add(host, ifname, pod_fd, mtu, mac=HOST_MAC)
+            except NetlinkError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise PlumbingError(
+                        f"creating veth {host}/{ifname}: {ifname} already exists in {netns_path}"
+                    ) from None
+                raise _step(f"creating veth {host}/{ifname}", exc) from None
+            try:
+                return _configure(node, pod_fd, host, ifname, ips)
+            except BaseException:
+                # Half-made: the pod side goes with the host side.
+                try:
+                    node.link_del(host)
+                except OSError:
+                    pass
+                raise
+    finally:
+        os.close(pod_fd)
+
+
+def _configure(
+    node: Netlink,
+    pod_fd: int,
+    host: str,
+    ifname: str,
+    ips: Sequence[ipaddress.IPv4Interface],
+) -> Plumbed:
+    for rel, value in HOST_SYSCTLS:
+        try:
+            _write_sysctl(rel.format(host), value)
+        except OSError as exc:
+            raise _step(f"setting {rel.format(host)}", exc) from None
+    host_link = node.link_get(host)
+    if host_link is None:
+        raise PlumbingError(f"{host} vanished right after it was made")
+    try:
+        node.link_set_up(host_link.index)
+    except NetlinkError as exc:
+        raise _step(f"setting {host} up", exc) from None
+
+    with ns.netlink_in(pod_fd) as pod:
+        link = pod.link_get(ifname)
+        if link is None:
+            raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
+        try:
+            pod.link_set_up(link.index)
+            for ip in ips:
+                pod.addr_add(link.index, ipaddress.IPv4Interface(f"{ip.ip}/32"))
+            pod.route_add(GATEWAY_NET, link.index, scope=RT_SCOPE_LINK)
+            pod.route_add(DEFAULT_NET, link.index, gateway=GATEWAY)
+        except NetlinkError as exc:
+            raise _step(f"configuring {ifname} in the pod", exc) from None
+        pod_mac = link.mac
+
+    for ip in ips:
+        try:
+            node.route_add(
+                ipaddress.IPv4Network(f"{ip.ip}/32"), host_link.index, scope=RT_SCOPE_LINK
+            )
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                raise PlumbingError(
+                    f"the node already has a route for {ip.ip}: another interface owns it"
+                ) from None
+            raise _step(f"adding route {ip.ip}/32 dev {host}", exc) from None
+    return Plumbed(host_ifname=host, pod_ifname=ifname, pod_mac=pod_mac)
+
+
+def teardown(container_id: str) -> bool:
+    """Delete the pod's veth (both ends, and the host route with it). False if absent."""
+    host = host_ifname(container_id)
+    with Netlink() as node:
+        try:
+            return node.link_del(host)
+        except NetlinkError as exc:
+            raise _step(f"deleting {host}", exc) from None
+
+
+def check(
+    netns_path: str,
+    container_id: str,
+    ifname: str,
+    ips: Sequence[ipaddress.IPv4Interface],
+    pod_mac: str = "",
+) -> None:
+    """Raise CheckFailed naming the first thing that is not as ADD made it."""
+    host = host_ifname(container_id)
+    with Netlink() as node:
+        host_link = node.link_get(host)
+        if host_link is None:
+            raise CheckFailed(f"host interface {host} does not exist")
+        if host_link.mac != HOST_MAC:
+            raise CheckFailed(f"{host} has MAC {host_link.mac}, expected {HOST_MAC}")
+        if not host_link.up:
+            raise CheckFailed(f"{host} is down")
+        node_routes = node.routes()
+        for ip in ips:
+            dst = ipaddress.IPv4Network(f"{ip.ip}/32")
+            owners = [r for r in node_routes if r.dst == dst]
+            if not any(r.oif == host_link.index for r in owners):
+                where = f" (it points at ifindex {owners[0].oif})" if owners else ""
+                raise CheckFailed(f"the node's route {dst} dev {host} is missing{where}")
+    try:
+        pod_fd = ns.open_netns(netns_path)
+    except ns.NamespaceError as exc:
+        raise CheckFailed(str(exc)) from None
+    try:
+        with ns.netlink_in(pod_fd) as pod:
+            link = pod.link_get(ifname)
+            if link is None:
+                raise CheckFailed(f"{ifname} does not exist in {netns_path}")
+            if pod_mac and link.mac != pod_mac.lower():
+                raise CheckFailed(f"{ifname} has MAC {link.mac}, the result says {pod_mac}")
+            have = {a.address.ip for a in pod.addrs(link.index)}
+            for ip in ips:
+                if ip.ip not in have:
+                    raise CheckFailed(f"{ifname} in the pod lacks its address {ip.ip}")
+            routes = pod.routes()
+            if not any(r.dst == GATEWAY_NET and r.oif == link.index for r in routes):
+                raise CheckFailed(f"the pod's route {GATEWAY} dev {ifname} is missing")
+            if not any(
+                r.dst == DEFAULT_NET and r.gateway == GATEWAY and r.oif == link.index
+                for r in routes
+            ):
+                raise CheckFailed(f"the pod's default route via {GATEWAY} is missing")
+    finally:
+        os.close(pod_fd)
