@@ -1,0 +1,160 @@
+"""`calico-ipam`: the CNI IPAM plugin. Addresses come from IPPool resources, in blocks
+claimed per node, through plugin/ipam_store.py's transactions.
+
+ADD   one IPv4 address per attachment, owned by the handle `<network>.<containerID>`:
+      the runtime's choice when it names one (CNI_ARGS `IP=`, `args.cni.ips`,
+      `runtimeConfig.ips`: it must be in a pool and free), else from the node's blocks,
+      a newly claimed block, or borrowed from another node's block. `ipv4_pools` limits
+      automatic assignment to those pools (by name or CIDR). Result: `ip/32`.
+DEL   release everything the handle holds; nothing held is success.
+CHECK the handle still holds the addresses of prevResult.
+
+IPv6 (`assign_ipv6: "true"`) is refused with a clear error: the block model is IPv4-only.
+
+`calico` calls `ipam_add`/`ipam_del` in-process when its ipam type is calico-ipam, so the
+exec path costs one process, not two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from plugin import ipam_store
+from plugin.errors import (
+    ADDRESS_UNAVAILABLE,
+    INVALID_CONFIG,
+    NO_POOLS,
+    PLUGIN_FAILURE,
+    POOLS_EXHAUSTED,
+    TRY_AGAIN_LATER,
+    CNIError,
+)
+from plugin.result import IPConfig, Result
+from plugin.spec import Request, dispatch
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Datastore and IPAM failures -> the CNI codes a runtime acts on."""
+    from calico.config import ConfigError
+    from calico.errors import DatastoreError, Unavailable
+
+    try:
+        yield
+    except Unavailable as exc:
+        raise CNIError(TRY_AGAIN_LATER, "datastore unavailable", str(exc)) from None
+    except ipam_store.TooManyConflicts as exc:
+        raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
+    except ipam_store.NoPools as exc:
+        raise CNIError(NO_POOLS, "no usable IP pool", str(exc)) from None
+    except ipam_store.PoolsExhausted as exc:
+        raise CNIError(POOLS_EXHAUSTED, "IP pools exhausted", str(exc)) from None
+    except ipam_store.AddressUnavailable as exc:
+        raise CNIError(ADDRESS_UNAVAILABLE, "requested address unavailable", str(exc)) from None
+    except ConfigError as exc:
+        raise CNIError(INVALID_CONFIG, "invalid etcd endpoints", str(exc)) from None
+    except DatastoreError as exc:
+        raise CNIError(PLUGIN_FAILURE, "datastore error", str(exc)) from None
+
+
+def node_of(req: Request) -> str:
+    return req.nodename(socket.gethostname())
+
+
+def _datastore(req: Request) -> Any:
+    return ipam_store.datastore_for(req.etcd_endpoints())
+
+
+def _secondary(req: Request, node: str) -> dict[str, str]:
+    # Calico's allocation attributes: which node, and the pod when an orchestrator says.
+    attrs = {"node": node}
+    if req.args.k8s_pod_name:
+        attrs["pod"] = req.args.k8s_pod_name
+        attrs["namespace"] = req.args.k8s_pod_namespace or "default"
+    return attrs
+
+
+def ipam_add(req: Request) -> Result:
+    assert req.conf is not None
+    cfg = req.conf.require_ipam()
+    if cfg.assign_ipv6:
+        raise CNIError(
+            INVALID_CONFIG,
+            "IPv6 is not supported",
+            'calico-ipam here assigns IPv4 only; set "assign_ipv6": "false"',
+        )
+    if not cfg.assign_ipv4:
+        raise CNIError(INVALID_CONFIG, "invalid ipam config", "assign_ipv4 is false: nothing to do")
+    requested = req.requested_ips()
+    for ip in requested:
+        if ip.version != 4:
+            raise CNIError(ADDRESS_UNAVAILABLE, "requested address unavailable", f"{ip} is IPv6")
+    node = node_of(req)
+    handle_id = req.handle_id
+    attrs = _secondary(req, node)
+    with store_errors():
+        ds = _datastore(req)
+        got: list[ipaddress.IPv4Address] = []
+        try:
+            if requested:
+                for ip in requested:
+                    got.append(ipam_store.assign_ip(ds, node, handle_id, ip, attrs))  # type: ignore[arg-type]
+            else:
+                got.append(ipam_store.auto_assign(ds, node, handle_id, cfg.ipv4_pools, attrs))
+        except BaseException:
+            if got:  # a second requested address failed: give back the first
+                with contextlib.suppress(Exception):
+                    ipam_store.release_by_handle(ds, handle_id)
+            raise
+    return Result(ips=[IPConfig(address=ipaddress.IPv4Interface(f"{ip}/32")) for ip in got])
+
+
+def ipam_del(req: Request) -> list[ipaddress.IPv4Address]:
+    with store_errors():
+        return ipam_store.release_by_handle(_datastore(req), req.handle_id)
+
+
+def ipam_check(req: Request) -> None:
+    assert req.conf is not None
+    prev = req.conf.prev_result
+    if prev is None:
+        raise CNIError(INVALID_CONFIG, "invalid network config", "CHECK needs prevResult")
+    with store_errors():
+        held = set(ipam_store.handle_ips(_datastore(req), req.handle_id))
+    for ip in prev.ips:
+        if ip.address.version == 4 and ip.address.ip not in held:
+            raise CNIError(
+                PLUGIN_FAILURE,
+                "check failed",
+                f"{ip.address.ip} is not allocated to {req.handle_id} any more",
+            )
+
+
+def cmd_add(req: Request) -> Result:
+    return ipam_add(req)
+
+
+def cmd_del(req: Request) -> None:
+    ipam_del(req)
+
+
+def cmd_check(req: Request) -> None:
+    ipam_check(req)
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check}
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """The shim's entry: one request dict in, one reply dict out."""
+    return dispatch(request, HANDLERS)
+
+
+def main() -> int:
+    from plugin.shim import main as shim_main
+
+    return shim_main("calico-ipam")

@@ -1,0 +1,389 @@
+"""Calico IPAM in etcd: the pure block model (calico/ipam.py) behind compare-and-swap loops.
+
+Every change is one etcd transaction that compares the mod_revision of each key it
+rewrites (0 = "must not exist yet") and writes them all together, so two plugins racing
+for one block never hand out one address twice: the loser re-reads and tries again.
+
+Round trips per operation (the warm path's budget is a few milliseconds):
+  auto-assign / IP=   1 read txn (pools + every block + the handle, one revision)
+                      + 1 write txn (block [+ affinity when claiming] + handle)
+  release by handle   1 read txn (handle + blocks) + 1 write txn
+Reading every block instead of the node's affinities first saves a round trip; the
+block keys are few (a /16 pool in /26 blocks is at most 1024) and small.
+
+Inside one process (the node agent serving many CNI requests at once) allocations are
+also serialised by a lock, so the agent's own threads never lose CAS races to each other;
+the CAS still guards against other processes (the in-process fallback, other nodes).
+
+IPv4 only: calico/ipam.py models IPv4 blocks; `assign_ipv6` is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from calico import ipam
+from calico.datastore import RESOURCE_ROOT, Datastore
+from calico.errors import Unavailable
+
+POOL_PREFIX = RESOURCE_ROOT + "ippools/"
+MAX_ATTEMPTS = 100  # CAS retries: enough for 50+ processes racing on one fresh block
+DATASTORE_TIMEOUT = 2.0  # seconds per etcd call; a dead etcd is reported well within 5 s
+
+_alloc_lock = threading.Lock()
+
+
+class StoreError(Exception):
+    """Base of the refusals callers map to CNI codes."""
+
+
+class NoPools(StoreError):
+    """No enabled IPPool is usable (none exist, or ipv4_pools names unknown pools)."""
+
+
+class PoolsExhausted(StoreError):
+    pass
+
+
+class AddressUnavailable(StoreError):
+    """A requested address is outside every pool or already in use."""
+
+
+class TooManyConflicts(StoreError):
+    """Lost the CAS race MAX_ATTEMPTS times: try again later."""
+
+
+# ---- datastore connections (one per etcd endpoint list, per process) ---------------------
+
+_datastores: dict[str, Datastore] = {}
+_datastores_lock = threading.Lock()
+
+
+def datastore_for(endpoints: str | None) -> Datastore:
+    """A shared connection: the agent serves every request over the same gRPC channel."""
+    from calico.config import resolve_endpoints
+
+    key = resolve_endpoints(endpoints)
+    with _datastores_lock:
+        ds = _datastores.get(key)
+        if ds is None:
+            ds = Datastore.connect(key, timeout=DATASTORE_TIMEOUT)
+            _datastores[key] = ds
+        return ds
+
+
+def close_datastores() -> None:
+    with _datastores_lock:
+        for ds in _datastores.values():
+            try:
+                ds.close()
+            except Exception:  # closing a broken channel must not hide anything
+                pass
+        _datastores.clear()
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+
+def _prefix_end(prefix: str) -> bytes:
+    from pyetcd.utils import prefix_range_end
+
+    return prefix_range_end(prefix.encode())
+
+
+@dataclass
+class State:
+    """Pools, blocks and one handle as read at one revision."""
+
+    pools: list[ipam.Pool] = field(default_factory=list)
+    blocks: dict[ipaddress.IPv4Network, tuple[ipam.Block, int]] = field(default_factory=dict)
+    handle: ipam.Handle | None = None
+    handle_rev: int = 0
+
+
+def read_state(ds: Datastore, handle_id: str | None, with_pools: bool = True) -> State:
+    """One round trip: every IPv4 pool, every block, and the handle."""
+    t = ds.ops
+    ops: list[Any] = []
+    if with_pools:
+        ops.append(t.get(POOL_PREFIX, _prefix_end(POOL_PREFIX)))
+    ops.append(t.get(ipam.BLOCK_PREFIX, _prefix_end(ipam.BLOCK_PREFIX)))
+    if handle_id is not None:
+        ops.append(t.get(ipam.handle_key(handle_id)))
+    _, responses = ds.kv_txn([], ops)
+    state = State()
+    i = 0
+    if with_pools:
+        state.pools = pools_from(value for value, _ in responses[0])
+        i = 1
+    for value, meta in responses[i]:
+        block = ipam.Block.from_json(value)
+        state.blocks[block.cidr] = (block, meta.mod_revision)
+    if handle_id is not None and responses[i + 1]:
+        value, meta = responses[i + 1][0]
+        state.handle = ipam.Handle.from_json(value)
+        state.handle_rev = meta.mod_revision
+    return state
+
+
+def pools_from(values: Iterable[bytes]) -> list[ipam.Pool]:
+    """IPv4 pools from stored IPPool resources; unreadable or IPv6 ones are skipped."""
+    import json
+
+    pools = []
+    for raw in values:
+        try:
+            res = json.loads(raw)
+            cidr = ipaddress.ip_network(res["spec"]["cidr"], strict=False)
+            if cidr.version != 4:
+                continue
+            pools.append(ipam.Pool.from_resource(res))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return pools
+
+
+def list_pools(ds: Datastore) -> list[ipam.Pool]:
+    kvs, _ = ds.kv_list(POOL_PREFIX)
+    return pools_from(kv.value for kv in kvs)
+
+
+# ---- writing -----------------------------------------------------------------------------
+
+
+def _handle_ops(ds: Datastore, state: State, new: ipam.Handle) -> tuple[list[Any], list[Any]]:
+    t = ds.ops
+    key = ipam.handle_key(new.handle_id)
+    compare = [t.create(key) == 0] if state.handle is None else [t.mod(key) == state.handle_rev]
+    if new.is_empty:
+        return compare, [t.delete(key)] if state.handle is not None else []
+    return compare, [t.put(key, new.dumps())]
+
+
+def _backoff(attempt: int) -> None:
+    # Jittered and capped: racing processes spread out instead of colliding again.
+    time.sleep(random.uniform(0, min(0.05, 0.0005 * (2 ** min(attempt, 10)))))
+
+
+def auto_assign(
+    ds: Datastore,
+    node: str,
+    handle_id: str,
+    wanted_pools: Sequence[str] = (),
+    secondary: Mapping[str, str] | None = None,
+) -> ipaddress.IPv4Address:
+    """One address for `handle_id`: from this node's blocks, else a newly claimed block,
+    else borrowed from another node's block."""
+    with _alloc_lock:
+        for attempt in range(MAX_ATTEMPTS):
+            state = read_state(ds, handle_id)
+            try:
+                pools = ipam.select_pools(state.pools, wanted_pools)
+            except ipam.UnknownPool as exc:
+                raise NoPools(str(exc)) from None
+            if not pools:
+                raise NoPools(
+                    "no enabled IPv4 IPPool exists"
+                    if not state.pools
+                    else "every IPv4 IPPool is disabled"
+                )
+            source = ipam.choose_source(node, pools, (b for b, _ in state.blocks.values()))
+            if source is None:
+                names = ", ".join(f"{p.name} ({p.cidr})" for p in pools)
+                raise PoolsExhausted(f"no free address left in {names}")
+            t = ds.ops
+            bkey = ipam.block_key(source.cidr)
+            if source.kind == "claim":
+                block = ipam.Block.new(source.cidr, node)
+                compare = [t.create(bkey) == 0]
+                akey = ipam.affinity_key(node, source.cidr)
+                compare.append(t.create(akey) == 0)
+                extra = [t.put(akey, ipam.affinity_value())]
+            else:
+                block, rev = state.blocks[source.cidr]
+                compare = [t.mod(bkey) == rev]
+                extra = []
+            try:
+                new_block, ips = block.auto_assign(1, handle_id, secondary, node)
+            except ipam.AffinityMismatch:
+                _backoff(attempt)
+                continue
+            if not ips:
+                continue  # raced to full between read and choose; read again
+            handle = state.handle or ipam.Handle(handle_id)
+            hcompare, hops = _handle_ops(ds, state, handle.increment(source.cidr))
+            ok, _ = ds.kv_txn(
+                compare + hcompare, [t.put(bkey, new_block.dumps()), *extra, *hops], []
+            )
+            if ok:
+                return ips[0]
+            _backoff(attempt)
+    raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races for an address; try again")
+
+
+def assign_ip(
+    ds: Datastore,
+    node: str,
+    handle_id: str,
+    ip: ipaddress.IPv4Address,
+    secondary: Mapping[str, str] | None = None,
+) -> ipaddress.IPv4Address:
+    """Exactly `ip` (IP=, args.cni.ips, runtimeConfig.ips): it must lie in a pool (a
+    disabled one too, as in Calico) and be free. Its block is claimed for this node if
+    nobody has it yet."""
+    with _alloc_lock:
+        for attempt in range(MAX_ATTEMPTS):
+            state = read_state(ds, handle_id)
+            pool = ipam.pool_for(state.pools, ip)
+            if pool is None:
+                cidrs = ", ".join(str(p.cidr) for p in state.pools) or "none"
+                raise AddressUnavailable(f"{ip} is not in any IPPool (pools: {cidrs})")
+            cidr = ipam.block_cidr_for(pool, ip)
+            t = ds.ops
+            bkey = ipam.block_key(cidr)
+            extra: list[Any] = []
+            if cidr in state.blocks:
+                block, rev = state.blocks[cidr]
+                compare = [t.mod(bkey) == rev]
+            else:
+                block = ipam.Block.new(cidr, node)
+                akey = ipam.affinity_key(node, cidr)
+                compare = [t.create(bkey) == 0, t.create(akey) == 0]
+                extra = [t.put(akey, ipam.affinity_value())]
+            try:
+                new_block = block.assign(ip, handle_id, secondary, node)
+            except ipam.AddressInUse as exc:
+                raise AddressUnavailable(f"requested address {exc}") from None
+            except ipam.AffinityMismatch as exc:
+                raise AddressUnavailable(str(exc)) from None
+            handle = state.handle or ipam.Handle(handle_id)
+            hcompare, hops = _handle_ops(ds, state, handle.increment(cidr))
+            ok, _ = ds.kv_txn(
+                compare + hcompare, [t.put(bkey, new_block.dumps()), *extra, *hops], []
+            )
+            if ok:
+                return ip
+            _backoff(attempt)
+    raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races for {ip}; try again")
+
+
+def release_by_handle(ds: Datastore, handle_id: str) -> list[ipaddress.IPv4Address]:
+    """Free every address the handle holds and delete the handle. Nothing held: [] (DEL
+    is repeatable)."""
+    for attempt in range(MAX_ATTEMPTS):
+        state = read_state(ds, handle_id, with_pools=False)
+        if state.handle is None:
+            # No handle, but a crash between writes is impossible (one txn), so there is
+            # nothing to find in the blocks either.
+            return []
+        t = ds.ops
+        compare: list[Any] = [t.mod(ipam.handle_key(handle_id)) == state.handle_rev]
+        ops: list[Any] = [t.delete(ipam.handle_key(handle_id))]
+        freed: list[ipaddress.IPv4Address] = []
+        for cidr in state.handle.blocks():
+            entry = state.blocks.get(cidr)
+            if entry is None:
+                continue  # the block is gone (deleted by hand): nothing to free there
+            block, rev = entry
+            new_block, ips = block.release_by_handle(handle_id)
+            if not ips:
+                continue
+            bkey = ipam.block_key(cidr)
+            compare.append(t.mod(bkey) == rev)
+            ops.append(t.put(bkey, new_block.dumps()))
+            freed += ips
+        ok, _ = ds.kv_txn(compare, ops, [])
+        if ok:
+            return freed
+        _backoff(attempt)
+    raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races releasing {handle_id}; try again")
+
+
+def release_ips(
+    ds: Datastore, ips: Iterable[ipaddress.IPv4Address]
+) -> tuple[list[ipaddress.IPv4Address], list[ipaddress.IPv4Address]]:
+    """Free specific addresses whoever holds them (calicoctl ipam release), fixing their
+    handles' counts. Returns (released, were not allocated)."""
+    wanted = list(dict.fromkeys(ips))
+    for attempt in range(MAX_ATTEMPTS):
+        state = read_state(ds, None, with_pools=False)
+        t = ds.ops
+        compare: list[Any] = []
+        ops: list[Any] = []
+        released: list[ipaddress.IPv4Address] = []
+        missing: list[ipaddress.IPv4Address] = []
+        by_block: dict[ipaddress.IPv4Network, list[ipaddress.IPv4Address]] = {}
+        for ip in wanted:
+            cidr = next((c for c in state.blocks if ip in c), None)
+            if cidr is None:
+                missing.append(ip)
+            else:
+                by_block.setdefault(cidr, []).append(ip)
+        handle_changes: dict[str, dict[ipaddress.IPv4Network, int]] = {}
+        for cidr, block_ips in by_block.items():
+            block, rev = state.blocks[cidr]
+            new_block, per_handle, not_alloc = block.release(block_ips)
+            missing += not_alloc
+            if not per_handle:
+                continue
+            released += [ip for ip in block_ips if ip not in not_alloc]
+            bkey = ipam.block_key(cidr)
+            compare.append(t.mod(bkey) == rev)
+            ops.append(t.put(bkey, new_block.dumps()))
+            for hid, count in per_handle.items():
+                if hid:
+                    handle_changes.setdefault(hid, {})[cidr] = count
+        for hid, counts in handle_changes.items():
+            kv = ds.kv_get(ipam.handle_key(hid))
+            if kv is None:
+                continue  # a leaked address whose handle is already gone
+            handle = ipam.Handle.from_json(kv.value)
+            for cidr, count in counts.items():
+                handle = handle.decrement(cidr, count)
+            hkey = ipam.handle_key(hid)
+            compare.append(t.mod(hkey) == kv.mod_revision)
+            ops.append(t.delete(hkey) if handle.is_empty else t.put(hkey, handle.dumps()))
+        if not ops:
+            return [], missing
+        ok, _ = ds.kv_txn(compare, ops, [])
+        if ok:
+            return released, missing
+        _backoff(attempt)
+    raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races releasing addresses; try again")
+
+
+def handle_ips(ds: Datastore, handle_id: str) -> list[ipaddress.IPv4Address]:
+    """The addresses a handle holds now (CHECK)."""
+    state = read_state(ds, handle_id, with_pools=False)
+    if state.handle is None:
+        return []
+    out: list[ipaddress.IPv4Address] = []
+    for cidr in state.handle.blocks():
+        entry = state.blocks.get(cidr)
+        if entry:
+            out += entry[0].ips_by_handle(handle_id)
+    return out
+
+
+__all__ = [
+    "AddressUnavailable",
+    "NoPools",
+    "PoolsExhausted",
+    "StoreError",
+    "TooManyConflicts",
+    "Unavailable",
+    "assign_ip",
+    "auto_assign",
+    "datastore_for",
+    "handle_ips",
+    "list_pools",
+    "read_state",
+    "release_by_handle",
+    "release_ips",
+]
