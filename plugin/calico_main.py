@@ -1,0 +1,327 @@
+"""`calico`: the CNI network plugin. Wires a pod into the node Calico's way and records
+it in etcd.
+
+ADD    IPAM (calico-ipam in-process; any other `ipam.type` exec'd from CNI_PATH as a
+       runtime would), then the veth and routes (plugin/veth.py), then the
+       WorkloadEndpoint and the network's Profile (plugin/endpoint.py). Any failure after
+       the IPAM ADD releases the address and removes a half-made veth, on every path.
+DEL    release by handle `<network>.<containerID>`, take the endpoint off, delete the
+       veth. Missing netns, endpoint or address is success (DEL is repeatable); the
+       kernel and etcd halves run side by side since neither needs the other.
+CHECK  (cniVersion >= 0.4.0) the veth, addresses and routes against prevResult, the
+       allocation and the endpoint; the first thing that differs is the error.
+STATUS (1.1.0) etcd answers, else code 50.
+GC is not implemented (the spec lets a plugin refuse it; DEL covers every attachment).
+
+Endpoint choice for a pod on a second calico network: see plugin/endpoint.py (one
+endpoint per interface, as Calico names them; a second network on the same interface
+appends its profile).
+
+Failure codes: etcd unreachable -> 11 (try again later; every etcd call has a 2 s
+deadline, so the answer comes within 5 s); pools -> 101/102/103 (plugin/ipam_main.py);
+bad input -> the spec's 1/4/6/7 (plugin/spec.py); kernel errors -> 100 with the step.
+
+Test hook: CALICO_CNI_PAUSE_AFTER_IPAM=<file> makes ADD create <file> once the address
+is allocated and then sleep, so a test can SIGKILL the plugin half-way through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import threading
+import time
+from typing import Any
+
+from plugin import endpoint, ipam_main, veth
+from plugin.errors import (
+    INVALID_CONFIG,
+    PLUGIN_FAILURE,
+    PLUGIN_NOT_AVAILABLE,
+    TRY_AGAIN_LATER,
+    CNIError,
+)
+from plugin.ns import NamespaceError
+from plugin.result import Interface, IPConfig, Result, Route, parse_result
+from plugin.spec import Request, dispatch
+
+CALICO_IPAM = "calico-ipam"
+PAUSE_HOOK_ENV = "CALICO_CNI_PAUSE_AFTER_IPAM"
+EXEC_TIMEOUT = 60.0
+
+
+# ---- logging (config log_file / log_level) -----------------------------------------------
+
+
+def _log(req: Request, level: str, text: str) -> None:
+    """One line per outcome into the config's log_file; nothing when none is set."""
+    conf = req.conf
+    if conf is None or not conf.log_file:
+        return
+    if level == "debug" and conf.log_level != "debug":
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    line = (
+        f"{stamp} {level.upper()} {req.command} net={conf.name} "
+        f"container={req.env.container_id} if={req.env.ifname}: {text}\n"
+    )
+    with contextlib.suppress(OSError), open(conf.log_file, "a") as fh:
+        fh.write(line)
+
+
+# ---- delegated IPAM ----------------------------------------------------------------------
+
+
+def _find_plugin(req: Request, name: str) -> str:
+    if not name or "/" in name:
+        raise CNIError(INVALID_CONFIG, "invalid ipam config", f"bad ipam type {name!r}")
+    for d in req.env.path:
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise CNIError(
+        INVALID_CONFIG,
+        "unknown IPAM type",
+        f"ipam type {name!r}: no such plugin in CNI_PATH {':'.join(req.env.path)}",
+    )
+
+
+def _exec_ipam(req: Request, command: str) -> Result | None:
+    """Run the configured IPAM plugin like a runtime: same env and config, our command."""
+    import subprocess
+
+    assert req.conf is not None
+    plugin = _find_plugin(req, req.conf.require_ipam().type)
+    env = {**os.environ, **req.full_env, "CNI_COMMAND": command}
+    try:
+        proc = subprocess.run(
+            [plugin],
+            input=req.stdin.encode(),
+            env=env,
+            capture_output=True,
+            timeout=EXEC_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CNIError(PLUGIN_FAILURE, f"IPAM plugin {plugin} failed", str(exc)) from None
+    out = proc.stdout.decode(errors="replace")
+    if proc.returncode != 0:
+        try:
+            err = json.loads(out)
+            raise CNIError(
+                int(err.get("code", PLUGIN_FAILURE)),
+                str(err.get("msg", f"IPAM plugin {plugin} failed")),
+                str(err.get("details", "")),
+            )
+        except (ValueError, AttributeError):
+            detail = (out or proc.stderr.decode(errors="replace")).strip()
+            raise CNIError(PLUGIN_FAILURE, f"IPAM plugin {plugin} failed", detail) from None
+    if command != "ADD":
+        return None
+    try:
+        data = json.loads(out)
+        return parse_result(data, data.get("cniVersion") or req.cni_version)
+    except (ValueError, CNIError, AttributeError) as exc:
+        raise CNIError(
+            PLUGIN_FAILURE, f"IPAM plugin {plugin} returned an unreadable result", str(exc)
+        ) from None
+
+
+def _calico_ipam(req: Request) -> bool:
+    assert req.conf is not None
+    return req.conf.require_ipam().type == CALICO_IPAM
+
+
+def ipam_add(req: Request) -> Result:
+    return ipam_main.ipam_add(req) if _calico_ipam(req) else _exec_ipam(req, "ADD")  # type: ignore[return-value]
+
+
+def ipam_release(req: Request) -> list[ipaddress.IPv4Address]:
+    if _calico_ipam(req):
+        return ipam_main.ipam_del(req)
+    _exec_ipam(req, "DEL")
+    return []
+
+
+# ---- ADD ---------------------------------------------------------------------------------
+
+
+def _pause_hook(req: Request) -> None:
+    path = req.full_env.get(PAUSE_HOOK_ENV)
+    if path:
+        with open(path, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(60)
+
+
+def cmd_add(req: Request) -> Result:
+    conf = req.conf
+    assert conf is not None
+    conf.require_ipam()
+    netns = req.env.netns
+    # Before any allocation: a namespace that is not there fails cleanly, nothing to undo.
+    if not os.path.exists(netns):
+        raise CNIError(PLUGIN_FAILURE, "failed to open netns", f"{netns} does not exist")
+    node = ipam_main.node_of(req)
+    cid, ifname = req.env.container_id, req.env.ifname
+
+    ipam_result = ipam_add(req)
+    try:
+        _pause_hook(req)
+        v4 = [ip.address for ip in ipam_result.ips if ip.address.version == 4]
+        if not v4:
+            raise CNIError(PLUGIN_FAILURE, "IPAM returned no IPv4 address", str(ipam_result.ips))
+        try:
+            plumbed = veth.setup(netns, cid, ifname, v4, conf.mtu)  # type: ignore[arg-type]
+        except (veth.PlumbingError, NamespaceError) as exc:
+            raise CNIError(
+                PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)
+            ) from None
+        try:
+            with ipam_main.store_errors():
+                endpoint.write(
+                    ipam_main._datastore(req),
+                    endpoint.EndpointInfo(
+                        node=node,
+                        container_id=cid,
+                        ifname=ifname,
+                        host_ifname=plumbed.host_ifname,
+                        mac=plumbed.pod_mac,
+                        ip_networks=[f"{ip.ip}/32" for ip in v4],
+                        network=conf.name,
+                        pod=req.args.k8s_pod_name,
+                    ),
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                veth.teardown(cid)
+            raise
+    except BaseException as exc:
+        # Every failure after the allocation gives the address back.
+        try:
+            ipam_release(req)
+        except CNIError as rel:
+            _log(req, "error", f"releasing after a failed ADD: {rel}")
+        _log(req, "error", str(exc))
+        if isinstance(exc, endpoint.EndpointConflict):
+            raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
+        raise
+
+    result = Result(
+        interfaces=[
+            Interface(name=plumbed.host_ifname, mac=plumbed.host_mac),
+            Interface(name=ifname, mac=plumbed.pod_mac, sandbox=netns),
+        ],
+        ips=[IPConfig(address=ipaddress.IPv4Interface(f"{ip.ip}/32"), interface=1) for ip in v4],
+        routes=[Route(dst=veth.DEFAULT_NET, gw=veth.GATEWAY)],
+        dns=conf.dns,
+    )
+    _log(req, "info", f"added {', '.join(str(ip) for ip in v4)} on {plumbed.host_ifname}")
+    return result
+
+
+# ---- DEL ---------------------------------------------------------------------------------
+
+
+def cmd_del(req: Request) -> None:
+    conf = req.conf
+    assert conf is not None
+    conf.require_ipam()
+    cid = req.env.container_id
+    # The veth goes regardless of etcd (deleting it takes the kernel ~10-20 ms, mostly
+    # waiting for RCU), so it runs beside the etcd work instead of before it.
+    kernel_error: list[BaseException] = []
+
+    def delete_veth() -> None:
+        try:
+            veth.teardown(cid)
+        except BaseException as exc:
+            kernel_error.append(exc)
+
+    worker = threading.Thread(target=delete_veth, name=f"del-{cid[:12]}")
+    worker.start()
+    try:
+        released = ipam_release(req)
+        with ipam_main.store_errors():
+            try:
+                endpoint.remove(
+                    ipam_main._datastore(req),
+                    ipam_main.node_of(req),
+                    cid,
+                    req.env.ifname,
+                    conf.name,
+                    [str(ip) for ip in released],
+                )
+            except endpoint.EndpointConflict as exc:
+                raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
+    finally:
+        worker.join()
+    if kernel_error:
+        raise CNIError(PLUGIN_FAILURE, "failed to delete the pod's interface", str(kernel_error[0]))
+    _log(req, "info", f"deleted ({', '.join(map(str, released)) or 'no addresses held'})")
+
+
+# ---- CHECK -------------------------------------------------------------------------------
+
+
+def cmd_check(req: Request) -> None:
+    conf = req.conf
+    assert conf is not None
+    prev = conf.prev_result
+    if prev is None:
+        raise CNIError(INVALID_CONFIG, "invalid network config", "CHECK needs prevResult")
+    v4 = [ip.address for ip in prev.ips if ip.address.version == 4]
+    pod_mac = next((i.mac for i in prev.interfaces if i.name == req.env.ifname and i.sandbox), "")
+    try:
+        veth.check(req.env.netns, req.env.container_id, req.env.ifname, v4, pod_mac)  # type: ignore[arg-type]
+    except veth.CheckFailed as exc:
+        raise CNIError(PLUGIN_FAILURE, "check failed", str(exc)) from None
+    if _calico_ipam(req):
+        ipam_main.ipam_check(req)
+    else:
+        _exec_ipam(req, "CHECK")
+    with ipam_main.store_errors():
+        wep = endpoint.read(
+            ipam_main._datastore(req), ipam_main.node_of(req), req.env.container_id, req.env.ifname
+        )
+    name = endpoint.endpoint_name(ipam_main.node_of(req), req.env.container_id, req.env.ifname)
+    if wep is None:
+        raise CNIError(PLUGIN_FAILURE, "check failed", f"WorkloadEndpoint {name} does not exist")
+    spec = wep.get("spec") or {}
+    nets = spec.get("ipNetworks") or []
+    for ip in v4:
+        if f"{ip.ip}/32" not in nets:
+            raise CNIError(
+                PLUGIN_FAILURE, "check failed", f"WorkloadEndpoint {name} lacks {ip.ip}/32"
+            )
+    if conf.name not in (spec.get("profiles") or []):
+        raise CNIError(
+            PLUGIN_FAILURE, "check failed", f"WorkloadEndpoint {name} lacks profile {conf.name}"
+        )
+
+
+# ---- STATUS ------------------------------------------------------------------------------
+
+
+def cmd_status(req: Request) -> None:
+    from calico.errors import DatastoreError
+
+    try:
+        ipam_main._datastore(req).revision()
+    except DatastoreError as exc:
+        raise CNIError(PLUGIN_NOT_AVAILABLE, "etcd is not reachable", str(exc)) from None
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status}
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """The shim's entry (agent or in-process): one request dict in, one reply dict out."""
+    return dispatch(request, HANDLERS)
+
+
+def main() -> int:
+    from plugin.shim import main as shim_main
+
+    return shim_main("calico")

@@ -1,0 +1,212 @@
+"""The pod's WorkloadEndpoint and its network's Profile in etcd, as Calico's CNI plugin
+writes them for a non-Kubernetes orchestrator.
+
+Naming: `<node>-cni-<containerID>-<ifname>` with every `-` inside a part doubled, so the
+parts can be told apart again (`my-node` + `ab-c` -> `my--node-cni-ab--c-eth0`).
+
+One endpoint per (container, interface): Calico's name includes the interface, so a pod
+joining two calico networks as eth0 and eth1 has two endpoints, each with its network's
+profile. DESIGN.md's "a pod that joins a second calico network gets that profile appended
+to the same endpoint" is honoured for the one case where two networks do land on the same
+endpoint: an ADD for an endpoint that already exists (same node, container and ifname)
+appends its profile and addresses to it instead of replacing it, and DEL takes off only
+its own network's profile and addresses, deleting the endpoint with the last one.
+
+Round trips: ADD is one transaction (create-if-absent of the profile, and create of the
+endpoint, as two nested transactions), plus a read-modify-CAS only in the append case.
+The profile is never overwritten (an operator may have edited it) and never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from calico.datastore import Datastore, resource_key
+from calico.resources import (
+    EntityRule,
+    Metadata,
+    Profile,
+    ProfileSpec,
+    Rule,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+)
+
+ORCHESTRATOR = "cni"
+NAMESPACE = "default"
+LABEL_NAMESPACE = "projectcalico.org/namespace"
+LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
+MAX_ATTEMPTS = 20
+
+
+class EndpointConflict(Exception):
+    """The endpoint kept changing under us."""
+
+
+def escape(part: str) -> str:
+    return part.replace("-", "--")
+
+
+def endpoint_name(node: str, container_id: str, ifname: str) -> str:
+    return "-".join([escape(node), ORCHESTRATOR, escape(container_id), escape(ifname)])
+
+
+def endpoint_key(node: str, container_id: str, ifname: str) -> str:
+    return resource_key(WorkloadEndpoint, endpoint_name(node, container_id, ifname), NAMESPACE)
+
+
+def network_profile(network: str) -> Profile:
+    """The seed profile: members talk to each other, anything may leave."""
+    return Profile(
+        metadata=Metadata(name=network),
+        spec=ProfileSpec(
+            ingress=[Rule(action="Allow", source=EntityRule(selector=f"has({network})"))],
+            egress=[Rule(action="Allow")],
+            labels_to_apply={network: ""},
+        ),
+    )
+
+
+@dataclass
+class EndpointInfo:
+    node: str
+    container_id: str
+    ifname: str
+    host_ifname: str
+    mac: str
+    ip_networks: list[str]
+    network: str
+    pod: str = ""  # K8S_POD_NAME when the runtime gives it
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_endpoint(info: EndpointInfo) -> WorkloadEndpoint:
+    return WorkloadEndpoint(
+        metadata=Metadata(
+            name=endpoint_name(info.node, info.container_id, info.ifname),
+            namespace=NAMESPACE,
+            labels={LABEL_NAMESPACE: NAMESPACE, LABEL_ORCHESTRATOR: ORCHESTRATOR},
+            annotations=dict(info.annotations),
+            uid=str(uuid.uuid4()),
+            creation_timestamp=_now(),
+        ),
+        spec=WorkloadEndpointSpec(
+            orchestrator=ORCHESTRATOR,
+            node=info.node,
+            container_id=info.container_id,
+            pod=info.pod,
+            endpoint=info.ifname,
+            interface_name=info.host_ifname,
+            mac=info.mac,
+            ip_networks=list(info.ip_networks),
+            profiles=[info.network],
+        ),
+    )
+
+
+def _encode(data: Mapping[str, Any]) -> bytes:
+    out = dict(data)
+    out["metadata"] = {k: v for k, v in data["metadata"].items() if k != "resourceVersion"}
+    return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
+
+
+def merge(existing: Mapping[str, Any], info: EndpointInfo) -> dict[str, Any]:
+    """The stored endpoint with this network's profile and addresses added (pure)."""
+    data = json.loads(json.dumps(existing))
+    spec = data.setdefault("spec", {})
+    profiles = list(spec.get("profiles") or [])
+    if info.network not in profiles:
+        profiles.append(info.network)
+    nets = list(spec.get("ipNetworks") or [])
+    nets += [n for n in info.ip_networks if n not in nets]
+    spec.update(
+        profiles=profiles,
+        ipNetworks=nets,
+        mac=info.mac,
+        interfaceName=info.host_ifname,
+        containerID=info.container_id,
+    )
+    return data
+
+
+def unmerge(existing: Mapping[str, Any], network: str, ips: Sequence[str]) -> dict[str, Any] | None:
+    """The endpoint without this network's profile and addresses; None when nothing would
+    be left (delete it)."""
+    data = json.loads(json.dumps(existing))
+    spec = data.setdefault("spec", {})
+    profiles = [p for p in spec.get("profiles") or [] if p != network]
+    if not profiles:
+        return None
+    drop = set(ips)
+    spec["profiles"] = profiles
+    spec["ipNetworks"] = [n for n in spec.get("ipNetworks") or [] if n.split("/")[0] not in drop]
+    return data
+
+
+def write(ds: Datastore, info: EndpointInfo) -> None:
+    """Create the profile if absent and the endpoint (or append to it), in one round trip
+    on the common path."""
+    t = ds.ops
+    profile = network_profile(info.network)
+    profile.metadata.uid = str(uuid.uuid4())
+    profile.metadata.creation_timestamp = _now()
+    pkey = resource_key(Profile, info.network)
+    wep = build_endpoint(info)
+    wkey = endpoint_key(info.node, info.container_id, info.ifname)
+    ok, responses = ds.kv_txn(
+        [],
+        [
+            t.txn([t.create(pkey) == 0], [t.put(pkey, _encode(profile.to_dict()))], []),
+            t.txn([t.create(wkey) == 0], [t.put(wkey, _encode(wep.to_dict()))], [t.get(wkey)]),
+        ],
+    )
+    wep_txn = responses[1].response_txn
+    if wep_txn.succeeded:
+        return
+    # The endpoint exists: append this network to it (see the module docstring).
+    for _ in range(MAX_ATTEMPTS):
+        kv = ds.kv_get(wkey)
+        if kv is None:
+            if ds.kv_create(wkey, _encode(wep.to_dict())):
+                return
+            continue
+        if ds.kv_cas(wkey, _encode(merge(kv.json(), info)), kv.mod_revision):
+            return
+    raise EndpointConflict(f"endpoint {wkey} kept changing while being written")
+
+
+def remove(
+    ds: Datastore, node: str, container_id: str, ifname: str, network: str, ips: Sequence[str]
+) -> bool:
+    """Take this network off the endpoint (deleting it with its last network). False if
+    there was no endpoint (DEL is repeatable)."""
+    wkey = endpoint_key(node, container_id, ifname)
+    for _ in range(MAX_ATTEMPTS):
+        kv = ds.kv_get(wkey)
+        if kv is None:
+            return False
+        data = kv.json()
+        profiles = (data.get("spec") or {}).get("profiles") or []
+        if profiles and network not in profiles:
+            return False  # another network's endpoint: not ours to touch
+        remaining = unmerge(data, network, ips)
+        if remaining is None:
+            if ds.kv_delete(wkey, kv.mod_revision):
+                return True
+        elif ds.kv_cas(wkey, _encode(remaining), kv.mod_revision):
+            return True
+    raise EndpointConflict(f"endpoint {wkey} kept changing while being removed")
+
+
+def read(ds: Datastore, node: str, container_id: str, ifname: str) -> dict[str, Any] | None:
+    kv = ds.kv_get(endpoint_key(node, container_id, ifname))
+    return kv.json() if kv else None
