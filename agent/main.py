@@ -126,7 +126,12 @@ class Agent:
             now = time.monotonic()
             full = now >= next_full
             missing = bool(self.applier.missing_ifaces) and now >= next_missing
-            if self.cache.ready and (dirty or full or missing):
+            if self.cache.ready and missing and not (dirty or full) and self.desired is not None:
+                next_missing = now + MISSING_IFACE_POLL
+                if self.applier.retry_interfaces(self.desired).interfaces_configured:
+                    log.info("configured new endpoint interfaces")
+                    self._publish(reporter)
+            elif self.cache.ready and (dirty or full):
                 dirty = False
                 result = self._apply(full)
                 if full:

@@ -92,6 +92,18 @@ class Applier:
         result.ms = (time.perf_counter() - started) * 1000
         return result
 
+    def retry_interfaces(self, desired: Dataplane) -> ApplyResult:
+        """Look again for endpoint veths that were missing; configure and route new ones."""
+        started = time.perf_counter()
+        result = ApplyResult(full=False)
+        try:
+            self._apply_routes(desired, False, result)
+        except (routes.RouteError, OSError, ValueError) as exc:
+            self.routes = None
+            result.route_errors.append(str(exc))
+        result.ms = (time.perf_counter() - started) * 1000
+        return result
+
     def _apply_routes(self, desired: Dataplane, full: bool, result: ApplyResult) -> None:
         wanted = {ep.iface for ep in desired.endpoints}
         check = wanted if full else (wanted - set(self.ifindex)) | self.missing_ifaces

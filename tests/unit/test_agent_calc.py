@@ -102,6 +102,14 @@ def seed_inputs(n_per_net: int = 2, node_name: str = "n1") -> Inputs:
     )
 
 
+def flat_rules(dp, chain_name):
+    """An endpoint chain's rules with its final goto into the shared program inlined."""
+    rules = list(dp.chains[chain_name].rules)
+    last = rules.pop()
+    assert last.match == () and last.target[0] == "-g"
+    return rules + list(dp.chains[last.target[1]].rules)
+
+
 # ---------------------------------------------------------------- seed tutorial
 
 
@@ -148,14 +156,19 @@ def test_seed_tutorial_chains():
     assert len(dp.endpoints) == len(local)
     for ep in local:
         iface = ep.spec.interface_name
-        fw = dp.chains[f"cali-fw-{iface}"]
-        assert fw.rules[0] == calc.IptRule(("!", "-s", ep.spec.ip_networks[0]), ("-j", "DROP"))
-        assert fw.rules[1].match[-1] == "RELATED,ESTABLISHED"
-        assert fw.rules[2].match[-1] == "INVALID"
-        assert fw.rules[-1].target == ("-j", "DROP")
-        tw = dp.chains[f"cali-tw-{iface}"]
-        assert ("-j", f"cali-pri-{ep.spec.profiles[0]}") in [r.target for r in tw.rules]
-        assert tw.rules[-1] == calc.IptRule((), ("-j", "DROP"))
+        fw = flat_rules(dp, f"cali-fw-{iface}")
+        assert fw[0] == calc.IptRule(("!", "-s", ep.spec.ip_networks[0]), ("-j", "DROP"))
+        assert fw[1].match[-1] == "RELATED,ESTABLISHED"
+        assert fw[2].match[-1] == "INVALID"
+        assert fw[-1].target == ("-j", "DROP")
+        tw = flat_rules(dp, f"cali-tw-{iface}")
+        assert ("-j", f"cali-pri-{ep.spec.profiles[0]}") in [r.target for r in tw]
+        assert tw[-1] == calc.IptRule((), ("-j", "DROP"))
+        # The endpoint's own chain is tiny; endpoints of one network share the rest.
+        assert len(dp.chains[f"cali-tw-{iface}"].rules) == 1
+        assert len(dp.chains[f"cali-fw-{iface}"].rules) == 2
+    programs = [n for n in dp.chains if n.startswith(("cali-tp-", "cali-fp-"))]
+    assert len(programs) == 4 and all(len(n) == 28 for n in programs)  # 2 networks x 2
     for remote in (e for e in inputs.endpoints if e.spec.node != "n1"):
         assert f"cali-fw-{remote.spec.interface_name}" not in dp.chains
     # Host protection: workloads reach nothing on the node but replies.
@@ -231,14 +244,17 @@ def test_rule_count_grows_with_endpoints_only_in_endpoint_and_dispatch_chains():
     # Endpoint chains: a constant number of rules per endpoint.
     for dp, n in ((small, 10), (big, 1000)):
         per = [len(c.rules) for name, c in dp.chains.items() if name.startswith("cali-tw-")]
-        assert len(per) == n and max(per) <= 12
+        assert len(per) == n and max(per) == 1
+        per = [len(c.rules) for name, c in dp.chains.items() if name.startswith("cali-fw-")]
+        assert len(per) == n and max(per) == 2
+        assert sum(n.startswith(("cali-tp-", "cali-fp-")) for n in dp.chains) == 4
     # Dispatch: O(endpoints) rules, and no dispatch chain is long.
     dispatch = [c for n, c in big.chains.items() if n.startswith("cali-from-wl-dispatch")]
     assert sum(len(c.rules) for c in dispatch) < 1000 * 1.5
     assert max(len(c.rules) for c in dispatch) <= calc.DISPATCH_FANOUT + 2
     assert all(len(n) <= calc.MAX_CHAIN_NAME for n in big.chains)
     per_endpoint = (big.rule_count() - small.rule_count()) / 990
-    assert per_endpoint < 20  # fw + tw chains and dispatch entries: a small constant
+    assert per_endpoint < 6  # fw + tw chains and dispatch entries: a small constant
 
 
 def test_two_level_dispatch_reaches_every_endpoint():
@@ -300,8 +316,7 @@ def test_namespaced_policy_chain_names():
 
 
 def _endpoint_targets(dp, iface, direction="Ingress"):
-    chain = dp.chains[calc.endpoint_chain(iface, direction)]
-    return [r.target for r in chain.rules]
+    return [r.target for r in flat_rules(dp, calc.endpoint_chain(iface, direction))]
 
 
 def test_policy_order_pass_deny_log():
@@ -337,14 +352,14 @@ def test_policy_order_pass_deny_log():
         "cali-pi-a-no-order",
         "cali-pri-network1",
     ]
-    tw = dp.chains[calc.endpoint_chain(iface, "Ingress")]
+    tw = flat_rules(dp, calc.endpoint_chain(iface, "Ingress"))
     # Policy jumps are skipped once the pass bit is set; end-of-tier drop before profiles.
-    pol_rules = [r for r in tw.rules if r.target[-1].startswith("cali-pi-")]
+    pol_rules = [r for r in tw if r.target[-1].startswith("cali-pi-")]
     assert all(r.match == ("-m", "mark", "--mark", "0x0/0x20000") for r in pol_rules)
-    drops = [i for i, r in enumerate(tw.rules) if r.target == ("-j", "DROP")]
-    prof_at = [r.target for r in tw.rules].index(("-j", "cali-pri-network1"))
-    assert tw.rules[drops[1]].match == ("-m", "mark", "--mark", "0x0/0x20000")
-    assert drops[1] < prof_at < drops[2] == len(tw.rules) - 1
+    drops = [i for i, r in enumerate(tw) if r.target == ("-j", "DROP")]
+    prof_at = [r.target for r in tw].index(("-j", "cali-pri-network1"))
+    assert tw[drops[1]].match == ("-m", "mark", "--mark", "0x0/0x20000")
+    assert drops[1] < prof_at < drops[2] == len(tw) - 1
 
     z = dp.chains["cali-pi-z-first"].rules
     assert z[0].match == ("-p", "tcp") and z[0].target[:2] == ("-j", "LOG")
