@@ -213,7 +213,12 @@ def cmd_add(req: Request) -> Result:
             Interface(name=plumbed.host_ifname, mac=plumbed.host_mac),
             Interface(name=ifname, mac=plumbed.pod_mac, sandbox=netns),
         ],
-        ips=[IPConfig(address=ipaddress.IPv4Interface(f"{ip.ip}/32"), interface=1) for ip in v4],
+        ips=[
+            IPConfig(
+                address=ipaddress.IPv4Interface(f"{ip.ip}/32"), gateway=veth.GATEWAY, interface=1
+            )
+            for ip in v4
+        ],
         routes=[Route(dst=veth.DEFAULT_NET, gw=veth.GATEWAY)],
         dns=conf.dns,
     )
