@@ -198,11 +198,11 @@ def render(table: Sequence[Sequence[str]], padding: int = 3, min_width: int = 5)
             if len(cell) > widths[i]:
                 widths[i] = len(cell)
     widths = [max(w + padding, min_width) for w in widths]
-    lines = []
-    for r in table:
-        parts = [cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])]
-        parts.append(r[-1] if r else "")
-        lines.append("".join(parts).rstrip())
+    # One format string per row width: cheaper than ljust per cell on 10,000-row tables.
+    formats = {
+        n: "".join(f"{{:<{w}}}" for w in widths[: n - 1]) + "{}" for n in range(1, ncols + 1)
+    }
+    lines = [formats[len(r)].format(*r).rstrip() if r else "" for r in table]
     return "\n".join(lines) + "\n"
 
 

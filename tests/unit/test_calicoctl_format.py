@@ -145,6 +145,7 @@ def store(monkeypatch):
     resources.append(load(other))
     fake = FakeStore(resources)
     monkeypatch.setattr(calicoctl.Cli, "datastore", lambda self: fake)
+    monkeypatch.setattr(calicoctl, "list_prefix", lambda ds, prefix: ds.kv_list(prefix))
     return fake
 
 
@@ -399,3 +400,33 @@ def test_unexpected_errors_hide_the_traceback_unless_debug(capsys, monkeypatch):
 def test_help_exits_zero(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "get" in out and "ipam" in out
+
+
+TRICKY_STRINGS = [
+    "", " ", "yes", "No", "on", "OFF", "y", "n", "true", "False", "null", "Null", "~",
+    "123", "-1", "1.5", "1e3", "1_000", "0x1f", "0o17", "017", "1:20", "2024-05-01", ".inf",
+    "-.inf", ".nan", "<<", "=", " lead", "trail ", "a: b", "a:", "a #b", "#x", "-x", "- x",
+    "?x", ":x", "[a]", "{a}", "*a", "&a", "!a", "|", ">", "'", '"', "%x", "@x", "`x",
+    "a\nb", "tab\there", "é", "\x00", "\u2028", "has(network1)", "role == 'web'", "all()",
+    "10.0.0.0/16", "2a:5f:00:00:00:01", "http://127.0.0.1:2379", "projectcalico.org/namespace",
+    "calico--01-cni-" + "ab" * 32 + "-eth0", "8080:8090", "a,b", "x!", "(", "/",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TRICKY_STRINGS)
+def test_yaml_strings_read_back_as_written(text):
+    doc = {text: text, "list": [text, {text: [text]}], "nested": {"k": text}}
+    assert yaml.safe_load(calicoctl.to_yaml(doc)) == doc
+
+
+def test_yaml_matches_pyyaml_on_resources():
+    values = [None, True, False, 0, -7, 1.5, 100.0, 1e20, 2.5e-7, float("inf"), [], {}]
+    doc = {"values": values, "empty": {}, "none": [], "deep": [[1, [2]], [{"a": {}}]]}
+    assert yaml.safe_load(calicoctl.to_yaml(doc)) == doc
+    for kind, text in SAMPLES.items():
+        res = load(yaml.safe_load(text)).to_dict()
+        ours = calicoctl.to_yaml(res)
+        assert yaml.safe_load(ours) == res
+        if "Policy" not in kind:  # same text as PyYAML, but for "" vs '' (policies: quoting)
+            theirs = yaml.safe_dump(res, sort_keys=True, default_flow_style=False)
+            assert ours == theirs.replace("''", '""')
