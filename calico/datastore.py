@@ -34,6 +34,12 @@ RESOURCE_ROOT = "/calico/resources/v3/projectcalico.org/"
 IPAM_ROOT = "/calico/ipam/v2/"
 FELIX_ROOT = "/calico/felix/v2/"
 
+MAX_MESSAGE = 1 << 30  # etcd's own request limit is far lower; replies are what grow
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", 64 << 20),
+]
+
 
 # ---------------------------------------------------------------- key layout
 
@@ -95,7 +101,8 @@ class Datastore:
         text = resolve_endpoints(endpoints)
         eps = [
             # time_retry: how long a failed endpoint is skipped; pyetcd's default is 300 s.
-            Endpoint(ep.host, ep.port, secure=False, time_retry=0.2)
+            # gRPC's default 4 MiB receive limit breaks a snapshot of ~5,000 endpoints.
+            Endpoint(ep.host, ep.port, secure=False, time_retry=0.2, opts=GRPC_OPTIONS)
             for ep in parse_endpoints(text)
         ]
         client = pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
@@ -245,11 +252,13 @@ class Datastore:
 
     def apply(self, res: Resource) -> Resource:
         """Create or replace, whichever applies (retries a lost race once)."""
+        uid, created = res.metadata.uid, res.metadata.creation_timestamp
         for _ in range(3):
             try:
                 return self.create(res)
             except AlreadyExists:
-                pass
+                # create() stamped a fresh uid/time on the object; the stored ones stay.
+                res.metadata.uid, res.metadata.creation_timestamp = uid, created
             try:
                 res.metadata.resource_version = None
                 return self.update(res)
