@@ -21,8 +21,12 @@ import os
 import select
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
+
+from agent.runtime.record import record
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 PLUGIN_TIMEOUT = 60.0
 
@@ -51,7 +55,7 @@ def find_plugin(ptype: str, cni_path: str) -> str:
     raise CNIError(f"failed to find plugin {ptype!r} in path [{cni_path}]")
 
 
-@dataclass
+@record
 class PluginRun:
     returncode: int
     stdout: bytes
@@ -131,7 +135,7 @@ def error_message(run: PluginRun, plugin: str) -> str:
     return f"plugin {plugin}: " + " ".join(text.split())
 
 
-@dataclass
+@record
 class ParsedResult:
     ip4: str = ""  # address without prefix
     ip4_cidr: str = ""
@@ -201,7 +205,7 @@ def _version(conf: dict[str, Any]) -> tuple[int, ...]:
         return (0, 1, 0)
 
 
-@dataclass
+@record
 class Invocation:
     """What rkt tells a plugin besides the config: identical for ADD and DEL."""
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from agent.runtime.state import EXITED, GARBAGE, RUNNING, PodState
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 TAB_WIDTH = 8
 

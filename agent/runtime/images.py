@@ -18,9 +18,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 from urllib.parse import quote
+
+from agent.runtime.record import asdict, factory, record
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 DOCKER_REGISTRY = "registry-1.docker.io"
 _DOCKER_HOSTS = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
@@ -34,7 +38,7 @@ class ImageError(Exception):
     """Unknown or unusable image; the message is shown to the user."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageRef:
     name: str  # "busybox", "calico/node", "example.com/app"
     version: str  # "latest" unless a tag was given
@@ -81,7 +85,7 @@ def app_name_for(name: str) -> str:
     return out or "app"
 
 
-@dataclass
+@record
 class Image:
     id: str
     name: str
@@ -89,7 +93,7 @@ class Image:
     display_name: str  # as rkt lists it
     app_name: str
     exec: list[str]
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = factory(dict)
     workdir: str = "/"
     host_root: bool = False  # True: run on the host's root, no mount namespace
     imported: float = 0.0
@@ -194,7 +198,7 @@ class ImageStore:
                 m = json.load(f)
         except (OSError, ValueError):
             return None
-        known = Image.__dataclass_fields__
+        known = Image.__record_fields__
         return Image(path=path, **{k: v for k, v in m.items() if k in known and k != "path"})
 
     def get(self, ref: ImageRef) -> Image | None:

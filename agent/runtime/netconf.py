@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass, field
-from typing import Any
+
+from agent.runtime.record import factory, record
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 HOST = "host"
 NONE = "none"
@@ -28,22 +31,29 @@ DEFAULT = "default"
 DEFAULT_RESTRICTED = "default-restricted"
 SPECIAL = (HOST, NONE, ALL)
 
-# The CNI spec's rule for network names.
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def valid_network_name(name: str) -> bool:
+    """The CNI spec's rule, ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ (checked without compiling a regex)."""
+    return bool(name) and name[0] in _ALNUM and set(name) <= _ALNUM | {"_", ".", "-"}
+
+
+def valid_arg_key(key: str) -> bool:
+    return bool(key) and not key[0].isdigit() and set(key) <= _ALNUM | {"_"}
 
 
 class NetError(ValueError):
     """A bad --net flag or network configuration; the message is shown to the user."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetRequest:
     name: str
     args: str = ""
 
 
-@dataclass
+@record
 class NetworkConfig:
     name: str
     conf: dict[str, Any]  # a single plugin conf, or a conflist (with "plugins")
@@ -55,18 +65,18 @@ class NetworkConfig:
         return isinstance(self.conf.get("plugins"), list)
 
 
-@dataclass
+@record
 class SelectedNetwork:
     config: NetworkConfig
     ifname: str
     args: str
 
 
-@dataclass
+@record
 class NetPlan:
     mode: str  # "contained" | "host" | "none"
-    networks: list[SelectedNetwork] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    networks: list[SelectedNetwork] = factory(list)
+    warnings: list[str] = factory(list)
 
 
 def parse_net_flags(values: list[str]) -> list[NetRequest]:
@@ -85,7 +95,7 @@ def parse_net_flags(values: list[str]) -> list[NetRequest]:
                 raise NetError(f"malformed --net={value!r}: network name must not be empty")
             if ":" in args:
                 raise NetError(f"malformed --net={value!r}: network {name!r} has more than one ':'")
-            if not _NAME_RE.match(name):
+            if not valid_network_name(name):
                 raise NetError(f"malformed --net={value!r}: invalid network name {name!r}")
             if name in seen:
                 raise NetError(f"malformed --net={value!r}: network {name!r} given twice")
@@ -108,7 +118,7 @@ def validate_cni_args(args: str, flag: str = "") -> None:
         raise NetError(f"malformed --net={flag!r}: empty arguments after ':'")
     for pair in args.split(";"):
         key, eq, _ = pair.partition("=")
-        if not eq or not _ARG_KEY_RE.match(key):
+        if not eq or not valid_arg_key(key):
             raise NetError(f"malformed --net={flag!r}: argument {pair!r} is not KEY=VALUE")
 
 

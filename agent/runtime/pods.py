@@ -24,9 +24,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from agent.runtime import netconf
+from agent.runtime.record import factory, record
 from agent.runtime.state import (
     DELETING,
     EXITED,
@@ -52,17 +52,17 @@ class RunError(Exception):
     """`rkt run` failed before the app started; everything it made has been removed."""
 
 
-@dataclass
+@record
 class RunOptions:
     image: str
     exec_: str | None = None
-    args: list[str] = field(default_factory=list)
-    nets: list[str] = field(default_factory=list)  # raw --net values ("" = bare --net)
+    args: list[str] = factory(list)
+    nets: list[str] = factory(list)  # raw --net values ("" = bare --net)
     app_name: str | None = None
     detach: bool = False
     interactive: bool = False
     uuid_file_save: str | None = None
-    set_env: dict[str, str] = field(default_factory=dict)
+    set_env: dict[str, str] = factory(dict)
 
 
 def _warn(msg: str) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+
+from agent.runtime.record import asdict, factory, record
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 STATE_FILE = "pod.json"
 LOCK_FILE = "lock"
@@ -60,30 +64,30 @@ def effective_state(stored: str, managed: bool) -> str:
     return stored
 
 
-@dataclass
+@record
 class NetworkState:
     """One network the pod joined, with everything DEL needs later (the conf may change)."""
 
     name: str
     ifname: str
     args: str = ""  # CNI_ARGS, verbatim from --net=name:ARGS
-    conf: dict[str, Any] = field(default_factory=dict)  # the conf or conflist used for ADD
+    conf: dict[str, Any] = factory(dict)  # the conf or conflist used for ADD
     conf_file: str = ""  # where it came from ("" for the built-in networks)
     result: dict[str, Any] | None = None  # the last plugin's result, as it answered
     ip4: str = ""  # address without prefix, for list/status
     added: bool = False  # ADD succeeded (so DEL is owed)
 
 
-@dataclass
+@record
 class AppState:
     name: str
     image_name: str  # display name, as rkt shows it ("registry-1.docker.io/library/busybox:latest")
     image_id: str
-    exec: list[str] = field(default_factory=list)  # argv
+    exec: list[str] = factory(list)  # argv
     exit_code: int | None = None
 
 
-@dataclass
+@record
 class PodState:
     uuid: str
     state: str
@@ -96,7 +100,7 @@ class PodState:
     net_mode: str = "contained"  # contained | host | none
     netns: str = ""  # the pinned netns path ("" with --net=host)
     cni_path: str = ""  # the CNI_PATH used for ADD, reused for DEL
-    networks: list[NetworkState] = field(default_factory=list)
+    networks: list[NetworkState] = factory(list)
     gc_marked: float | None = None  # when gc moved it to garbage
     detached: bool = False
     interactive: bool = False
@@ -109,7 +113,7 @@ class PodState:
         data = dict(data)
         app = AppState(**data.pop("app"))
         nets = [NetworkState(**n) for n in data.pop("networks", [])]
-        known = cls.__dataclass_fields__
+        known = cls.__record_fields__
         return cls(app=app, networks=nets, **{k: v for k, v in data.items() if k in known})
 
     def set_state(self, new: str) -> None:

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Benchmark: `rkt run --detach` of an httpd pod until its first TCP answer on port 80.
+
+Prints a markdown table: the p50 over N pods beside a reference measured in the same run -
+`ip netns add` + the reference `ptp` ADD (host-local IPAM) + one process start, i.e. the
+kernel and plugin work no runtime can avoid - and their ratio. Budget: p50 <= 150 ms.
+
+Everything happens inside a throwaway network namespace acting as the node (name prefix
+`rktbench-`), with a temporary --dir/--local-config and a private 10.199.x.0/24 ptp network;
+the script re-executes itself inside that namespace (`ip netns exec`) with a private tmpfs
+on /run/netns, so the reference's `ip netns add` entries never appear on the host. All pods,
+namespaces and files are removed at the end, also on failure. Needs root.
+
+    python bench/bench_rkt_run.py [--pods 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+REF_PLUGIN_DIR = "/usr/lib/cni"
+BUDGET_MS = 150.0
+
+
+def rkt_cmd() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "rkt")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "agent.runtime.cli"]
+
+
+def wait_tcp(ip: str, port: int, deadline: float) -> None:
+    """Connect until the pod answers (a refused connect means httpd is not listening yet)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            s.connect((ip, port))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ip}:{port} did not answer") from None
+            time.sleep(0.0005)
+        finally:
+            s.close()
+
+
+def pct(values: list[float], p: float) -> float:
+    vs = sorted(values)
+    return vs[min(len(vs) - 1, int(round(p / 100 * (len(vs) - 1))))]
+
+
+def inner(args: argparse.Namespace) -> int:
+    """Runs inside the node namespace (and a private mount namespace from `ip netns exec`)."""
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "rktbench-netns", "/run/netns"], check=True
+    )
+    work = args.work
+    cfg, data = os.path.join(work, "cfg"), os.path.join(work, "dir")
+    rkt = [*rkt_cmd(), f"--dir={data}", f"--local-config={cfg}"]
+    subnet = f"10.199.{args.octet}.0/24"
+    conf = {
+        "cniVersion": "0.1.0",
+        "name": "benchnet",
+        "type": "ptp",
+        "ipam": {"type": "host-local", "subnet": subnet, "dataDir": os.path.join(work, "leases")},
+    }
+    os.makedirs(os.path.join(cfg, "net.d"))
+    with open(os.path.join(cfg, "net.d", "10-bench.conf"), "w") as f:
+        json.dump(conf, f)
+    ref_conf = dict(
+        conf, name="benchref", ipam=dict(conf["ipam"], subnet=f"10.198.{args.octet}.0/24")
+    )
+    ref_bytes = json.dumps(ref_conf).encode()
+    subprocess.run([*rkt, "image", "import", "docker://busybox"], check=True, capture_output=True)
+
+    run_ms: list[float] = []
+    ref_ms: list[float] = []
+    parts: dict[str, list[float]] = {"netns": [], "ptp": [], "proc": []}
+    ref_netns: list[str] = []
+    try:
+        for i in range(args.pods):
+            # -- the runtime --
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [*rkt, "run", "--detach", "--net=benchnet", "docker://busybox",
+                 "--exec", "httpd", "--", "-f", "-h", "/"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            uuid = out.stdout.strip()
+            with open(os.path.join(data, "pods", uuid, "pod.json")) as f:
+                ip = json.load(f)["networks"][0]["ip4"]
+            wait_tcp(ip, 80, time.monotonic() + 5)
+            run_ms.append((time.perf_counter() - t0) * 1000)
+
+            # -- the reference: ip netns add + ptp ADD + a process start --
+            name = f"rktbench-ref{i}"
+            t1 = time.perf_counter()
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            t2 = time.perf_counter()
+            ref_netns.append(name)
+            env = dict(
+                os.environ,
+                CNI_COMMAND="ADD",
+                CNI_CONTAINERID=f"rktbench{i}",
+                CNI_NETNS=f"/run/netns/{name}",
+                CNI_IFNAME="eth0",
+                CNI_PATH=REF_PLUGIN_DIR,
+            )
+            subprocess.run(
+                [f"{REF_PLUGIN_DIR}/ptp"], input=ref_bytes, env=env, check=True, capture_output=True
+            )
+            t3 = time.perf_counter()
+            subprocess.run(["/bin/true"], check=True)
+            t4 = time.perf_counter()
+            parts["netns"].append((t2 - t1) * 1000)
+            parts["ptp"].append((t3 - t2) * 1000)
+            parts["proc"].append((t4 - t3) * 1000)
+            ref_ms.append((t4 - t1) * 1000)
+    finally:
+        listed = subprocess.run(
+            [*rkt, "list", "--no-legend", "--full"], capture_output=True, text=True
+        )
+        uuids = [line.split("\t")[0] for line in listed.stdout.splitlines() if line.strip()]
+        if uuids:
+            subprocess.run([*rkt, "stop", "--force", *uuids], capture_output=True)
+            subprocess.run([*rkt, "rm", *uuids], capture_output=True)
+        for i, name in enumerate(ref_netns):
+            env = dict(
+                os.environ,
+                CNI_COMMAND="DEL",
+                CNI_CONTAINERID=f"rktbench{i}",
+                CNI_NETNS=f"/run/netns/{name}",
+                CNI_IFNAME="eth0",
+                CNI_PATH=REF_PLUGIN_DIR,
+            )
+            subprocess.run([f"{REF_PLUGIN_DIR}/ptp"], input=ref_bytes, env=env, capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    p50_run, p50_ref = statistics.median(run_ms), statistics.median(ref_ms)
+    print(f"### `rkt run --detach` httpd pod -> first TCP answer ({args.pods} pods)\n")
+    print("| measurement | p50 ms | p90 ms | min ms |")
+    print("|---|---:|---:|---:|")
+    print(
+        f"| rkt run --detach -> TCP answer on :80 | {p50_run:.1f} | {pct(run_ms, 90):.1f} | {min(run_ms):.1f} |"
+    )
+    print(
+        f"| reference: ip netns add + ptp ADD + process start | {p50_ref:.1f} | {pct(ref_ms, 90):.1f} | {min(ref_ms):.1f} |"
+    )
+    print(f"| &nbsp;&nbsp;ip netns add | {statistics.median(parts['netns']):.1f} | | |")
+    print(f"| &nbsp;&nbsp;ptp + host-local ADD | {statistics.median(parts['ptp']):.1f} | | |")
+    print(f"| &nbsp;&nbsp;process start (/bin/true) | {statistics.median(parts['proc']):.1f} | | |")
+    print(f"\nratio rkt / reference (p50): **{p50_run / p50_ref:.2f}x**; "
+          f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**")  # fmt: skip
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pods", type=int, default=25)
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--octet", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner:
+        return inner(args)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    # An installed package has bytecode; this checkout may run with PYTHONDONTWRITEBYTECODE.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "agent")],
+        capture_output=True,
+    )
+    tag = os.urandom(3).hex()
+    node = f"rktbench-{tag}"
+    work = tempfile.mkdtemp(prefix=f"rktbench-{tag}-")
+    os.makedirs("/run/netns", exist_ok=True)
+    try:
+        subprocess.run(["ip", "netns", "add", node], check=True)
+        subprocess.run(["ip", "netns", "exec", node, "ip", "link", "set", "lo", "up"], check=True)
+        octet = 100 + int(tag, 16) % 100
+        return subprocess.run(
+            ["ip", "netns", "exec", node, sys.executable, os.path.abspath(__file__), "--inner",
+             f"--pods={args.pods}", f"--work={work}", f"--octet={octet}"],
+            cwd=REPO,
+        ).returncode  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", node], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
