@@ -164,39 +164,28 @@ def cmd_add(req: Request) -> Result:
     if not os.path.exists(netns):
         raise CNIError(PLUGIN_FAILURE, "failed to open netns", f"{netns} does not exist")
     node = ipam_main.node_of(req)
-    cid, ifname = req.env.container_id, req.env.ifname
+    ifname = req.env.ifname
 
-    ipam_result = ipam_add(req)
+    # The veth does not need the address: it is made while IPAM talks to etcd (unless a
+    # test pauses between the two, when the order must be IPAM first).
+    pod_mac = veth.random_mac()  # chosen here so the endpoint can be written meanwhile
+    kernel = _Background(
+        lambda: veth.create(netns, req.env.container_id, ifname, conf.mtu, pod_mac),
+        start=PAUSE_HOOK_ENV not in req.full_env,
+    )
+    try:
+        ipam_result = ipam_add(req)
+    except BaseException:
+        pending = kernel.result(suppress=True)
+        if pending is not None:
+            veth.abort(pending)
+        raise
     try:
         _pause_hook(req)
         v4 = [ip.address for ip in ipam_result.ips if ip.address.version == 4]
         if not v4:
             raise CNIError(PLUGIN_FAILURE, "IPAM returned no IPv4 address", str(ipam_result.ips))
-        try:
-            plumbed = veth.setup(netns, cid, ifname, v4, conf.mtu)  # type: ignore[arg-type]
-        except (veth.PlumbingError, NamespaceError) as exc:
-            raise CNIError(
-                PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)
-            ) from None
-        try:
-            with ipam_main.store_errors():
-                endpoint.write(
-                    ipam_main._datastore(req),
-                    endpoint.EndpointInfo(
-                        node=node,
-                        container_id=cid,
-                        ifname=ifname,
-                        host_ifname=plumbed.host_ifname,
-                        mac=plumbed.pod_mac,
-                        ip_networks=[f"{ip.ip}/32" for ip in v4],
-                        network=conf.name,
-                        pod=req.args.k8s_pod_name,
-                    ),
-                )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                veth.teardown(cid)
-            raise
+        plumbed = _plumb_and_record(req, node, v4, kernel, pod_mac)
     except BaseException as exc:
         # Every failure after the allocation gives the address back.
         try:
@@ -224,6 +213,89 @@ def cmd_add(req: Request) -> Result:
     )
     _log(req, "info", f"added {', '.join(str(ip) for ip in v4)} on {plumbed.host_ifname}")
     return result
+
+
+class _Background:
+    """Run one function on a helper thread (or, with start=False, later in the caller's
+    thread) and hand back its result or exception."""
+
+    def __init__(self, fn: Any, start: bool = True) -> None:
+        self.fn = fn
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if start:
+            self.thread = threading.Thread(target=self._run, name="cni-kernel")
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self, suppress: bool = False) -> Any:
+        if self.thread is None:
+            self._run()
+            self.thread = threading.current_thread()
+        elif self.thread is not threading.current_thread():
+            self.thread.join()
+        if self.error is not None:
+            if suppress:
+                return None
+            raise self.error
+        return self.value
+
+
+def _plumb_and_record(
+    req: Request, node: str, v4: list[Any], kernel: _Background, pod_mac: str
+) -> veth.Plumbed:
+    """Write the endpoint while the veth is being made, then give the veth its addresses
+    and routes. If either half fails, the other is undone (the caller releases the
+    address)."""
+    conf = req.conf
+    assert conf is not None
+    cid, ifname = req.env.container_id, req.env.ifname
+    info = endpoint.EndpointInfo(
+        node=node,
+        container_id=cid,
+        ifname=ifname,
+        host_ifname=veth.host_ifname(cid),
+        mac=pod_mac,
+        ip_networks=[f"{ip.ip}/32" for ip in v4],
+        network=conf.name,
+        pod=req.args.k8s_pod_name,
+    )
+    ds: Any = None
+    written = False
+
+    def unwrite() -> None:
+        if written:
+            with contextlib.suppress(Exception):
+                endpoint.remove(ds, node, cid, ifname, conf.name, [str(ip.ip) for ip in v4])
+
+    try:
+        if kernel.thread is None:
+            kernel.result(suppress=True)  # sequential mode: IPAM, then the veth
+        with ipam_main.store_errors():
+            ds = ipam_main._datastore(req)
+            endpoint.write(ds, info)
+            written = True
+        pending = kernel.result()
+    except (veth.PlumbingError, NamespaceError) as exc:
+        unwrite()
+        raise CNIError(PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)) from None
+    except BaseException:
+        made = kernel.result(suppress=True)
+        if made is not None:
+            veth.abort(made)
+        unwrite()
+        raise
+    try:
+        return veth.finish(pending, v4)
+    except (veth.PlumbingError, NamespaceError) as exc:
+        unwrite()
+        raise CNIError(PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)) from None
 
 
 # ---- DEL ---------------------------------------------------------------------------------

@@ -13,13 +13,15 @@ appends its profile and addresses to it instead of replacing it, and DEL takes o
 its own network's profile and addresses, deleting the endpoint with the last one.
 
 Round trips: ADD is one transaction (create-if-absent of the profile, and create of the
-endpoint, as two nested transactions), plus a read-modify-CAS only in the append case.
+endpoint, as two nested transactions), plus a read-modify-CAS only in the append case;
+DEL of an endpoint this process wrote is one conditional delete.
 The profile is never overwritten (an operator may have edited it) and never deleted.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,13 @@ NAMESPACE = "default"
 LABEL_NAMESPACE = "projectcalico.org/namespace"
 LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
 MAX_ATTEMPTS = 20
+MAX_CACHED = 10000
+
+# Endpoints this process created whole (one profile): key -> mod_revision. DEL of such an
+# endpoint is one conditional delete instead of a read and a CAS; if anyone changed it
+# since, the condition fails and the careful path runs.
+_written: dict[str, int] = {}
+_written_lock = threading.Lock()
 
 
 class EndpointConflict(Exception):
@@ -171,6 +180,10 @@ def write(ds: Datastore, info: EndpointInfo) -> None:
     )
     wep_txn = responses[1].response_txn
     if wep_txn.succeeded:
+        with _written_lock:
+            if len(_written) > MAX_CACHED:
+                _written.clear()
+            _written[wkey] = wep_txn.responses[0].response_put.header.revision
         return
     # The endpoint exists: append this network to it (see the module docstring).
     for _ in range(MAX_ATTEMPTS):
@@ -190,6 +203,10 @@ def remove(
     """Take this network off the endpoint (deleting it with its last network). False if
     there was no endpoint (DEL is repeatable)."""
     wkey = endpoint_key(node, container_id, ifname)
+    with _written_lock:
+        rev = _written.pop(wkey, None)
+    if rev is not None and ds.kv_delete(wkey, rev):
+        return True
     for _ in range(MAX_ATTEMPTS):
         kv = ds.kv_get(wkey)
         if kv is None:

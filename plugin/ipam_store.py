@@ -9,7 +9,9 @@ Round trips per operation (the warm path's budget is a few milliseconds):
                       + 1 write txn (block [+ affinity when claiming] + handle)
   release by handle   1 read txn (handle + blocks) + 1 write txn
 Reading every block instead of the node's affinities first saves a round trip; the
-block keys are few (a /16 pool in /26 blocks is at most 1024) and small.
+block keys are few (a /16 pool in /26 blocks is at most 1024) and small. In a long-lived
+process (the node agent) the read is skipped while this process's view is current (see
+_Cache): then an ADD or a DEL of a pod this agent added is one write transaction.
 
 Inside one process (the node agent serving many CNI requests at once) allocations are
 also serialised by a lock, so the agent's own threads never lose CAS races to each other;
@@ -102,6 +104,7 @@ class State:
     """Pools, blocks and one handle as read at one revision."""
 
     pools: list[ipam.Pool] = field(default_factory=list)
+    pool_revs: dict[str, int] = field(default_factory=dict)  # pool name -> mod_revision
     blocks: dict[ipaddress.IPv4Network, tuple[ipam.Block, int]] = field(default_factory=dict)
     handle: ipam.Handle | None = None
     handle_rev: int = 0
@@ -120,7 +123,10 @@ def read_state(ds: Datastore, handle_id: str | None, with_pools: bool = True) ->
     state = State()
     i = 0
     if with_pools:
-        state.pools = pools_from(value for value, _ in responses[0])
+        for value, meta in responses[0]:
+            for pool in pools_from([value]):
+                state.pools.append(pool)
+                state.pool_revs[pool.name] = meta.mod_revision
         i = 1
     for value, meta in responses[i]:
         block = ipam.Block.from_json(value)
@@ -154,6 +160,89 @@ def list_pools(ds: Datastore) -> list[ipam.Pool]:
     return pools_from(kv.value for kv in kvs)
 
 
+# ---- this process's view: saves the read round trip on the warm path -----------------------
+
+
+@dataclass
+class _Cache:
+    """Pools and blocks as this process last read or wrote them, and the handles it wrote.
+
+    Only a hint: every write still compares the mod_revision of each key it relies on
+    (the block, the handle, and the pool the block belongs to), so a stale view costs one
+    failed transaction and a fresh read, never a wrong allocation. Errors (no pool, pools
+    exhausted, address in use) are only ever reported from a fresh read."""
+
+    state: State | None = None
+    handles: dict[str, tuple[ipam.Handle, int]] = field(default_factory=dict)
+
+
+MAX_CACHED_HANDLES = 10000
+_caches: dict[int, _Cache] = {}
+
+
+def _cache(ds: Datastore) -> _Cache:
+    return _caches.setdefault(id(ds), _Cache())
+
+
+def _cached_state(ds: Datastore, handle_id: str) -> State | None:
+    cache = _cache(ds)
+    if cache.state is None:
+        return None
+    handle, rev = cache.handles.get(handle_id, (None, 0))
+    return State(
+        pools=cache.state.pools,
+        pool_revs=cache.state.pool_revs,
+        blocks=cache.state.blocks,
+        handle=handle,
+        handle_rev=rev,
+    )
+
+
+def _fresh_state(ds: Datastore, handle_id: str) -> State:
+    state = read_state(ds, handle_id)
+    cache = _cache(ds)
+    cache.state = State(pools=state.pools, pool_revs=state.pool_revs, blocks=dict(state.blocks))
+    if state.handle is not None:
+        cache.handles[handle_id] = (state.handle, state.handle_rev)
+    else:
+        cache.handles.pop(handle_id, None)
+    return state
+
+
+def _written(
+    ds: Datastore,
+    responses: list[Any],
+    blocks: Mapping[ipaddress.IPv4Network, ipam.Block],
+    handle_id: str,
+    handle: ipam.Handle | None,
+) -> None:
+    """Record what a successful transaction wrote, at the revision it got."""
+    cache = _cache(ds)
+    revision = responses[0].response_put.header.revision if responses else 0
+    if cache.state is None or not revision:
+        return
+    for cidr, block in blocks.items():
+        cache.state.blocks[cidr] = (block, revision)
+    if len(cache.handles) > MAX_CACHED_HANDLES:
+        cache.handles.clear()
+    if handle is None or handle.is_empty:
+        cache.handles.pop(handle_id, None)
+    else:
+        cache.handles[handle_id] = (handle, revision)
+
+
+def _forget(ds: Datastore) -> None:
+    _cache(ds).state = None
+
+
+def _pool_compare(ds: Datastore, state: State, cidr: ipaddress.IPv4Network) -> list[Any]:
+    # The pool the block lies in must not have changed (disabled, deleted) since read.
+    pool = next((p for p in state.pools if cidr.subnet_of(p.cidr)), None)
+    if pool is None or pool.name not in state.pool_revs:
+        return []
+    return [ds.ops.mod(POOL_PREFIX + pool.name) == state.pool_revs[pool.name]]
+
+
 # ---- writing -----------------------------------------------------------------------------
 
 
@@ -182,12 +271,17 @@ def auto_assign(
     else borrowed from another node's block."""
     with _alloc_lock:
         for attempt in range(MAX_ATTEMPTS):
-            state = read_state(ds, handle_id)
+            cached = _cached_state(ds, handle_id) if attempt == 0 else None
+            state = cached or _fresh_state(ds, handle_id)
             try:
                 pools = ipam.select_pools(state.pools, wanted_pools)
             except ipam.UnknownPool as exc:
+                if cached:
+                    continue
                 raise NoPools(str(exc)) from None
             if not pools:
+                if cached:
+                    continue
                 raise NoPools(
                     "no enabled IPv4 IPPool exists"
                     if not state.pools
@@ -195,6 +289,8 @@ def auto_assign(
                 )
             source = ipam.choose_source(node, pools, (b for b, _ in state.blocks.values()))
             if source is None:
+                if cached:
+                    continue
                 names = ", ".join(f"{p.name} ({p.cidr})" for p in pools)
                 raise PoolsExhausted(f"no free address left in {names}")
             t = ds.ops
@@ -209,21 +305,26 @@ def auto_assign(
                 block, rev = state.blocks[source.cidr]
                 compare = [t.mod(bkey) == rev]
                 extra = []
+            compare += _pool_compare(ds, state, source.cidr)
             try:
                 new_block, ips = block.auto_assign(1, handle_id, secondary, node)
             except ipam.AffinityMismatch:
-                _backoff(attempt)
+                _forget(ds)
                 continue
             if not ips:
+                _forget(ds)
                 continue  # raced to full between read and choose; read again
-            handle = state.handle or ipam.Handle(handle_id)
-            hcompare, hops = _handle_ops(ds, state, handle.increment(source.cidr))
-            ok, _ = ds.kv_txn(
+            handle = (state.handle or ipam.Handle(handle_id)).increment(source.cidr)
+            hcompare, hops = _handle_ops(ds, state, handle)
+            ok, responses = ds.kv_txn(
                 compare + hcompare, [t.put(bkey, new_block.dumps()), *extra, *hops], []
             )
             if ok:
+                _written(ds, responses, {source.cidr: new_block}, handle_id, handle)
                 return ips[0]
-            _backoff(attempt)
+            _forget(ds)
+            if not cached:
+                _backoff(attempt)  # a real race, not just a stale view
     raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races for an address; try again")
 
 
@@ -239,9 +340,12 @@ def assign_ip(
     nobody has it yet."""
     with _alloc_lock:
         for attempt in range(MAX_ATTEMPTS):
-            state = read_state(ds, handle_id)
+            cached = _cached_state(ds, handle_id) if attempt == 0 else None
+            state = cached or _fresh_state(ds, handle_id)
             pool = ipam.pool_for(state.pools, ip)
             if pool is None:
+                if cached:
+                    continue
                 cidrs = ", ".join(str(p.cidr) for p in state.pools) or "none"
                 raise AddressUnavailable(f"{ip} is not in any IPPool (pools: {cidrs})")
             cidr = ipam.block_cidr_for(pool, ip)
@@ -256,52 +360,75 @@ def assign_ip(
                 akey = ipam.affinity_key(node, cidr)
                 compare = [t.create(bkey) == 0, t.create(akey) == 0]
                 extra = [t.put(akey, ipam.affinity_value())]
+            compare += _pool_compare(ds, state, cidr)
             try:
                 new_block = block.assign(ip, handle_id, secondary, node)
-            except ipam.AddressInUse as exc:
-                raise AddressUnavailable(f"requested address {exc}") from None
-            except ipam.AffinityMismatch as exc:
-                raise AddressUnavailable(str(exc)) from None
-            handle = state.handle or ipam.Handle(handle_id)
-            hcompare, hops = _handle_ops(ds, state, handle.increment(cidr))
-            ok, _ = ds.kv_txn(
+            except (ipam.AddressInUse, ipam.AffinityMismatch) as exc:
+                if cached:
+                    continue
+                detail = (
+                    f"requested address {exc}" if isinstance(exc, ipam.AddressInUse) else str(exc)
+                )
+                raise AddressUnavailable(detail) from None
+            handle = (state.handle or ipam.Handle(handle_id)).increment(cidr)
+            hcompare, hops = _handle_ops(ds, state, handle)
+            ok, responses = ds.kv_txn(
                 compare + hcompare, [t.put(bkey, new_block.dumps()), *extra, *hops], []
             )
             if ok:
+                _written(ds, responses, {cidr: new_block}, handle_id, handle)
                 return ip
-            _backoff(attempt)
+            _forget(ds)
+            if not cached:
+                _backoff(attempt)
     raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races for {ip}; try again")
 
 
 def release_by_handle(ds: Datastore, handle_id: str) -> list[ipaddress.IPv4Address]:
     """Free every address the handle holds and delete the handle. Nothing held: [] (DEL
     is repeatable)."""
-    for attempt in range(MAX_ATTEMPTS):
-        state = read_state(ds, handle_id, with_pools=False)
-        if state.handle is None:
-            # No handle, but a crash between writes is impossible (one txn), so there is
-            # nothing to find in the blocks either.
-            return []
-        t = ds.ops
-        compare: list[Any] = [t.mod(ipam.handle_key(handle_id)) == state.handle_rev]
-        ops: list[Any] = [t.delete(ipam.handle_key(handle_id))]
-        freed: list[ipaddress.IPv4Address] = []
-        for cidr in state.handle.blocks():
-            entry = state.blocks.get(cidr)
-            if entry is None:
-                continue  # the block is gone (deleted by hand): nothing to free there
-            block, rev = entry
-            new_block, ips = block.release_by_handle(handle_id)
-            if not ips:
-                continue
-            bkey = ipam.block_key(cidr)
-            compare.append(t.mod(bkey) == rev)
-            ops.append(t.put(bkey, new_block.dumps()))
-            freed += ips
-        ok, _ = ds.kv_txn(compare, ops, [])
-        if ok:
-            return freed
-        _backoff(attempt)
+    with _alloc_lock:
+        for attempt in range(MAX_ATTEMPTS):
+            # The cached view only helps for handles this process wrote; an unknown
+            # handle is always looked up in etcd (another process may have made it).
+            cached = None
+            if attempt == 0 and handle_id in _cache(ds).handles:
+                cached = _cached_state(ds, handle_id)
+            state = cached or _fresh_state(ds, handle_id)
+            if state.handle is None:
+                # No handle, and allocation + handle are always written together, so
+                # there is nothing to find in the blocks either.
+                return []
+            t = ds.ops
+            compare: list[Any] = [t.mod(ipam.handle_key(handle_id)) == state.handle_rev]
+            ops: list[Any] = []
+            freed: list[ipaddress.IPv4Address] = []
+            new_blocks: dict[ipaddress.IPv4Network, ipam.Block] = {}
+            for cidr in state.handle.blocks():
+                entry = state.blocks.get(cidr)
+                if entry is None:
+                    continue  # the block is gone (deleted by hand): nothing to free there
+                block, rev = entry
+                new_block, ips = block.release_by_handle(handle_id)
+                if not ips:
+                    continue
+                bkey = ipam.block_key(cidr)
+                compare.append(t.mod(bkey) == rev)
+                ops.append(t.put(bkey, new_block.dumps()))
+                new_blocks[cidr] = new_block
+                freed += ips
+            # Block puts first: _written reads the revision from the first response.
+            ops.append(t.delete(ipam.handle_key(handle_id)))
+            ok, responses = ds.kv_txn(compare, ops, [])
+            if ok:
+                _written(ds, responses if new_blocks else [], new_blocks, handle_id, None)
+                if not new_blocks:
+                    _cache(ds).handles.pop(handle_id, None)
+                return freed
+            _forget(ds)
+            _cache(ds).handles.pop(handle_id, None)
+            if not cached:
+                _backoff(attempt)
     raise TooManyConflicts(f"lost {MAX_ATTEMPTS} races releasing {handle_id}; try again")
 
 

@@ -212,7 +212,9 @@ class Netlink:
 
     # -- links
 
-    def veth_add(self, name: str, peer: str, peer_netns_fd: int, mtu: int, mac: str = "") -> None:
+    def veth_add(
+        self, name: str, peer: str, peer_netns_fd: int, mtu: int, mac: str = "", peer_mac: str = ""
+    ) -> None:
         """`ip link add NAME [address MAC] mtu MTU type veth peer name PEER netns FD mtu MTU`:
         the peer is born in the other namespace under its final name. Both ends start down:
         IFF_UP in the create message fails (ENOTCONN) because the kernel opens the peer
@@ -222,6 +224,7 @@ class Netlink:
             + attr_str(IFLA_IFNAME, peer)
             + attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
             + attr_u32(IFLA_MTU, mtu)
+            + (attr(IFLA_ADDRESS, mac_bytes(peer_mac)) if peer_mac else b"")
         )
         linkinfo = attr_str(IFLA_INFO_KIND, "veth") + attr(
             IFLA_INFO_DATA | NLA_F_NESTED, attr(VETH_INFO_PEER, peer_msg)

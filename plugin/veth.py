@@ -51,6 +51,14 @@ class CheckFailed(Exception):
     """CHECK found the pod's interface not as ADD left it."""
 
 
+def random_mac() -> str:
+    """A locally administered unicast MAC for the pod side. Chosen here rather than by the
+    kernel so the endpoint (which records it) can be written while the veth is made."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 def host_ifname(container_id: str) -> str:
     """Calico's non-Kubernetes rule: `cali` + the first 11 characters of the container ID
     (15 characters: the kernel's limit)."""
@@ -83,95 +91,133 @@ def check_node_routes_gateway(node: Netlink) -> None:
         )
 
 
+@dataclass
+class Pending:
+    """A veth made and brought up by `create`, waiting for its addresses (`finish`) or
+    for removal (`abort`). Holds the node's and the pod's netlink sockets."""
+
+    host: str
+    host_index: int
+    ifname: str
+    pod_index: int
+    pod_mac: str
+    node: Netlink
+    pod: Netlink
+
+    def close(self) -> None:
+        self.node.close()
+        self.pod.close()
+
+
+def create(netns_path: str, container_id: str, ifname: str, mtu: int, pod_mac: str = "") -> Pending:
+    """The part of the plumbing that does not need the address: the veth pair (pod side
+    MAC `pod_mac`, else the kernel's), the host-side sysctls, both ends up. It can run
+    while IPAM talks to etcd. On failure nothing is left and PlumbingError (or
+    ns.NamespaceError) is raised."""
+    host = host_ifname(container_id)
+    pod_fd = ns.open_netns(netns_path)
+    node = Netlink()
+    pod: Netlink | None = None
+    made = False
+    try:
+        if ns.same_netns(pod_fd):
+            raise PlumbingError(f"{netns_path} is the node's own namespace, not a pod's")
+        check_node_routes_gateway(node)
+        # A host side left over by a crashed ADD for this container would block the
+        # name; Calico removes it too. It cannot belong to another pod (same ID).
+        try:
+            node.link_del(host)
+        except NetlinkError as exc:
+            raise _step(f"removing stale {host}", exc) from None
+        try:
+            node.veth_add(host, ifname, pod_fd, mtu, mac=HOST_MAC, peer_mac=pod_mac)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                raise PlumbingError(
+                    f"creating veth {host}/{ifname}: {ifname} already exists in {netns_path}"
+                ) from None
+            raise _step(f"creating veth {host}/{ifname}", exc) from None
+        made = True
+        for rel, value in HOST_SYSCTLS:
+            try:
+                _write_sysctl(rel.format(host), value)
+            except OSError as exc:
+                raise _step(f"setting {rel.format(host)}", exc) from None
+        host_link = node.link_get(host)
+        if host_link is None:
+            raise PlumbingError(f"{host} vanished right after it was made")
+        pod = ns.netlink_in(pod_fd)
+        link = pod.link_get(ifname)
+        if link is None:
+            raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
+        try:
+            node.link_set_up(host_link.index)
+            pod.link_set_up(link.index)
+        except NetlinkError as exc:
+            raise _step(f"setting {host}/{ifname} up", exc) from None
+        return Pending(host, host_link.index, ifname, link.index, link.mac, node, pod)
+    except BaseException:
+        if made:
+            # Half-made: the pod side goes with the host side.
+            try:
+                node.link_del(host)
+            except OSError:
+                pass
+        node.close()
+        if pod is not None:
+            pod.close()
+        raise
+    finally:
+        os.close(pod_fd)
+
+
+def finish(pending: Pending, ips: Sequence[ipaddress.IPv4Interface]) -> Plumbed:
+    """Addresses and routes on a `create`d veth. On failure the veth is removed."""
+    try:
+        try:
+            for ip in ips:
+                pending.pod.addr_add(pending.pod_index, ipaddress.IPv4Interface(f"{ip.ip}/32"))
+            pending.pod.route_add(GATEWAY_NET, pending.pod_index, scope=RT_SCOPE_LINK)
+            pending.pod.route_add(DEFAULT_NET, pending.pod_index, gateway=GATEWAY)
+        except NetlinkError as exc:
+            raise _step(f"configuring {pending.ifname} in the pod", exc) from None
+        for ip in ips:
+            try:
+                pending.node.route_add(
+                    ipaddress.IPv4Network(f"{ip.ip}/32"), pending.host_index, scope=RT_SCOPE_LINK
+                )
+            except NetlinkError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise PlumbingError(
+                        f"the node already has a route for {ip.ip}: another interface owns it"
+                    ) from None
+                raise _step(f"adding route {ip.ip}/32 dev {pending.host}", exc) from None
+    except BaseException:
+        abort(pending)
+        raise
+    pending.close()
+    return Plumbed(host_ifname=pending.host, pod_ifname=pending.ifname, pod_mac=pending.pod_mac)
+
+
+def abort(pending: Pending) -> None:
+    """Remove a `create`d veth (both ends)."""
+    try:
+        pending.node.link_del(pending.host)
+    except OSError:
+        pass
+    pending.close()
+
+
 def setup(
     netns_path: str,
     container_id: str,
     ifname: str,
     ips: Sequence[ipaddress.IPv4Interface],
     mtu: int,
+    pod_mac: str = "",
 ) -> Plumbed:
-    """Make the veth, addresses and routes. On failure, whatever was made is removed and
-    PlumbingError (or ns.NamespaceError) is raised."""
-    host = host_ifname(container_id)
-    pod_fd = ns.open_netns(netns_path)
-    try:
-        if ns.same_netns(pod_fd):
-            raise PlumbingError(f"{netns_path} is the node's own namespace, not a pod's")
-        with Netlink() as node:
-            check_node_routes_gateway(node)
-            # A host side left over by a crashed ADD for this container would block the
-            # name; Calico removes it too. It cannot belong to another pod (same ID).
-            try:
-                node.link_del(host)
-            except NetlinkError as exc:
-                raise _step(f"removing stale {host}", exc) from None
-            try:
-                node.veth_add(host, ifname, pod_fd, mtu, mac=HOST_MAC)
-            except NetlinkError as exc:
-                if exc.errno == errno.EEXIST:
-                    raise PlumbingError(
-                        f"creating veth {host}/{ifname}: {ifname} already exists in {netns_path}"
-                    ) from None
-                raise _step(f"creating veth {host}/{ifname}", exc) from None
-            try:
-                return _configure(node, pod_fd, host, ifname, ips)
-            except BaseException:
-                # Half-made: the pod side goes with the host side.
-                try:
-                    node.link_del(host)
-                except OSError:
-                    pass
-                raise
-    finally:
-        os.close(pod_fd)
-
-
-def _configure(
-    node: Netlink,
-    pod_fd: int,
-    host: str,
-    ifname: str,
-    ips: Sequence[ipaddress.IPv4Interface],
-) -> Plumbed:
-    for rel, value in HOST_SYSCTLS:
-        try:
-            _write_sysctl(rel.format(host), value)
-        except OSError as exc:
-            raise _step(f"setting {rel.format(host)}", exc) from None
-    host_link = node.link_get(host)
-    if host_link is None:
-        raise PlumbingError(f"{host} vanished right after it was made")
-    try:
-        node.link_set_up(host_link.index)
-    except NetlinkError as exc:
-        raise _step(f"setting {host} up", exc) from None
-
-    with ns.netlink_in(pod_fd) as pod:
-        link = pod.link_get(ifname)
-        if link is None:
-            raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
-        try:
-            pod.link_set_up(link.index)
-            for ip in ips:
-                pod.addr_add(link.index, ipaddress.IPv4Interface(f"{ip.ip}/32"))
-            pod.route_add(GATEWAY_NET, link.index, scope=RT_SCOPE_LINK)
-            pod.route_add(DEFAULT_NET, link.index, gateway=GATEWAY)
-        except NetlinkError as exc:
-            raise _step(f"configuring {ifname} in the pod", exc) from None
-        pod_mac = link.mac
-
-    for ip in ips:
-        try:
-            node.route_add(
-                ipaddress.IPv4Network(f"{ip.ip}/32"), host_link.index, scope=RT_SCOPE_LINK
-            )
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                raise PlumbingError(
-                    f"the node already has a route for {ip.ip}: another interface owns it"
-                ) from None
-            raise _step(f"adding route {ip.ip}/32 dev {host}", exc) from None
-    return Plumbed(host_ifname=host, pod_ifname=ifname, pod_mac=pod_mac)
+    """`create` then `finish`: the whole plumbing, or nothing on failure."""
+    return finish(create(netns_path, container_id, ifname, mtu, pod_mac), ips)
 
 
 def teardown(container_id: str) -> bool:

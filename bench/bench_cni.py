@@ -1,0 +1,254 @@
+"""ADD/DEL latency of the `calico` CNI plugin against the reference `ptp` + `host-local`.
+
+    sudo .venv/bin/python bench/bench_cni.py [--pods 30]
+
+Everything happens in a throwaway node namespace made for the run (`cnibench-<id>`, with
+its own loopback etcd and a default route so proxy ARP works), removed at the end even
+on failure. Each pod gets its own namespace; plugins are exec'd as a runtime would, with
+the same spawn code for all of them:
+
+  ptp + host-local        /usr/lib/cni/ptp (Debian containernetworking-plugins)
+  calico (agent)          the fast launcher -> shim -> a CNIServer process in the node
+  calico (no agent)       the fast launcher, no socket: the in-process fallback
+
+Prints a markdown table with p50/p99 and the ratios to the reference; budget: ADD p50
+<= 3x, DEL p50 <= 1.5x (of the reference measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REFERENCE_DIR = "/usr/lib/cni"
+INNER_FLAG = "--inside-node"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_plugin(path: str, command: str, conf: dict, cid: str, netns: str, env: dict) -> float:
+    full = {
+        **env,
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+    }
+    data = json.dumps(conf).encode()
+    t0 = time.perf_counter()
+    proc = subprocess.run([path], input=data, env=full, capture_output=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{path} {command} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return elapsed
+
+
+def measure(name: str, path: str, conf: dict, pods: list[str], env: dict) -> dict:
+    adds, dels = [], []
+    # One warm-up pod, not counted: first-use costs (etcd channel, block claim).
+    tag = "".join(c for c in name if c.isalnum())[:6]
+    warm = pods[0]
+    run_plugin(path, "ADD", conf, f"warm{tag}", warm, env)
+    run_plugin(path, "DEL", conf, f"warm{tag}", warm, env)
+    for i, netns in enumerate(pods):
+        adds.append(run_plugin(path, "ADD", conf, f"{tag}{i:04d}", netns, env))
+    for i, netns in enumerate(pods):
+        dels.append(run_plugin(path, "DEL", conf, f"{tag}{i:04d}", netns, env))
+    return {"name": name, "add": adds, "del": dels}
+
+
+def inside(pods_count: int, token: str, workdir: Path) -> None:
+    """Runs inside the node namespace."""
+    from lab.etcd import EtcdProcess, free_port
+    from plugin.shim import launcher
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # A default route (through a veth pair kept inside the node) for proxy ARP.
+    subprocess.run(["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1"], check=True)
+    for cmd in (
+        ["ip", "link", "set", "up0", "up"],
+        ["ip", "link", "set", "up1", "up"],
+        ["ip", "addr", "add", "10.254.0.1/24", "dev", "up0"],
+        ["ip", "route", "add", "default", "via", "10.254.0.254", "dev", "up0"],
+    ):
+        subprocess.run(cmd, check=True)
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+    port = free_port()
+    etcd = EtcdProcess(
+        name=f"cnibench-{token}",
+        data_dir=workdir / "etcd",
+        client_urls=[f"http://127.0.0.1:{port}"],
+        peer_url=f"http://127.0.0.1:{free_port()}",
+        log_path=workdir / "etcd.log",
+        extra_args=["--heartbeat-interval", "20", "--election-timeout", "200"],
+    )
+    etcd.start()
+    server = None
+    pods = [f"cnibench-{token}-p{i}" for i in range(pods_count)]
+    try:
+        endpoints = f"http://127.0.0.1:{port}"
+        from calico.datastore import Datastore
+
+        ds = Datastore.connect(endpoints)
+        pool = {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "IPPool",
+            "metadata": {"name": "bench-pool"},
+            "spec": {"cidr": "10.80.0.0/16", "blockSize": 26},
+        }
+        ds.kv_put("/calico/resources/v3/projectcalico.org/ippools/bench-pool", json.dumps(pool))
+        ds.close()
+
+        bindir = workdir / "cni-bin"
+        bindir.mkdir()
+        for plugin in ("calico", "calico-ipam"):
+            (bindir / plugin).write_text(launcher(plugin))
+            (bindir / plugin).chmod(0o755)
+        for name in pods:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        paths = [f"/run/netns/{n}" for n in pods]
+
+        base_env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_PATH": f"{bindir}:{REFERENCE_DIR}",
+            "ETCD_ENDPOINTS": endpoints,
+            "CALICO_NODENAME": "bench-node",
+        }
+        sock = str(workdir / "cni.sock")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "agent.cni_server", sock],
+            cwd=str(ROOT),
+            env={**os.environ, **base_env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("CNIServer did not start")
+            time.sleep(0.05)
+
+        ref_conf = {
+            "cniVersion": "0.4.0",
+            "name": "benchref",
+            "type": "ptp",
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.81.0.0/16",
+                "dataDir": str(workdir / "host-local"),
+            },
+        }
+        calico_conf = {
+            "cniVersion": "0.4.0",
+            "name": "benchnet",
+            "type": "calico",
+            "ipam": {"type": "calico-ipam"},
+        }
+        results = [
+            measure("ptp + host-local", f"{REFERENCE_DIR}/ptp", ref_conf, paths, base_env),
+            measure(
+                "calico (agent)",
+                str(bindir / "calico"),
+                calico_conf,
+                paths,
+                {**base_env, "CALICO_CNI_SOCKET": sock},
+            ),
+            measure(
+                "calico (no agent)",
+                str(bindir / "calico"),
+                calico_conf,
+                paths,
+                {**base_env, "CALICO_CNI_SOCKET": ""},
+            ),
+        ]
+        print_table(results, pods_count)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        for name in pods:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        etcd.stop()
+
+
+def print_table(results: list[dict], pods: int) -> None:
+    ref = results[0]
+    ref_add, ref_del = statistics.median(ref["add"]), statistics.median(ref["del"])
+    ms = 1000.0
+    print(f"\n{pods} pods each, one node namespace, plugins exec'd as a runtime does\n")
+    print("| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 | ADD p50 ratio | DEL p50 ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        a50, d50 = statistics.median(r["add"]), statistics.median(r["del"])
+        print(
+            f"| {r['name']} | {a50 * ms:.1f} ms | {pct(r['add'], 0.99) * ms:.1f} ms "
+            f"| {d50 * ms:.1f} ms | {pct(r['del'], 0.99) * ms:.1f} ms "
+            f"| {a50 / ref_add:.2f}x | {d50 / ref_del:.2f}x |"
+        )
+    agent = results[1]
+    a_ratio = statistics.median(agent["add"]) / ref_add
+    d_ratio = statistics.median(agent["del"]) / ref_del
+    verdict = "within" if a_ratio <= 3.0 and d_ratio <= 1.5 else "OVER"
+    print(
+        f"\nBudget (agent path): ADD p50 <= 3x, DEL p50 <= 1.5x -> "
+        f"{a_ratio:.2f}x / {d_ratio:.2f}x: {verdict} budget"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=30)
+    parser.add_argument(INNER_FLAG, nargs=2, metavar=("TOKEN", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    inner = getattr(args, INNER_FLAG.lstrip("-").replace("-", "_"))
+    if inner:
+        inside(args.pods, inner[0], Path(inner[1]))
+        return 0
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 1
+    token = secrets.token_hex(3)
+    node = f"cnibench-{token}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"{node}-"))
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    try:
+        proc = subprocess.run(
+            [
+                "ip", "netns", "exec", node,
+                sys.executable, str(Path(__file__).resolve()),
+                "--pods", str(args.pods), INNER_FLAG, token, str(workdir),
+            ],
+            cwd=str(ROOT),
+        )  # fmt: skip
+        return proc.returncode
+    finally:
+        # Pod namespaces are removed inside; this catches a crash half-way.
+        for entry in Path("/run/netns").glob(f"{node}-p*"):
+            subprocess.run(["ip", "netns", "del", entry.name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", node], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
