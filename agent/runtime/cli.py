@@ -30,6 +30,7 @@ import sys
 
 EXIT_ERROR = 254  # rkt's exit status for its own failures
 VALUE, BOOL, OPTVAL, MULTI = "value", "bool", "optval", "multi"
+OPTMULTI = "optmulti"  # repeatable; bare flag means "" (--net alone = default)
 
 GLOBAL_FLAGS = {
     "dir": VALUE,
@@ -40,7 +41,7 @@ GLOBAL_FLAGS = {
 }
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "run": {
-        "net": MULTI,
+        "net": OPTMULTI,
         "interactive": BOOL,
         "detach": BOOL,
         "uuid-file-save": VALUE,
@@ -108,6 +109,10 @@ def _take_flag(
         return i + 1
     if kind == OPTVAL:
         into[name] = value if eq else OPTVAL_DEFAULT.get(name, "")
+        return i + 1
+    if kind == OPTMULTI:
+        into.setdefault(name, [])
+        into[name].append(value if eq else "")  # type: ignore[union-attr]
         return i + 1
     if not eq:
         if i + 1 >= len(tokens):

@@ -131,11 +131,6 @@ class Runtime:
         from agent.runtime import cni
         from agent.runtime.images import ImageError, ImageStore
 
-        store = ImageStore(self.data_dir)
-        try:
-            image = store.resolve(opts.image)
-        except ImageError as e:
-            raise RunError(str(e)) from None
         try:
             requests = netconf.parse_net_flags(opts.nets)
             user_nets = []
@@ -148,6 +143,11 @@ class Runtime:
             raise RunError(str(e)) from None
         for w in plan.warnings:
             self.warn(w)
+        store = ImageStore(self.data_dir)
+        try:
+            image = store.resolve(opts.image)
+        except ImageError as e:
+            raise RunError(str(e)) from None
         argv = ([opts.exec_] if opts.exec_ else list(image.exec)) + list(opts.args)
         if not argv or not argv[0]:
             raise RunError(f"image {image.display_name} has no command: give --exec")
