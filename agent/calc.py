@@ -10,14 +10,16 @@ Semantics are those of `calico.policy` (the console's truth), rendered in Felix'
     INPUT   -> cali-INPUT   -> (-i cali+) cali-wl-to-host: established, else DROP
     OUTPUT  -> cali-OUTPUT  -> (-o cali+) RETURN: the host may reach its own workloads
     FORWARD -> cali-FORWARD -> clear our mark bits
+                            -> cali+ RELATED,ESTABLISHED: ACCEPT; INVALID: DROP
                             -> (-i cali+) cali-from-wl-dispatch -> -g cali-fw-<iface> (egress)
                             -> (-o cali+) cali-to-wl-dispatch   -> -g cali-tw-<iface> (ingress)
                             -> accept mark set: ACCEPT
 
 An endpoint chain (`cali-fw-`/`cali-tw-`) holds what is the endpoint's own, anti-spoofing
 (fw only), then goes (-g) to the program chain shared by every endpoint with the same
-policies and profiles (`cali-fp-<hash>`/`cali-tp-<hash>`), which runs: conntrack
-RELATED,ESTABLISHED accept and INVALID drop, clear the accept/pass bits, then each applicable
+policies and profiles (`cali-fp-<hash>`/`cali-tp-<hash>`), which runs (for NEW flows:
+established ones were accepted at the top of cali-FORWARD): clear the accept/pass bits, then
+each applicable
 policy's chain (`cali-pi-`/`cali-po-`) in Calico order, skipped once the pass bit is set,
 returning as soon as the accept bit is set; if policies applied and none allowed or passed, DROP
 (end of tier); then each profile's chain (`cali-pri-`/`cali-pro-`) in the endpoint's order;
@@ -593,8 +595,7 @@ def _program(
 
     Endpoints share it: the kernel's cost of any iptables commit grows with the whole
     table, so the per-endpoint part is kept to a rule or two."""
-    rules: list[IptRule] = [_CT_ESTABLISHED, _CT_INVALID]
-    rules.append(IptRule((), _set_mark(0, ACCEPT_MARK | PASS_MARK)))
+    rules: list[IptRule] = [IptRule((), _set_mark(0, ACCEPT_MARK | PASS_MARK))]
     for chain in policy_chains:
         rules.append(IptRule(_mark(0, PASS_MARK), ("-j", chain)))
         rules.append(_RETURN_IF_ACCEPTED)
@@ -673,8 +674,16 @@ def _dispatch_chains(root: str, flag: str, targets: dict[str, str]) -> list[Chai
 
 
 def _static_chains() -> list[Chain]:
+    wl = IFACE_PREFIX + "+"
     forward = [
         IptRule((), _set_mark(0, ALL_MARKS)),
+        # Established flows of workloads skip the dispatch tree: most packets stop here.
+        # Safe ahead of anti-spoofing: strict rp_filter on every cali interface drops a
+        # forged source in routing, before FORWARD; the fw chain's own check covers NEW.
+        IptRule(("-i", wl, *_CT_ESTABLISHED.match), _CT_ESTABLISHED.target),
+        IptRule(("-o", wl, *_CT_ESTABLISHED.match), _CT_ESTABLISHED.target),
+        IptRule(("-i", wl, *_CT_INVALID.match), _CT_INVALID.target),
+        IptRule(("-o", wl, *_CT_INVALID.match), _CT_INVALID.target),
         IptRule(("-i", IFACE_PREFIX + "+"), ("-j", CHAIN_FROM_DISPATCH)),
         IptRule(("-o", IFACE_PREFIX + "+"), ("-j", CHAIN_TO_DISPATCH)),
         IptRule(_mark(ACCEPT_MARK, ACCEPT_MARK), ("-j", "ACCEPT")),

@@ -62,6 +62,7 @@ class Agent:
         self.desired: Any = None
         self.last_result: Any = None
         self._route_errors: list[str] = []
+        self._since: dict[str, tuple[str, str]] = {}
         self._health_written: tuple | None = None
         self._health_written_at = 0.0
 
@@ -71,10 +72,9 @@ class Agent:
 
     def run(self, once_timeout: float = 30.0) -> int:
         from agent.status import StatusReporter
-        from agent.sync import Syncer
-        from calico.datastore import Datastore
+        from agent.sync import Syncer, connect
 
-        self.datastore = Datastore.connect(self.endpoints)
+        self.datastore = connect(self.endpoints)
         syncer = Syncer(self.datastore)
         reporter = StatusReporter(self.datastore, self.health, interval=self.status_interval)
         self.reporter = reporter
@@ -219,13 +219,19 @@ class Agent:
             if not ok:
                 state = "error"
             key = endpoint_status_key(self.nodename, ep.orchestrator, ep.name, ep.endpoint)
+            # "since" moves only when the state does, so an apply rewrites no unchanged key.
+            previous = self._since.get(key)
+            if previous is None or previous[0] != state:
+                previous = self._since[key] = (state, now)
             out[key] = {
                 "status": state,
                 "namespace": ep.namespace,
                 "name": ep.name,
                 "interface": ep.iface,
-                "time": now,
+                "since": previous[1],
             }
+        for key in [k for k in self._since if k not in out]:
+            del self._since[key]
         return out
 
     def _publish(self, reporter: Any) -> None:

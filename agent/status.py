@@ -7,15 +7,16 @@ Keys (Felix's status layout, region "no-region"):
          "last_apply_ms", "last_apply", "refresh_interval", "endpoints", "rules",
          "ipsets", "ipset_members", "routes", "error"}
     /calico/felix/v2/no-region/host/<node>/workload/<orchestrator>/<wep name>/endpoint/<endpoint>
-        {"status": "up" | "down" | "error", "namespace", "name", "interface", "time"}
+        {"status": "up" | "down" | "error", "namespace", "name", "interface", "since"}
 
 `status` is "up" once the endpoint's chains are in the kernel and its interface exists and
 is configured, "down" while the interface is missing, "error" while applies fail.
 
 A dead agent is visible two ways: every key is attached to a lease of `ttl` seconds that
-the live agent refreshes every report, so the keys vanish after a crash; and `time` is
-rewritten every `interval` seconds, so a reader can call anything older than a few
-intervals stale. `--once` writes without a lease (the process exits at once) and the
+the live agent refreshes every report, so the keys vanish after a crash; and the host
+status's `time` is rewritten every `interval` seconds, so a reader can call anything older
+than a few intervals stale. An endpoint key is rewritten only when its status changes
+(`since` says when), so a thousand endpoints cost nothing per apply. `--once` writes without a lease (the process exits at once) and the
 timestamps alone tell the age.
 
 While etcd is unreachable nothing can be written there; the in-memory `Health` (served by

@@ -114,8 +114,12 @@ IFACE_SYSCTLS = {
 
 def present_interfaces(names: set[str]) -> dict[str, int]:
     """Of `names`, those that exist here, with their ifindex (a re-created veth has a new one)."""
+    try:
+        here = set(os.listdir(SYS_NET)) & names  # one read, however many are missing
+    except OSError:
+        here = set()
     out = {}
-    for name in names:
+    for name in here:
         try:
             out[name] = int((SYS_NET / name / "ifindex").read_text())
         except (OSError, ValueError):

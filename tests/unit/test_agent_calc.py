@@ -158,8 +158,7 @@ def test_seed_tutorial_chains():
         iface = ep.spec.interface_name
         fw = flat_rules(dp, f"cali-fw-{iface}")
         assert fw[0] == calc.IptRule(("!", "-s", ep.spec.ip_networks[0]), ("-j", "DROP"))
-        assert fw[1].match[-1] == "RELATED,ESTABLISHED"
-        assert fw[2].match[-1] == "INVALID"
+        assert fw[1].target == ("-j", "MARK", "--set-xmark", "0x0/0x30000")
         assert fw[-1].target == ("-j", "DROP")
         tw = flat_rules(dp, f"cali-tw-{iface}")
         assert ("-j", f"cali-pri-{ep.spec.profiles[0]}") in [r.target for r in tw]
@@ -171,6 +170,15 @@ def test_seed_tutorial_chains():
     assert len(programs) == 4 and all(len(n) == 28 for n in programs)  # 2 networks x 2
     for remote in (e for e in inputs.endpoints if e.spec.node != "n1"):
         assert f"cali-fw-{remote.spec.interface_name}" not in dp.chains
+    # Established flows of workloads are accepted before any dispatch; INVALID dropped.
+    fwd = dp.chains["cali-FORWARD"].rules
+    assert [(r.match[:2], r.match[-1], r.target) for r in fwd[1:5]] == [
+        (("-i", "cali+"), "RELATED,ESTABLISHED", ("-j", "ACCEPT")),
+        (("-o", "cali+"), "RELATED,ESTABLISHED", ("-j", "ACCEPT")),
+        (("-i", "cali+"), "INVALID", ("-j", "DROP")),
+        (("-o", "cali+"), "INVALID", ("-j", "DROP")),
+    ]
+    assert fwd[5].target == ("-j", "cali-from-wl-dispatch")
     # Host protection: workloads reach nothing on the node but replies.
     assert dp.chains["cali-wl-to-host"].rules[-1].target == ("-j", "DROP")
 
@@ -358,8 +366,8 @@ def test_policy_order_pass_deny_log():
     assert all(r.match == ("-m", "mark", "--mark", "0x0/0x20000") for r in pol_rules)
     drops = [i for i, r in enumerate(tw) if r.target == ("-j", "DROP")]
     prof_at = [r.target for r in tw].index(("-j", "cali-pri-network1"))
-    assert tw[drops[1]].match == ("-m", "mark", "--mark", "0x0/0x20000")
-    assert drops[1] < prof_at < drops[2] == len(tw) - 1
+    assert tw[drops[0]].match == ("-m", "mark", "--mark", "0x0/0x20000")
+    assert drops[0] < prof_at < drops[1] == len(tw) - 1
 
     z = dp.chains["cali-pi-z-first"].rules
     assert z[0].match == ("-p", "tcp") and z[0].target[:2] == ("-j", "LOG")
