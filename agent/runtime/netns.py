@@ -208,3 +208,36 @@ def enter_rootfs(lower: str, upper_base: str) -> None:
     except OSError:
         os.chroot(".")
     os.chdir("/")
+
+
+def ns_inode(pid: int | str, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def kill_namespace_members(kind: str, inode: int, exclude: int, rounds: int = 5) -> int:
+    """SIGKILL every process living in the namespace (`kind`: "mnt" or "net") with `inode`.
+
+    A pod is its process tree, but daemons escape process groups with setsid() (busybox's
+    `timeout` applet does, to watch its child). They cannot leave the pod's namespaces, so
+    that is how the supervisor finds what the app left behind. Repeats while new ones appear
+    (a process may fork during the scan).
+    """
+    import signal
+
+    killed = 0
+    for _ in range(rounds):
+        found = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == exclude:
+                continue
+            try:
+                if ns_inode(name, kind) != inode:
+                    continue
+                os.kill(int(name), signal.SIGKILL)
+                found += 1
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        killed += found
+        if not found:
+            break
+    return killed

@@ -199,7 +199,12 @@ class Runtime:
                 try:
                     ns.result = cni.add(ns.conf, inv)
                 except cni.CNIError as e:
-                    ns.added = True  # a plugin that failed half-way may still hold an address
+                    # The CNI spec asks for a DEL after a failed ADD (a plugin that failed
+                    # half-way may hold an address); its own failure here is only noise.
+                    try:
+                        cni.delete(ns.conf, inv, None)
+                    except cni.CNIError:
+                        pass
                     raise RunError(f"error adding network {ns.name!r}: {e}") from None
                 ns.ip4 = cni.parse_result(ns.result).ip4
                 ns.added = True
@@ -492,17 +497,33 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
             pass
 
     signal.signal(signal.SIGTERM, forward)
+    # What identifies the pod's processes once the app is gone: its own mount namespace (image
+    # pods) or the pod's netns (host-root images on a pod network). Host-root + host network
+    # pods have neither; their process group has to do.
+    member_ns: tuple[str, int] | None = None
+    try:
+        from agent.runtime import netns
+
+        if not image.host_root:
+            member_ns = ("mnt", netns.ns_inode(app, "mnt"))
+        elif pod.netns:
+            member_ns = ("net", netns.ns_inode("self", "net"))
+    except OSError:
+        member_ns = None
     os.write(ready_w, f"R{app}".encode())
     os.close(ready_w)
     _, status = os.waitpid(app, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
-    # The pod ends with its app: whatever the app left in its process group goes too.
+    # The pod ends with its app: whatever the app left behind goes too, in its process group
+    # or (having escaped it with setsid) still inside the pod's namespace.
     try:
         os.killpg(app, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if member_ns is not None:
+        netns.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
     pod.finished = time.time()
     pod.app.exit_code = code
     pod.set_state(EXITED)
