@@ -10,7 +10,7 @@ Nothing is ever fetched from a registry. Two images are built in:
 Anything else must have been imported (`rkt image import SOURCE NAME`), from a rootfs
 directory or tarball.
 
-Layout: ``<dir>/images/<quoted name>:<version>/manifest.json`` and ``rootfs/``.
+Layout: ``<dir>/images/<quoted name>@<version>/manifest.json`` and ``rootfs/``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class ImageRef:
 
     @property
     def key(self) -> str:
-        return f"{quote(self.name, safe='')}:{quote(self.version, safe='')}"
+        # No ':' or ',' in the dir name: overlayfs options use them as separators.
+        return f"{quote(self.name, safe='')}@{quote(self.version, safe='')}"
 
 
 def parse_image_ref(text: str) -> ImageRef:

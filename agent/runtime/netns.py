@@ -165,6 +165,11 @@ DEV_NODES = (
 )
 
 
+def _ovl(path: str) -> str:
+    """Escape a path for overlayfs options, where ',' and ':' separate values."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
 def enter_rootfs(lower: str, upper_base: str) -> None:
     """In a forked child: a private mount namespace whose root is the image rootfs.
 
@@ -182,7 +187,8 @@ def enter_rootfs(lower: str, upper_base: str) -> None:
     for d in (root, upper, work):
         os.makedirs(d, exist_ok=True)
     try:
-        mount("overlay", root, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+        opts = f"lowerdir={_ovl(lower)},upperdir={_ovl(upper)},workdir={_ovl(work)}"
+        mount("overlay", root, "overlay", 0, opts)
     except OSError:
         mount(lower, root, None, MS_BIND | MS_REC, None)
         mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)

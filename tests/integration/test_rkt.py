@@ -188,7 +188,19 @@ def test_tutorial_flow(node):
     assert node.leases_held() == []
 
 
-def test_exit_code_and_output_streams(node):
+def test_exit_code_and_output_streams(node, tmp_path):
+    uuid_file = tmp_path / "uuid"
+    r = node.rkt(
+        "run", "--net=none", f"--uuid-file-save={uuid_file}", "docker://busybox", "--exec=/bin/sh",
+        "--", "-c", "echo out; echo err >&2; exit 7",
+    )  # fmt: skip
+    assert r.returncode == 7
+    assert r.stdout.splitlines() == ["out", "err"]  # the app's stderr goes to rkt's stdout
+    assert r.stderr == ""
+    (pod,) = node.pods_json()
+    assert uuid_file.read_text() == pod["name"]
+    assert pod["state"] == "exited" and pod["apps"][0]["exit_code"] == 7
+    # The pod writes into its own overlay, never into the image.
     r = node.rkt(
         "run",
         "--net=none",
@@ -196,11 +208,11 @@ def test_exit_code_and_output_streams(node):
         "--exec=/bin/sh",
         "--",
         "-c",
-        "echo out; echo err >&2; exit 7",
+        "echo x > /etc/passwd",
     )
-    assert r.returncode == 7
-    assert r.stdout.splitlines() == ["out", "err"]  # the app's stderr goes to rkt's stdout
-    assert r.stderr == ""
+    assert r.returncode == 0
+    image_passwd = node.dir / "images" / "busybox@latest" / "rootfs" / "etc" / "passwd"
+    assert "root:x:0:0" in image_passwd.read_text()
 
 
 def test_pod_survives_the_cli_and_rm_deletes_pinned_netns(node):
