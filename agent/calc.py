@@ -75,7 +75,7 @@ ALL_MARKS = ACCEPT_MARK | PASS_MARK | SCRATCH_MARK
 MAX_CHAIN_NAME = 28  # iptables: XT_EXTENSION_MAXNAMELEN - 1
 MAX_IPSET_NAME = 31  # ipset: IPSET_MAXNAMELEN - 1
 MULTIPORT_SLOTS = 15  # a range takes two
-DISPATCH_FANOUT = 16  # more endpoints than this in a dispatch chain: split by next character
+DISPATCH_FANOUT = 64  # more endpoints than this in a dispatch chain: split by next character
 
 CHAIN_FORWARD = "cali-FORWARD"
 CHAIN_INPUT = "cali-INPUT"
@@ -632,13 +632,59 @@ def _flat_dispatch(name: str, flag: str, pairs: tuple[tuple[str, str], ...]) -> 
     return make_chain(name, rules)
 
 
-def _dispatch_chains(root: str, flag: str, targets: dict[str, str]) -> list[Chain]:
+@dataclass(frozen=True)
+class _Block:
+    chains: tuple[Chain, ...]
+    endpoint: LocalEndpoint
+    routes: tuple[tuple[str, Route], ...]
+
+
+@lru_cache(maxsize=65536)
+def _endpoint_block(
+    iface: str,
+    ip_networks: tuple[str, ...],
+    namespace: str,
+    name: str,
+    orchestrator: str,
+    workload: str,
+    endpoint: str,
+    all_profiles: tuple[str, ...],
+    profiles: tuple[str, ...],
+    ingress: tuple[tuple[str, ...], tuple[str, ...]],
+    egress: tuple[tuple[str, ...], tuple[str, ...]],
+) -> _Block:
+    """Everything one local endpoint contributes; the same inputs give the same objects, so
+    a change elsewhere (a profile's rules, another endpoint) costs this endpoint a lookup."""
+    nets = _v4_nets_cached(ip_networks)
+    chains = []
+    for direction, (policy_chains, _) in ((INGRESS, ingress), (EGRESS, egress)):
+        prof_chains = tuple(profile_chain(p, direction) for p in profiles)
+        program = _program(direction, policy_chains, prof_chains)
+        chains += [program, _endpoint_chain(iface, direction, nets, program.name)]
+    ep = LocalEndpoint(
+        namespace=namespace,
+        name=name,
+        orchestrator=orchestrator,
+        workload=workload,
+        endpoint=endpoint,
+        iface=iface,
+        nets=nets,
+        profiles=all_profiles,
+        ingress_policies=ingress[1],
+        egress_policies=egress[1],
+    )
+    return _Block(tuple(chains), ep, tuple((n, Route(n, dev=iface)) for n in nets))
+
+
+@lru_cache(maxsize=64)
+def _dispatch_chains(root: str, flag: str, pairs: tuple[tuple[str, str], ...]) -> tuple[Chain, ...]:
     """`root` sends each interface to its chain (-g); unknown cali* interfaces are dropped.
 
     With many endpoints the chain splits by the next character of the interface name
     (`-i cali3+ -g cali-from-wl-dispatch-3`), so a packet walks a few short chains instead
     of one long one, and the rule count stays endpoints plus a few per level.
     """
+    targets = dict(pairs)
     chains: list[Chain] = []
 
     def build(name: str, prefix: str, ifaces: list[str]) -> None:
@@ -667,7 +713,7 @@ def _dispatch_chains(root: str, flag: str, targets: dict[str, str]) -> list[Chai
         chains.append(make_chain(name, rules))
 
     build(root, IFACE_PREFIX, sorted(targets))
-    return chains
+    return tuple(chains)
 
 
 # ---------------------------------------------------------------- the calculation
@@ -714,6 +760,7 @@ def calculate(inputs: Inputs) -> Dataplane:
     policy_set = inputs.policy_set()
     dp = Dataplane()
     labelled = [(ep, policy_set.labels_of(ep)) for ep in inputs.endpoints]
+    labels_by_ep = {id(ep): labels for ep, labels in labelled}
     ctx = _Ctx(policy_set, labelled)
 
     # Local endpoints, one per interface (a duplicate interface keeps the first by key).
@@ -736,67 +783,72 @@ def calculate(inputs: Inputs) -> Dataplane:
 
     policy_chains: dict[str, Chain] = {}
     profile_chains: dict[str, Chain] = {}
-    from_targets: dict[str, str] = {}
-    to_targets: dict[str, str] = {}
+
+    def policy_chains_for(pols: list[Policy], direction: str) -> tuple[tuple[str, ...], ...]:
+        names = []
+        for pol in pols:
+            cname = policy_chain(pol, direction)
+            names.append(cname)
+            if cname not in policy_chains:
+                spec_rules = pol.spec.ingress if direction == INGRESS else pol.spec.egress
+                ns = (
+                    (pol.metadata.namespace or "default")
+                    if isinstance(pol, NetworkPolicy)
+                    else None
+                )
+                policy_chains[cname] = make_chain(cname, render_rules(spec_rules, ns, False, ctx))
+        return tuple(names), tuple(p.metadata.name for p in pols)
+
+    # Which policies apply depends only on an endpoint's namespace and effective labels,
+    # and most endpoints share those with many others: ask once per distinct pair.
+    groups: dict[tuple, tuple] = {}
+
+    def policies_for(ep: WorkloadEndpoint) -> tuple:
+        key = (ep.metadata.namespace or "default", tuple(sorted(labels_by_ep[id(ep)].items())))
+        if key not in groups:
+            groups[key] = (
+                policy_chains_for(applicable_policies(policy_set, ep, INGRESS), INGRESS),
+                policy_chains_for(applicable_policies(policy_set, ep, EGRESS), EGRESS),
+            )
+        return groups[key]
+
     for iface, ep in local.items():
-        nets = tuple(_v4_nets(ep.spec.ip_networks))
-        names: dict[str, tuple[str, ...]] = {}
-        for direction in (INGRESS, EGRESS):
-            pols = applicable_policies(policy_set, ep, direction)
-            chains = []
-            for pol in pols:
-                cname = policy_chain(pol, direction)
-                chains.append(cname)
-                if cname not in policy_chains:
-                    spec_rules = pol.spec.ingress if direction == INGRESS else pol.spec.egress
-                    ns = (
-                        (pol.metadata.namespace or "default")
-                        if isinstance(pol, NetworkPolicy)
-                        else None
-                    )
-                    policy_chains[cname] = make_chain(
-                        cname, render_rules(spec_rules, ns, False, ctx)
-                    )
-            prof_names = []
-            for prof_name in ep.spec.profiles:
-                prof = inputs.profiles.get(prof_name)
-                if prof is None:
-                    continue  # calico.policy: a missing profile decides nothing
+        (in_chains, in_names), (eg_chains, eg_names) = policies_for(ep)
+        profiles = tuple(p for p in ep.spec.profiles if p in inputs.profiles)
+        for prof_name in profiles:  # a missing profile decides nothing (calico.policy)
+            for direction in (INGRESS, EGRESS):
                 cname = profile_chain(prof_name, direction)
-                prof_names.append(cname)
                 if cname not in profile_chains:
+                    prof = inputs.profiles[prof_name]
                     spec_rules = prof.spec.ingress if direction == INGRESS else prof.spec.egress
                     profile_chains[cname] = make_chain(
                         cname, render_rules(spec_rules, None, True, ctx)
                     )
-            names[direction] = tuple(p.metadata.name for p in pols)
-            program = _program(direction, tuple(chains), tuple(prof_names))
-            dp.chains[program.name] = program
-            chain = _endpoint_chain(iface, direction, nets, program.name)
-            dp.chains[chain.name] = chain
-            (to_targets if direction == INGRESS else from_targets)[iface] = chain.name
-        dp.endpoints.append(
-            LocalEndpoint(
-                namespace=ep.metadata.namespace or "default",
-                name=ep.metadata.name,
-                orchestrator=ep.spec.orchestrator or "cni",
-                workload=ep.spec.workload or ep.spec.container_id,
-                endpoint=ep.spec.endpoint or iface,
-                iface=iface,
-                nets=nets,
-                profiles=tuple(ep.spec.profiles),
-                ingress_policies=names[INGRESS],
-                egress_policies=names[EGRESS],
-            )
+        block = _endpoint_block(
+            iface,
+            tuple(ep.spec.ip_networks),
+            ep.metadata.namespace or "default",
+            ep.metadata.name,
+            ep.spec.orchestrator or "cni",
+            ep.spec.workload or ep.spec.container_id,
+            ep.spec.endpoint or iface,
+            tuple(ep.spec.profiles),
+            profiles,
+            (in_chains, in_names),
+            (eg_chains, eg_names),
         )
-        for net in nets:
-            dp.endpoint_routes[net] = Route(net, dev=iface)
+        for chain in block.chains:
+            dp.chains[chain.name] = chain
+        dp.endpoints.append(block.endpoint)
+        dp.endpoint_routes.update(block.routes)
 
+    pairs_to = tuple((i, endpoint_chain(i, INGRESS)) for i in local)
+    pairs_from = tuple((i, endpoint_chain(i, EGRESS)) for i in local)
     dp.chains.update(policy_chains)
     dp.chains.update(profile_chains)
-    for chain in _dispatch_chains(CHAIN_FROM_DISPATCH, "-i", from_targets):
+    for chain in _dispatch_chains(CHAIN_FROM_DISPATCH, "-i", tuple(sorted(pairs_from))):
         dp.chains[chain.name] = chain
-    for chain in _dispatch_chains(CHAIN_TO_DISPATCH, "-o", to_targets):
+    for chain in _dispatch_chains(CHAIN_TO_DISPATCH, "-o", tuple(sorted(pairs_to))):
         dp.chains[chain.name] = chain
     for chain in _static_chains():
         dp.chains[chain.name] = chain
