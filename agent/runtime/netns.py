@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
