@@ -285,12 +285,15 @@ class Topology:
     def health_file(self, node: str) -> Path:
         return self.workdir / f"{node}.health.json"
 
-    def start_agent(self, node: str, refresh: float = 1.0) -> subprocess.Popen:
+    def start_agent(
+        self, node: str, refresh: float = 1.0, status_interval: float = 0.5
+    ) -> subprocess.Popen:
         log = open(self.workdir / f"{node}.agent.log", "ab")  # noqa: SIM115 - child's
         proc = subprocess.Popen(
             ["ip", "netns", "exec", node, AGENT, "--nodename", node,
              "--etcd-endpoints", "http://127.0.0.1:2379", "--refresh-interval", str(refresh),
-             "--health-file", str(self.health_file(node)), "--status-interval", "0.5"],
+             "--health-file", str(self.health_file(node)),
+             "--status-interval", str(status_interval)],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.close()
@@ -734,3 +737,40 @@ def _try(fn) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_once_programs_everything_and_exits_zero(agents_running):
+    """`--once` from an empty dataplane: sync, apply, status, exit 0."""
+    from agent.status import host_status_key
+
+    t = agents_running
+    node = t.node_of("a1")
+    t.stop_agent(node)
+    save = t.save(node)
+    lines = ["*filter"]
+    for builtin in ("INPUT", "FORWARD", "OUTPUT"):
+        lines += [f"-D {builtin} {ln.split(' ', 2)[2]}" for ln in save.splitlines()
+                  if ln.startswith(f"-A {builtin} ") and "cali:" in ln]  # fmt: skip
+    chains = [ln[1:].split()[0] for ln in save.splitlines() if ln.startswith(":cali-")]
+    lines += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in chains] + ["COMMIT"]
+    sh(
+        "ip",
+        "netns",
+        "exec",
+        node,
+        "iptables-legacy-restore",
+        "--noflush",
+        input="\n".join(lines) + "\n",
+    )
+    assert "cali-" not in t.save(node)
+    t.ds.kv_delete(host_status_key(node))
+    env = {**os.environ, "CALICO_NODENAME": node, "ETCD_ENDPOINTS": "http://127.0.0.1:2379"}
+    proc = subprocess.run(
+        ["ip", "netns", "exec", node, AGENT, "--once"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "apply (full)" in proc.stderr  # one line per apply, with its timing
+    assert kernel_matches(t, t.ds, node) is None
+    status = t.ds.kv_get(host_status_key(node)).json()
+    assert status["ready"] and status["endpoints"] == 2
