@@ -76,6 +76,8 @@ MAX_CHAIN_NAME = 28  # iptables: XT_EXTENSION_MAXNAMELEN - 1
 MAX_IPSET_NAME = 31  # ipset: IPSET_MAXNAMELEN - 1
 MULTIPORT_SLOTS = 15  # a range takes two
 DISPATCH_FANOUT = 64  # more endpoints than this in a dispatch chain: split by next character
+# Memo sizes bound what pod churn can pin in memory (a few KB per endpoint entry).
+MEMO_ENDPOINTS = 20000
 
 CHAIN_FORWARD = "cali-FORWARD"
 CHAIN_INPUT = "cali-INPUT"
@@ -608,7 +610,7 @@ def _program(
     return make_chain(program_chain(direction, policy_chains, profile_chains), rules)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=MEMO_ENDPOINTS)
 def _endpoint_chain(iface: str, direction: str, nets: tuple[str, ...], program: str) -> Chain:
     rules: list[IptRule] = []
     if direction == EGRESS:
@@ -639,7 +641,7 @@ class _Block:
     routes: tuple[tuple[str, Route], ...]
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=MEMO_ENDPOINTS)
 def _endpoint_block(
     iface: str,
     ip_networks: tuple[str, ...],
@@ -676,7 +678,7 @@ def _endpoint_block(
     return _Block(tuple(chains), ep, tuple((n, Route(n, dev=iface)) for n in nets))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4)  # the current endpoint set (and the one before): each can be large
 def _dispatch_chains(root: str, flag: str, pairs: tuple[tuple[str, str], ...]) -> tuple[Chain, ...]:
     """`root` sends each interface to its chain (-g); unknown cali* interfaces are dropped.
 

@@ -148,7 +148,3 @@ def ensure_forwarding() -> None:
             target.write_text("1")
     except OSError:
         pass
-
-
-def interface_exists(name: str) -> bool:
-    return os.path.exists(SYS_NET / name)
