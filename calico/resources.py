@@ -9,6 +9,7 @@ validation error names the field path, e.g. `spec.ingress[0].action`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import types
@@ -93,11 +94,17 @@ def _from_wire(tp: Any, value: Any, path: str) -> Any:
     return value
 
 
+@functools.cache
+def _schema(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(type hints, wire key -> field) of a dataclass; computed once per class because
+    get_type_hints is slow and decoding 10,000 endpoints would pay it 10,000 times."""
+    return typing.get_type_hints(cls), {_field_key(f): f for f in fields(cls)}
+
+
 def _dataclass_from_wire(cls: type, value: Any, path: str) -> Any:
     if not isinstance(value, dict):
         raise ValidationError(path, f"expected a mapping, got {type(value).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {_field_key(f): f for f in fields(cls)}
+    hints, known = _schema(cls)
     unknown = sorted(set(value) - set(known))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
@@ -180,7 +187,7 @@ class Rule:
     not_protocol: int | str | None = None
     ip_version: int | None = None
     icmp: ICMPFields | None = None
-    not_icmp: ICMPFields | None = None
+    not_icmp: ICMPFields | None = wire("notICMP", default=None)
     source: EntityRule = field(default_factory=EntityRule)
     destination: EntityRule = field(default_factory=EntityRule)
     metadata: RuleMetadata | None = None

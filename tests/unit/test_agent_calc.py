@@ -624,7 +624,7 @@ def _random_world(rng: random.Random):
         if proto == "ICMP" and rng.random() < 0.5:
             r["icmp"] = {"type": 8} if rng.random() < 0.5 else {"type": 8, "code": 0}
         if proto in (None, "ICMP") and rng.random() < 0.1 and "notProtocol" not in r:
-            r["notIcmp"] = {"type": 0}
+            r["notICMP"] = {"type": 0}
         src, dst = entity(proto), entity(proto)
         if src:
             r["source"] = src
