@@ -297,6 +297,32 @@ def _set_mark(value: int, mask: int) -> tuple[str, ...]:
     return ("-j", "MARK", "--set-xmark", f"{value:#x}/{mask:#x}")
 
 
+NFLOG_GROUP = "1"  # agent/flows/nflog.py: the collector listens on this group
+
+
+def _nflog(
+    direction: str, kind: str, name: str, index: int | None, match: tuple[str, ...] = ()
+) -> IptRule:
+    """Report a denied NEW packet to the flow log before it is dropped (contract in
+    agent/flows/nflog.py: the prefix names the direction, policy/profile and rule)."""
+    from agent.flows.nflog import nflog_prefix
+
+    prefix = nflog_prefix("I" if direction == INGRESS else "E", kind, name or "-", index)
+    return IptRule(
+        (*match, "-m", "conntrack", "--ctstate", "NEW"),
+        (
+            "-j",
+            "NFLOG",
+            "--nflog-group",
+            NFLOG_GROUP,
+            "--nflog-prefix",
+            prefix,
+            "--nflog-threshold",
+            "1",
+        ),
+    )
+
+
 _CT_ESTABLISHED = IptRule(("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), ("-j", "ACCEPT"))
 _CT_INVALID = IptRule(("-m", "conntrack", "--ctstate", "INVALID"), ("-j", "DROP"))
 _DROP = IptRule((), ("-j", "DROP"))
@@ -552,11 +578,18 @@ def _icmp_text(icmp) -> str:
 
 
 def render_rules(
-    rules: Sequence[Rule], policy_namespace: str | None, in_profile: bool, ctx: _Ctx
+    rules: Sequence[Rule],
+    policy_namespace: str | None,
+    in_profile: bool,
+    ctx: _Ctx,
+    direction: str = INGRESS,
+    owner: str = "",
 ) -> list[IptRule]:
-    """A policy's or profile's rules for one direction, in order."""
+    """A policy's or profile's rules for one direction, in order. `owner` (the policy's
+    `ns/name` or the profile's name) goes into the flow log prefix of its Deny rules."""
     out: list[IptRule] = []
-    for rule in rules:
+    kind = "pro" if in_profile else "pol"
+    for index, rule in enumerate(rules):
         matches = render_rule_matches(rule, policy_namespace, ctx)
         if not matches:
             continue
@@ -564,7 +597,9 @@ def render_rules(
             out += [IptRule(m, _set_mark(ACCEPT_MARK, ACCEPT_MARK)) for m in matches]
             out.append(_RETURN_IF_ACCEPTED)
         elif rule.action == "Deny":
-            out += [IptRule(m, ("-j", "DROP")) for m in matches]
+            for m in matches:
+                out.append(_nflog(direction, kind, owner, index, m))
+                out.append(IptRule(m, ("-j", "DROP")))
         elif rule.action == "Pass":
             if in_profile:  # ends this profile; the endpoint chain goes on to the next
                 out += [IptRule(m, ("-j", "RETURN")) for m in matches]
@@ -591,7 +626,11 @@ def program_chain(
 
 @lru_cache(maxsize=4096)
 def _program(
-    direction: str, policy_chains: tuple[str, ...], profile_chains: tuple[str, ...]
+    direction: str,
+    policy_chains: tuple[str, ...],
+    profile_chains: tuple[str, ...],
+    policy_names: tuple[str, ...] = (),
+    profile_names: tuple[str, ...] = (),
 ) -> Chain:
     """What every endpoint with these policies and profiles runs, after its own checks.
 
@@ -602,10 +641,12 @@ def _program(
         rules.append(IptRule(_mark(0, PASS_MARK), ("-j", chain)))
         rules.append(_RETURN_IF_ACCEPTED)
     if policy_chains:
+        rules.append(_nflog(direction, "pol", ",".join(policy_names), None, _mark(0, PASS_MARK)))
         rules.append(IptRule(_mark(0, PASS_MARK), ("-j", "DROP")))  # end of tier
     for chain in profile_chains:
         rules.append(IptRule((), ("-j", chain)))
         rules.append(_RETURN_IF_ACCEPTED)
+    rules.append(_nflog(direction, "def", ",".join(profile_names), None))
     rules.append(_DROP)  # nothing allowed it
     return make_chain(program_chain(direction, policy_chains, profile_chains), rules)
 
@@ -659,9 +700,9 @@ def _endpoint_block(
     a change elsewhere (a profile's rules, another endpoint) costs this endpoint a lookup."""
     nets = _v4_nets_cached(ip_networks)
     chains = []
-    for direction, (policy_chains, _) in ((INGRESS, ingress), (EGRESS, egress)):
+    for direction, (policy_chains, policy_names) in ((INGRESS, ingress), (EGRESS, egress)):
         prof_chains = tuple(profile_chain(p, direction) for p in profiles)
-        program = _program(direction, policy_chains, prof_chains)
+        program = _program(direction, policy_chains, prof_chains, policy_names, profiles)
         chains += [program, _endpoint_chain(iface, direction, nets, program.name)]
     ep = LocalEndpoint(
         namespace=namespace,
@@ -798,7 +839,10 @@ def calculate(inputs: Inputs) -> Dataplane:
                     if isinstance(pol, NetworkPolicy)
                     else None
                 )
-                policy_chains[cname] = make_chain(cname, render_rules(spec_rules, ns, False, ctx))
+                owner = f"{ns}/{pol.metadata.name}" if ns else pol.metadata.name
+                policy_chains[cname] = make_chain(
+                    cname, render_rules(spec_rules, ns, False, ctx, direction, owner)
+                )
         return tuple(names), tuple(p.metadata.name for p in pols)
 
     # Which policies apply depends only on an endpoint's namespace and effective labels,
@@ -824,7 +868,7 @@ def calculate(inputs: Inputs) -> Dataplane:
                     prof = inputs.profiles[prof_name]
                     spec_rules = prof.spec.ingress if direction == INGRESS else prof.spec.egress
                     profile_chains[cname] = make_chain(
-                        cname, render_rules(spec_rules, None, True, ctx)
+                        cname, render_rules(spec_rules, None, True, ctx, direction, prof_name)
                     )
         block = _endpoint_block(
             iface,

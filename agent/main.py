@@ -65,6 +65,10 @@ class Agent:
         self._since: dict[str, tuple[str, str]] = {}
         self._health_written: tuple | None = None
         self._health_written_at = 0.0
+        from agent.api.node import Histogram
+
+        self.apply_histogram = Histogram()
+        self.resyncs = 0
 
     # -- lifecycle
     def stop(self, *_: Any) -> None:
@@ -168,6 +172,9 @@ class Agent:
         calc_ms = (time.perf_counter() - t0) * 1000
         result = self.applier.apply(desired, full=full)
         self.desired, self.last_result = desired, result
+        self.apply_histogram.observe((calc_ms + result.ms) / 1000)
+        if full:
+            self.resyncs += 1
         counts = desired.summary()
         self.health.counts = counts
         self.health.ready = True
@@ -263,17 +270,45 @@ def reporter_ok(reporter: Any) -> bool:
     return getattr(reporter, "last_ok", True)
 
 
-def start_api(agent: Agent, socket_path: str) -> None:
-    """Hook for the node API (a later piece): `agent.api.server.serve(agent, path)` runs it
-    in a thread; until that module exists the option is accepted and said to be inert."""
-    try:
-        from agent.api import server  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("--api-socket %s: the agent API is not part of this build yet", socket_path)
-        return
-    threading.Thread(
-        target=server.serve, args=(agent, socket_path), name="api", daemon=True
-    ).start()
+def start_api(agent: Agent, args: argparse.Namespace) -> list[Any]:
+    """The node API (HTTP on a root-only unix socket, optional TCP with a token) and the
+    CNI hand-off socket; both run in threads of this process. Returns what to stop."""
+    started: list[Any] = []
+    if args.cni_socket:
+        from agent.cni_server import CNIServer
+
+        cni = CNIServer(args.cni_socket)
+        cni.start()
+        started.append(cni)
+    if args.api_socket or args.api_listen:
+        from agent.api.node import serve
+
+        tcp = None
+        if args.api_listen:
+            host, _, port = args.api_listen.rpartition(":")
+            tcp = (host or "0.0.0.0", int(port))
+        token = None
+        if args.api_token_file:
+            token = Path(args.api_token_file).read_text().strip()
+        server = serve(
+            agent, args.api_socket, tcp=tcp, token=token or os.environ.get("CALICO_API_TOKEN")
+        )
+        started.append(server)
+        log.info("node API on %s%s", args.api_socket or "-", f" and tcp {tcp}" if tcp else "")
+    return started
+
+
+def stop_api(started: list[Any]) -> None:
+    for thing in reversed(started):
+        service = getattr(thing, "service", None)
+        try:
+            thing.stop()
+            if service is not None:
+                service.close()
+                if service.flows is not None:
+                    service.flows.stop()
+        except Exception as exc:  # leaving anyway; say what could not be stopped
+            log.warning("stopping %s: %s", type(thing).__name__, exc)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -299,7 +334,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help="seconds between full reads of the kernel state to repair drift (default 10)",
     )
-    p.add_argument("--api-socket", metavar="PATH", help="serve the node API on this socket")
+    p.add_argument(
+        "--api-socket",
+        metavar="PATH",
+        default=os.environ.get("CALICO_AGENT_SOCKET"),
+        help="serve the node API on this unix socket (default: $CALICO_AGENT_SOCKET)",
+    )
+    p.add_argument(
+        "--api-listen", metavar="HOST:PORT", help="also serve the API on TCP (needs a token)"
+    )
+    p.add_argument("--api-token-file", metavar="PATH", help="bearer token for --api-listen")
+    p.add_argument(
+        "--cni-socket",
+        metavar="PATH",
+        default=os.environ.get("CALICO_CNI_SOCKET"),
+        help="run CNI requests handed over by the calico plugins (default: $CALICO_CNI_SOCKET)",
+    )
     p.add_argument("--health-file", metavar="PATH", help="keep health JSON in this file")
     p.add_argument("--status-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default=os.environ.get("CALICO_AGENT_LOG", "INFO"))
@@ -334,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, agent.stop)
     signal.signal(signal.SIGINT, agent.stop)
-    if args.api_socket:
-        start_api(agent, args.api_socket)
+    started = [] if args.once else start_api(agent, args)
     try:
         code = agent.run()
     except ConfigError as exc:
         print(f"calico-agent: {exc}", file=sys.stderr)
         return 2
+    finally:
+        stop_api(started)
     log.info("calico-agent stopped")
     return code
 

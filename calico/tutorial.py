@@ -140,8 +140,8 @@ def _cleanup(shell: Shell, tut: Tutorial) -> StepResult:
     for node in tut.nodes:
         rc, out = shell(node, ["rkt", "list", "--no-legend"])
         for line in out.splitlines():
-            fields = line.split("\t")
-            if len(fields) > 4 and fields[1] != "node" and fields[4] == "running":
+            fields = [f for f in line.split("\t") if f]  # rkt pads columns with extra tabs
+            if len(fields) > 3 and fields[1] != "node" and fields[3] == "running":
                 shell(node, ["rkt", "stop", "--force", fields[0]])
         # rm refuses running pods (the node service), exactly as in the walkthrough's pipe
         shell(node, ["sh", "-c", "rkt list --no-legend | cut -f1 | xargs rkt rm"])

@@ -79,6 +79,19 @@ from lab import fabric
 from lab.etcd import EtcdProcess, free_port
 from lab.fabric import LabError
 
+AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to open its API socket
+
+
+def _socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 DEFAULT_LAB = "calilab"
 DEFAULT_NODES = 2
 MAX_NODES = 99
@@ -566,6 +579,9 @@ class Lab:
         # (self.exec_argv(node, ["calico-agent", ...]) with self.node_env(node)), and record
         # state["agents"][node] = {"pid": ..., "starttime": fabric.proc_starttime(pid)}
         # *before* waiting for its socket, so that `down` can stop it after a crash.
+        # The agents start through `exec`, which needs the lab marked up: it is, but for them.
+        state["phase"] = "up"
+        self._save(state)
         self._start_agents(state)
 
         state["phase"] = "up"
@@ -687,7 +703,56 @@ class Lab:
             client.close()
 
     def _start_agents(self, state: dict) -> None:
-        """HOOK(agents): per-node `calico-agent` processes are not started yet."""
+        """Each node runs `calico-agent` as an rkt pod named `node` on the host network, as
+        the Calico service ran under rkt; the pid is recorded before waiting for its API."""
+        agents = state.setdefault("agents", {})
+        bindir = plugin_dir()
+        for node in sorted(state["nodes"]):
+            known = agents.get(node, {})
+            if fabric.same_process(known.get("pid"), known.get("starttime")):
+                continue  # `up` on a running lab: keep the agent it has
+            ndir = Path(state["nodes"][node]["dir"])
+            argv = [
+                str(Path(bindir) / "rkt"), "run", "--detach", "--net=host", "calico/node",
+                f"--exec={Path(bindir) / 'calico-agent'}", "--",
+                "--nodename", node,
+                "--api-socket", str(ndir / "agent.sock"),
+                "--cni-socket", str(ndir / "cni.sock"),
+                "--health-file", str(ndir / "agent-health.json"),
+            ]  # fmt: skip
+            proc = self.exec(node, argv, timeout=60)
+            if proc.returncode != 0:
+                raise LabError(
+                    f"{node}: cannot start calico-agent: {(proc.stderr or proc.stdout).strip()}"
+                )
+            uuid = proc.stdout.strip().splitlines()[-1]
+            status = self.exec(
+                node, [str(Path(bindir) / "rkt"), "status", "--format=json", uuid], timeout=30
+            )
+            try:
+                pid = int(json.loads(status.stdout).get("pid") or 0)
+            except ValueError:
+                pid = 0
+            agents[node] = {
+                "uuid": uuid,
+                "pid": pid,
+                "starttime": fabric.proc_starttime(pid) if pid else None,
+            }
+            self._save(state)
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        for node in sorted(state["nodes"]):
+            sock = Path(state["nodes"][node]["dir"]) / "agent.sock"
+            while not _socket_answers(sock):
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"{node}: calico-agent did not open {sock} within {AGENT_START_TIMEOUT:.0f} s"
+                    )
+                pid = agents[node].get("pid")
+                if pid and not fabric.same_process(pid, agents[node].get("starttime")):
+                    raise LabError(
+                        f"{node}: calico-agent exited; see its log: rkt status {agents[node]['uuid']}"
+                    )
+                time.sleep(0.05)
 
     def _stop_agents(self, state: dict) -> list[str]:
         """HOOK(agents): stop the agents this lab recorded, by pid + start time only."""

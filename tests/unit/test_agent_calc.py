@@ -374,7 +374,12 @@ def test_policy_order_pass_deny_log():
     assert z[1].match == ("-s", "10.9.0.0/16")
     assert z[1].target == ("-j", "MARK", "--set-xmark", "0x20000/0x20000")
     assert z[2] == calc.IptRule(("-m", "mark", "--mark", "0x20000/0x20000"), ("-j", "RETURN"))
-    assert z[3] == calc.IptRule(("-p", "udp", "-m", "multiport", "--dports", "53"), ("-j", "DROP"))
+    # A Deny reports the NEW packet to the flow log (NFLOG group 1), then drops it.
+    udp53 = ("-p", "udp", "-m", "multiport", "--dports", "53")
+    assert z[3].match == (*udp53, "-m", "conntrack", "--ctstate", "NEW")
+    assert z[3].target[:4] == ("-j", "NFLOG", "--nflog-group", "1")
+    assert z[3].target[5].startswith("D|I|pol|z-first|")
+    assert z[4] == calc.IptRule(udp53, ("-j", "DROP"))
     # Egress: no policy has egress types here, so no end-of-tier drop, profiles only.
     fw_targets = _endpoint_targets(dp, iface, "Egress")
     assert ("-j", "cali-pro-network1") in fw_targets
@@ -484,7 +489,7 @@ class Sim:
                 value, mask = (int(x, 16) for x in rule.target[3].split("/"))
                 pkt["mark"] = (pkt["mark"] & ~mask) ^ value
                 continue
-            if target == "LOG":
+            if target in ("LOG", "NFLOG"):  # report and carry on
                 continue
             verdict = self.run(target, pkt, depth + 1)
             if verdict:
