@@ -188,6 +188,12 @@ def finish(pending: Pending, ips: Sequence[ipaddress.IPv4Interface]) -> Plumbed:
                 )
             except NetlinkError as exc:
                 if exc.errno == errno.EEXIST:
+                    # The node agent may have added this very route already: it sees the
+                    # endpoint (written while the veth was being made) and restores missing
+                    # /32 routes. Only a route through another interface is a conflict.
+                    existing = pending.node.route_get(ip.ip)
+                    if existing is not None and existing.oif == pending.host_index:
+                        continue
                     raise PlumbingError(
                         f"the node already has a route for {ip.ip}: another interface owns it"
                     ) from None
