@@ -32,6 +32,8 @@ from console.widgets.command_bar import CommandBar
 from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
+SCREEN_VIEWS = ("matrix", "flows")  # views that are whole screens of their own
+
 
 class BrowseScreen(Screen):
     """The main screen: one table showing the current view, k9s style."""
@@ -132,6 +134,7 @@ class CalicoConsole(App):
         self.node_infos: dict = dict(self.state.nodes)
         self.lab_name = lab_name
         self.tutorial_screen = None
+        self.screens_by_view: dict[str, Screen] = {}
         self._datastore = None
 
     # ------------------------------------------------------------ lifecycle
@@ -215,6 +218,8 @@ class CalicoConsole(App):
         target = name if name in VIEWS else (matches[0] if len(matches) == 1 else "")
         if target == "tutorial":
             self.open_tutorial()
+        elif target in SCREEN_VIEWS:
+            self.open_screen(target)
         elif target in VIEWS:
             self.view = VIEWS[target]
             self.row_filter = RowFilter()
@@ -231,6 +236,18 @@ class CalicoConsole(App):
         if self.tutorial_screen is None:
             self.tutorial_screen = TutorialScreen(LabShell(self.lab_name))
         self.push_screen(self.tutorial_screen)
+
+    def open_screen(self, name: str) -> None:
+        """`:matrix`, `:flows`: full screens, one module each (console/screens/<name>.py,
+        class `<Name>Screen(app)`), created once and kept so their state survives."""
+        import importlib
+
+        screen = self.screens_by_view.get(name)
+        if screen is None:
+            module = importlib.import_module(f"console.screens.{name}")
+            screen = getattr(module, f"{name.capitalize()}Screen")(self)
+            self.screens_by_view[name] = screen
+        self.push_screen(screen)
 
     def set_filter(self, text: str) -> None:
         self.row_filter = RowFilter(text)
