@@ -46,6 +46,8 @@ class BrowseScreen(Screen):
         Binding("y", "yaml", "yaml"),
         Binding("e", "edit", "edit"),
         Binding("ctrl+d", "delete", "delete"),
+        Binding("n", "launch", "new pod"),
+        Binding("p", "probe", "probe"),
         Binding("escape", "clear_filter", "clear", show=False),
     ]
 
@@ -92,6 +94,12 @@ class BrowseScreen(Screen):
     def action_delete(self) -> None:
         self.app.action_delete()  # type: ignore[attr-defined]
 
+    def action_launch(self) -> None:
+        self.app.action_launch()  # type: ignore[attr-defined]
+
+    def action_probe(self) -> None:
+        self.app.action_probe()  # type: ignore[attr-defined]
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         bar = self.query_one(CommandBar)
         bar.close()
@@ -135,6 +143,7 @@ class CalicoConsole(App):
         self.lab_name = lab_name
         self.tutorial_screen = None
         self.screens_by_view: dict[str, Screen] = {}
+        self.probe_history: list = []
         self._datastore = None
 
     # ------------------------------------------------------------ lifecycle
@@ -385,6 +394,64 @@ class CalicoConsole(App):
             return
         self.call_from_thread(self.notify, f"deleted {res.ident}")
 
+    def known_nodes(self) -> list[str]:
+        from calico.resources import Node
+
+        return sorted({n.metadata.name for n in self.state.of_kind(Node)} | set(self.state.nodes))
+
+    def known_networks(self) -> list[str]:
+        names = {n.get("name", "") for info in self.state.nodes.values() for n in info.networks}
+        return sorted(n for n in names if n)
+
+    def action_launch(self) -> None:
+        if self.read_only:
+            self.notify("read-only: launching pods is off", severity="warning")
+            return
+        from console.screens.launch import LaunchScreen
+
+        row = self.selected()
+        default = row.cells[0] if row is not None and self.view.name == "nodes" else None
+
+        def launched(req) -> None:
+            if req is not None:
+                self.notify(f"launching: {req.command()}")
+                self.launch_pod(req)
+
+        self.push_screen(LaunchScreen(self.known_nodes(), self.known_networks(), default), launched)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def launch_pod(self, req) -> None:
+        from calico.nodeapi import NodeAPIError, NodeClient
+
+        url = self.node_api_urls().get(req.node, "")
+        try:
+            if not url:
+                raise NodeAPIError(f"node {req.node} publishes no API address")
+            with NodeClient(url, timeout=120) as client:
+                res = client.run_pod(req.image, req.networks, req.exec_, req.args)
+        except NodeAPIError as exc:
+            self.call_from_thread(self._edit_failed, f"launch on {req.node}: {exc}")
+            return
+        if self.poller:
+            self.poller.poll_now()
+        self.call_from_thread(self.notify, f"pod {res.get('uuid', '')[:8]} started on {req.node}")
+
+    def action_probe(self) -> None:
+        from console.screens.probe import ProbeScreen
+
+        row = self.selected()
+        source = None
+        target = ""
+        if row is not None and self.view.name == "pods" and row.data:
+            source = row.data
+        elif row is not None and self.view.name == "endpoints" and row.resource is not None:
+            nets = row.resource.spec.ip_networks
+            target = f"{nets[0].split('/')[0]}:80" if nets else ""
+        screen = ProbeScreen(
+            self, self.known_nodes(), self.known_networks(), source, target, self.probe_history
+        )
+        self.push_screen(screen)
+
     def action_screenshot_svg(self) -> None:
         path = self.save_screenshot()
         self.notify(f"screenshot saved: {path}")
@@ -398,7 +465,9 @@ class CalicoConsole(App):
             )
         yield SystemCommand("Describe selected", "d", self.action_describe)
         yield SystemCommand("Show YAML of selected", "y", self.action_yaml)
+        yield SystemCommand("Probe connectivity", "p", self.action_probe)
         if not self.read_only:
+            yield SystemCommand("Launch a test pod", "n", self.action_launch)
             yield SystemCommand("Edit selected in $EDITOR", "e", self.action_edit)
             yield SystemCommand("Delete selected", "ctrl+d", self.action_delete)
         yield SystemCommand("Clear filter", "escape", lambda: self.set_filter(""))

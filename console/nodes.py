@@ -27,6 +27,7 @@ class NodePoller:
         self.interval = interval
         self.timeout = timeout
         self.stop_event = threading.Event()
+        self.wake = threading.Event()
         self.clients: dict[str, NodeClient] = {}
 
     def client(self, url: str) -> NodeClient:
@@ -60,9 +61,15 @@ class NodePoller:
     def run(self) -> None:
         while not self.stop_event.is_set():
             self.deliver(self.poll_all())
-            self.stop_event.wait(self.interval)
+            self.wake.wait(self.interval)
+            self.wake.clear()
         for client in self.clients.values():
             client.close()
 
+    def poll_now(self) -> None:
+        """Skip the rest of the wait (after an action the user expects to see at once)."""
+        self.wake.set()
+
     def stop(self) -> None:
         self.stop_event.set()
+        self.wake.set()

@@ -11,6 +11,8 @@ GLOBAL_KEYS = [
     ("y", "show the selected resource as YAML"),
     ("e", "edit the selected resource in $EDITOR, validate, apply"),
     ("ctrl+d", "delete the selected resource (asks first)"),
+    ("n", "launch a test pod (node, networks, IP=, image, command)"),
+    ("p", "probe: from the selected pod, or a new pod on a network, to address:port"),
     ("ctrl+p", "command palette: every action"),
     ("ctrl+s", "save a screenshot (SVG)"),
     ("?", "this help"),
