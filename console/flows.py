@@ -206,12 +206,13 @@ def flow_network(r: dict[str, Any]) -> str:
 
 
 def end_text(address: str, port: Any, endpoint: dict[str, Any] | None) -> str:
+    """`192.168.0.66:40001 network2`: the address, and the network when it is a workload
+    (the pod and endpoint are in the record's details)."""
     where = f"{address}:{port}" if port not in (None, "") else str(address)
     if not endpoint:
         return where
-    who = str(endpoint.get("pod") or endpoint.get("name") or "")[:8]
     net = endpoint.get("network") or ""
-    return f"{net}/{who} {where}" if net else f"{who} {where}"
+    return f"{where} {net}" if net else where
 
 
 def rule_text(r: dict[str, Any]) -> str:
@@ -248,7 +249,7 @@ COLUMNS = ("TIME", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT", "DECIDED
 def make_cells(node: str, r: dict[str, Any]) -> tuple[str, ...]:
     t = r.get("time")
     if isinstance(t, int | float):
-        stamp = time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+        stamp = time.strftime("%H:%M:%S", time.localtime(t))
     else:
         stamp = "?"
     proto = str(r.get("protocol", "")).upper()

@@ -1,0 +1,393 @@
+"""`:flows`: every node's flow stream merged, newest first, Hubble style.
+
+One worker thread per node follows `GET /v1/flows?follow=1` (console/flowstream.py) and
+drops records into an inbox; a 4 Hz timer moves them into a bounded `FlowStore` (the
+newest 2,000) and redraws. Filters are `hubble observe`-like (console/flows.py), applied
+to what is kept, so changing one re-filters the history at once. A node that goes away
+shows as unreachable in the node line and is retried, never a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
+
+from console.flows import COLUMNS, DENIED, FlowEntry, FlowQuery, FlowStore, QueryError
+from console.flowstream import FlowFollower
+from console.screens.text_view import TextScreen
+from console.screens.why import WhyScreen, flow_verdict, policy_set_of
+
+CAPACITY = 2000  # flow rows kept (memory stays bounded however long the screen runs)
+SPAN = 60  # seconds of history in each sparkline
+VERDICT_STYLE = {"ALLOWED": "bold green", "DENIED": "bold red"}
+
+
+class NetworkRates(Horizontal):
+    """One network's line: name, totals, and allowed / denied per second sparklines."""
+
+    def __init__(self, network: str):
+        super().__init__(classes="rates")
+        self.network = network
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.network, classes="rates-name")
+        yield Label("", classes="rates-count")
+        yield Sparkline([0] * SPAN, summary_function=max, classes="allowed")
+        yield Sparkline([0] * SPAN, summary_function=max, classes="denied")
+
+    def show(self, allowed: list[int], denied: list[int]) -> None:
+        self.query_one(".rates-count", Label).update(
+            Text.assemble(
+                (f"{sum(allowed):>5}", "green"), " ✔ ", (f"{sum(denied):>5}", "red"), " ✘"
+            )
+        )
+        self.query_one(".allowed", Sparkline).data = allowed
+        self.query_one(".denied", Sparkline).data = denied
+
+
+class FlowsScreen(Screen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    BINDINGS = [
+        Binding("space", "pause", "pause/resume"),
+        Binding("slash,f", "filter", "filter", key_display="/"),
+        Binding("w", "why", "why?"),
+        Binding("enter", "details", "details", show=False),
+        Binding("x", "clear", "clear"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("escape", "back", "back"),
+    ]
+
+    def __init__(self, app: Any = None, follow: bool = True, capacity: int = CAPACITY):
+        super().__init__()
+        self.follow = follow
+        self.store = FlowStore(capacity, SPAN)
+        self.query_filter = FlowQuery()
+        self.paused = False
+        self.inbox: deque[tuple[str, dict[str, Any]]] = deque()
+        self.node_status: dict[str, tuple[bool | None, str]] = {}
+        self.followers: dict[str, FlowFollower] = {}
+        self.since: dict[str, float] = {}  # node -> newest record time seen (skip replays)
+        self.dirty = True
+        self.shown: list[FlowEntry] = []
+        self.clock = time.time  # tests pin it for stable sparklines
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="flows-title")
+        with Horizontal(id="flows-top"):
+            yield Vertical(id="flows-rates")
+            yield Static(id="flows-nodes")
+        yield DataTable(id="flows-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="flows-empty")
+        yield Input(
+            placeholder="filter: verdict:denied from:network2 to:192.168.0.100 port:80 "
+            "network:network1 (or --verdict DROPPED --to-ip ...); empty clears",
+            id="flows-filter",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self.query_one("#flows-filter", Input).display = False
+        self.dirty = True
+        self.tick()
+        self.set_interval(0.25, self.tick)
+        self.set_interval(1.0, self.refresh_rates)
+        self.refresh_rates()
+        if self.follow:
+            self.discover_nodes()
+            self.set_interval(2.0, self.discover_nodes)
+
+    def on_unmount(self) -> None:
+        self.stop_followers()
+
+    # ------------------------------------------------------------ streams
+    def discover_nodes(self) -> None:
+        """Start a follower for each node (and again if its API address changed)."""
+        for node, url in sorted(self.app.node_api_urls().items()):
+            current = self.followers.get(node)
+            if current is not None and current.url == url and not current.stopped.is_set():
+                continue
+            if current is not None:
+                current.stop()
+            follower = FlowFollower(
+                node, url, self._deliver, self._status, since=self.since.get(node, 0.0)
+            )
+            self.followers[node] = follower
+            self.node_status.setdefault(node, (None, "connecting"))
+            self.follow_node(follower)
+
+    @work(thread=True, group="flow-follow", exit_on_error=False)
+    def follow_node(self, follower: FlowFollower) -> None:
+        follower.run()
+
+    def _deliver(self, node: str, item: dict[str, Any]) -> None:  # follower thread
+        self.inbox.append((node, item))
+
+    def _status(self, node: str, ok: bool, error: str) -> None:  # follower thread
+        self.node_status[node] = (ok, error)
+
+    def stop_followers(self) -> None:
+        for follower in self.followers.values():
+            follower.since = max(follower.since, self.since.get(follower.node, 0.0))
+            self.since[follower.node] = follower.since
+            follower.stop()
+        self.followers.clear()
+
+    def feed(self, node: str, items: list[dict[str, Any]]) -> None:
+        """Add records as if they came from `node`'s stream (tests and demos)."""
+        for item in items:
+            self.inbox.append((node, item))
+        self.tick()
+
+    # ------------------------------------------------------------ drawing
+    def tick(self) -> None:
+        """Move what arrived into the store; redraw if anything changed and not paused."""
+        batch: dict[str, list[dict[str, Any]]] = {}
+        while self.inbox:
+            node, item = self.inbox.popleft()
+            batch.setdefault(node, []).append(item)
+            when = item.get("time")
+            if isinstance(when, int | float):
+                self.since[node] = max(self.since.get(node, 0.0), when)
+        for node, items in batch.items():
+            if self.store.add(node, items):
+                self.dirty = True
+        self.update_title()
+        if self.dirty and not self.paused:
+            self.redraw()
+
+    def redraw(self) -> None:
+        self.dirty = False
+        table = self.query_one(DataTable)
+        keep = None
+        if table.row_count and table.cursor_row > 0 and self.shown:
+            keep = self.shown[min(table.cursor_row, len(self.shown) - 1)].seq
+        self.shown = list(self.store.newest_first(self.query_filter))
+        table.clear()
+        for entry in self.shown:
+            table.add_row(*self.row_cells(entry), key=str(entry.seq))
+        if keep is not None:
+            for i, entry in enumerate(self.shown):
+                if entry.seq == keep:
+                    table.move_cursor(row=i, animate=False)
+                    break
+        empty = self.query_one("#flows-empty", Static)
+        empty.update(self.empty_text())
+        empty.display = not self.shown
+        table.display = bool(self.shown)
+
+    @staticmethod
+    def row_cells(entry: FlowEntry) -> list[Text]:
+        stamp, node, src, dst, proto, verdict, rule = entry.cells
+        denied = entry.verdict == DENIED
+        return [
+            Text(stamp, style="dim"),
+            Text(node, style="cyan"),
+            Text(src),
+            Text(dst),
+            Text(proto, style="dim"),
+            Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+            Text(rule, style="red" if denied else "green"),
+        ]
+
+    def empty_text(self) -> str:
+        if self.store.entries and not self.query_filter.is_empty():
+            return (
+                f"No kept flow matches `{self.query_filter.text}`. Press / to change the "
+                "filter (an empty filter shows everything)."
+            )
+        if self.follow and not self.followers and not self.node_status:
+            return (
+                "No nodes to follow yet: the flows come from each node's agent. Start a lab "
+                "(`calico-lab up`) and wait for :nodes to list the agents."
+            )
+        return (
+            "No flows yet. Make some traffic, e.g. `calico-lab exec calico-02 -- rkt run "
+            "--net=network1 docker://busybox --exec=/bin/wget -- -T 3 -O - "
+            "http://192.168.0.100/`, or press r in :matrix to probe every pair."
+        )
+
+    def update_title(self) -> None:
+        text = Text.assemble((" Live flows", "bold"))
+        shown = len(self.shown) if not self.dirty or self.paused else None
+        kept = len(self.store.entries)
+        text.append(
+            f"  {shown if shown is not None else kept} shown · {kept} kept (newest "
+            f"{self.store.capacity}) · {self.store.total} seen",
+            style="dim",
+        )
+        if not self.query_filter.is_empty():
+            text.append(f"  filter: {self.query_filter.text}", style="bold cyan")
+        if self.paused:
+            text.append("  ❚❚ PAUSED (space resumes)", style="bold yellow")
+            if self.dirty:
+                text.append(" · new flows waiting", style="yellow")
+        missed = sum(self.store.dropped.values())
+        if missed:
+            text.append(f"  {missed} missed (reader fell behind)", style="yellow")
+        self.query_one("#flows-title", Static).update(text)
+
+    def refresh_rates(self) -> None:
+        box = self.query_one("#flows-rates", Vertical)
+        now = self.clock()
+        existing = {w.network: w for w in box.query(NetworkRates)}
+        networks = self.store.networks()
+        if not networks:
+            if not box.query("#rates-none"):
+                box.mount(Label("no flows counted yet", id="rates-none"))
+        else:
+            for none in box.query("#rates-none"):
+                none.remove()
+        for network in networks:
+            widget = existing.get(network)
+            if widget is None:
+                widget = NetworkRates(network)
+                box.mount(widget)
+                existing[network] = widget
+            allowed, denied = self.store.rates[network].series(now)
+            if widget.is_mounted and widget.children:
+                widget.show(allowed, denied)
+            else:
+                self.call_after_refresh(widget.show, allowed, denied)
+        self.query_one("#flows-nodes", Static).update(self.nodes_text())
+
+    def nodes_text(self) -> Text:
+        text = Text.assemble(("nodes", "bold"), "\n")
+        if not self.node_status:
+            text.append("none followed", style="dim")
+        for node, (ok, error) in sorted(self.node_status.items()):
+            if ok:
+                text.append("● ", style="green")
+                text.append(f"{node} streaming\n")
+            elif ok is None:
+                text.append("○ ", style="yellow")
+                text.append(f"{node} connecting\n")
+            else:
+                text.append("✘ ", style="bold red")
+                text.append(f"{node} unreachable", style="red")
+                text.append(f": {error[-40:]}\n" if error else "\n", style="dim")
+        legend = Text.assemble(
+            ("▁▃▅▇", "green"), " allowed  ", ("▁▃▅▇", "red"), f" denied, per second, last {SPAN} s"
+        )
+        return text + legend
+
+    # ------------------------------------------------------------ actions
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.dirty:
+            self.redraw()
+        self.update_title()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#flows-filter", Input)
+        box.display = True
+        box.value = self.query_filter.text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            query = FlowQuery.parse(event.value)
+        except QueryError as exc:
+            self.notify(f"filter: {exc}", severity="error")
+            return
+        self.set_filter(query)
+
+    def set_filter(self, query: FlowQuery) -> None:
+        box = self.query_one("#flows-filter", Input)
+        box.display = False
+        self.query_filter = query
+        self.query_one(DataTable).focus()
+        self.dirty = True
+        self.redraw()
+        self.update_title()
+
+    def action_back(self) -> None:
+        box = self.query_one("#flows-filter", Input)
+        if box.display:
+            box.display = False
+            self.query_one(DataTable).focus()
+        elif not self.query_filter.is_empty():
+            self.set_filter(FlowQuery())
+        else:
+            self.app.pop_screen()
+
+    def action_clear(self) -> None:
+        self.store = FlowStore(self.store.capacity, SPAN)
+        self.dirty = True
+        self.redraw()
+        box = self.query_one("#flows-rates", Vertical)
+        for widget in box.query(NetworkRates):
+            widget.remove()
+        self.refresh_rates()
+        self.update_title()
+
+    def selected(self) -> FlowEntry | None:
+        table = self.query_one(DataTable)
+        if not self.shown or not table.row_count:
+            return None
+        return self.shown[min(table.cursor_row, len(self.shown) - 1)]
+
+    def action_why(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            self.notify("no flow selected", severity="warning")
+            return
+        r = entry.record
+        port = r.get("dport") if isinstance(r.get("dport"), int) else None
+        verdict = flow_verdict(
+            policy_set_of(self.app.state),
+            str(r.get("src", "")),
+            str(r.get("dst", "")),
+            str(r.get("protocol") or "TCP"),
+            port,
+        )
+        agrees = (verdict.allowed and entry.verdict != DENIED) or (
+            not verdict.allowed and entry.verdict == DENIED
+        )
+        sections = [
+            (
+                f"What {entry.node}'s agent saw",
+                f"{entry.verdict.upper()} by {entry.cells[-1]}"
+                + ("" if agrees else "   (the policy now says otherwise: it changed since?)"),
+            )
+        ]
+        title = f"{entry.cells[2]} → {entry.cells[3]} {entry.cells[4]}"
+        self.app.push_screen(WhyScreen(title, verdict, sections))
+
+    def action_details(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        import json
+
+        self.app.push_screen(
+            TextScreen(f"Flow from {entry.node}", json.dumps(entry.record, indent=2), "json")
+        )
+
+    def action_help(self) -> None:
+        keys = [
+            ("space", "pause / resume the live list (streams keep being read)"),
+            ("/", "filter: verdict: from: to: port: network: node: protocol: (hubble style)"),
+            ("w", "why? the policies and profiles behind the selected flow"),
+            ("enter", "the selected flow record as JSON"),
+            ("x", "clear the kept flows"),
+            ("escape", "close the filter, clear it, then back"),
+        ]
+        lines = ["Live flows", ""] + [f"  {k:<8} {what}" for k, what in keys]
+        self.app.push_screen(TextScreen("Help", "\n".join(lines)))

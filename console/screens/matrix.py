@@ -1,0 +1,547 @@
+"""`:matrix`: who should reach whom (policy) beside who does (probes), cyclonus style.
+
+Rows are sources, columns destinations. By network (default) a source is "a fresh pod on
+network N on node Y", for every calico network on every node; by pod (`m`) the sources
+are the running pods themselves. Destinations are the running pods with an address on a
+calico network. Each cell shows `expected observed`: expected from `calico.policy`
+(console/matrix.py), observed from a TCP probe run now through the source node's agent,
+one `probes` batch per node in worker threads, filled in as each batch answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from calico.nodeapi import NodeAPIError, NodeClient
+from calico.policy import PolicySet
+from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
+from console.matrix import ALLOWED, DENIED, UNKNOWN, Cell, Matrix, Target, build
+from console.screens.text_view import TextScreen
+from console.screens.why import WhyScreen, policy_set_of
+
+PROBE_TIMEOUT = 2.0  # seconds a probe waits for a connection before calling it denied
+PROBE_POD_APP = "probe"  # the agent's reusable "fresh pod on a network" (not a destination)
+MARK_STYLE = {ALLOWED: "bold green", DENIED: "bold yellow", UNKNOWN: "dim"}
+WORDS = {ALLOWED: "allowed", DENIED: "denied", UNKNOWN: "unknown"}
+POLICY_KINDS = (Profile, GlobalNetworkPolicy, NetworkPolicy, WorkloadEndpoint)
+
+
+# ---------------------------------------------------------------- targets from the state
+
+
+def calico_networks(state) -> list[str]:
+    """Networks of type calico found in any reachable node's net.d."""
+    names = set()
+    for info in state.nodes.values():
+        for net in info.networks:
+            if net.get("type") == "calico" and net.get("name"):
+                names.add(net["name"])
+    return sorted(names)
+
+
+def network_sources(state, networks: list[str]) -> list[Target]:
+    """ "A fresh pod on network N on node Y", for every calico network × node that has it."""
+    out = []
+    for net in networks:
+        for node, info in sorted(state.nodes.items()):
+            if info.reachable and any(n.get("name") == net for n in info.networks):
+                out.append(Target(f"{net}@{node}", node, net))
+    return out
+
+
+def pod_targets(state, policy_set: PolicySet, networks: list[str]) -> list[Target]:
+    """Every running pod's address on a calico network (probe pods left out)."""
+    out = []
+    for node, info in sorted(state.nodes.items()):
+        for pod in info.pods:
+            if pod.get("state") != "running" or pod.get("app") == PROBE_POD_APP:
+                continue
+            uuid = str(pod.get("uuid", ""))
+            for net in pod.get("networks", []):
+                name, ip = net.get("name"), str(net.get("ip") or "").split("/")[0]
+                if name in networks and ip:
+                    out.append(
+                        Target(
+                            label=f"{pod.get('app') or 'pod'}/{uuid[:8]}",
+                            node=node,
+                            network=name,
+                            address=ip,
+                            pod=uuid,
+                            endpoint=policy_set.endpoint_for_ip(ip),
+                        )
+                    )
+    return out
+
+
+def targets(state, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
+    policy_set = policy_set_of(state)
+    nets = calico_networks(state)
+    destinations = pod_targets(state, policy_set, nets)
+    sources = destinations if mode == "pod" else network_sources(state, nets)
+    return policy_set, sources, destinations
+
+
+def empty_reason(state, matrix: Matrix | None) -> str:
+    """What to do when there is nothing to show (empty string: there is a matrix)."""
+    if matrix is not None and matrix.sources and matrix.destinations:
+        return ""
+    if not state.nodes:
+        return (
+            "No nodes yet. The matrix probes through each node's agent: start a lab with "
+            "`calico-lab up`, or wait for the agents to answer, then press r."
+        )
+    if not any(info.reachable for info in state.nodes.values()):
+        return "No node agent answers (see :nodes). Start the lab or the agents, then press r."
+    if not calico_networks(state):
+        return (
+            "No calico network in any node's /etc/rkt/net.d yet. Create network1 and network2 "
+            "(:tutorial step 2, or `calico-lab tutorial --step networks`), then press r."
+        )
+    return (
+        "No running pod has an address on a calico network, so there is nothing to probe. "
+        "Start one, e.g. `calico-lab exec calico-01 -- rkt run --net=network1 docker://busybox "
+        "--exec httpd -- -f -h / &` (or :tutorial step 3), then press r."
+    )
+
+
+def cell_text(cell: Cell, pending: bool) -> Text:
+    """` e o ` with each mark coloured; a wrong cell on red."""
+    observed = "…" if pending else cell.observed
+    if cell.wrong:
+        return Text(f" {cell.expected} {observed} ", style="bold white on red")
+    text = Text(" ")
+    text.append(cell.expected, style=MARK_STYLE[cell.expected])
+    text.append(" ")
+    text.append(observed, style="dim" if pending else MARK_STYLE.get(observed, "dim"))
+    text.append(" ")
+    return text
+
+
+def legend() -> Text:
+    return Text.assemble(
+        " cell = ",
+        ("expected", "bold"),
+        " ",
+        ("observed", "bold"),
+        "   ",
+        (".", MARK_STYLE[ALLOWED]),
+        " allowed   ",
+        ("X", MARK_STYLE[DENIED]),
+        " denied   ",
+        ("?", "dim"),
+        " unknown   ",
+        ("…", "dim"),
+        " probing   ",
+        (" X . ", "bold white on red"),
+        " wrong",
+    )
+
+
+class MatrixScreen(Screen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    BINDINGS = [
+        Binding("r", "probe", "probe again"),
+        Binding("m", "toggle_mode", "by pod/network"),
+        Binding("p", "port", "port"),
+        Binding("w", "why", "why?"),
+        Binding("c", "reproduce", "command"),
+        Binding("n", "next_wrong", "next wrong"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("escape", "back", "back"),
+    ]
+
+    def __init__(self, app: Any = None):
+        super().__init__()
+        self.mode = "network"
+        self.port = 80
+        self.matrix: Matrix | None = None
+        self.generation = 0
+        self.pending: set[tuple[int, int]] = set()
+        self.started = 0.0
+        self.elapsed: float | None = None
+        self.policy_print: tuple = ()
+        self.pods_print: tuple = ()
+        self.stale = ""  # why the observed column may be out of date
+        self.building = False
+
+    # ------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="matrix-title")
+        yield Static(legend(), id="matrix-legend")
+        yield DataTable(id="matrix-table", cursor_type="cell", header_height=3)
+        yield Static(id="matrix-empty")
+        yield Static(id="matrix-detail")
+        yield Input(placeholder="port to probe (1-65535), enter to run", id="matrix-port")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#matrix-port", Input).display = False
+        self.set_interval(1.0, self.watch_cluster)
+        if self.matrix is None:
+            self.action_probe()
+        else:
+            self.show_matrix(self.generation, self.matrix, probe=False)
+
+    # ------------------------------------------------------------ building and probing
+    def action_probe(self) -> None:
+        self.generation += 1
+        self.building = True
+        self.stale = ""
+        self.policy_print = self._policy_print()
+        self.pods_print = self._pods_print()
+        self.update_title()
+        self.build_matrix(self.generation, self.app.state, self.mode, self.port)
+
+    @work(thread=True, exclusive=True, group="matrix-build", exit_on_error=False)
+    def build_matrix(self, generation: int, state, mode: str, port: int) -> None:
+        policy_set, sources, destinations = targets(state, mode)
+        matrix = build(policy_set, sources, destinations, port)
+        self.app.call_from_thread(self.show_matrix, generation, matrix)
+
+    def show_matrix(self, generation: int, matrix: Matrix, probe: bool = True) -> None:
+        if generation != self.generation:
+            return
+        self.building = False
+        self.matrix = matrix
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for j, dst in enumerate(matrix.destinations):
+            header = Text.assemble(
+                (dst.label, "bold"), "\n", (f"{dst.network}@{dst.node}", "cyan"), "\n", dst.address
+            )
+            table.add_column(header, key=f"c{j}")
+        if probe:
+            self.pending = {key for key, cell in matrix.cells.items() if cell.destination.address}
+        for i, src in enumerate(matrix.sources):
+            label = Text(src.label, style="bold")
+            if src.pod:
+                label.append(f" {src.network}@{src.node}", style="cyan")
+            table.add_row(
+                *[
+                    cell_text(matrix.cell(i, j), (i, j) in self.pending)
+                    for j in range(len(matrix.destinations))
+                ],
+                key=f"r{i}",
+                label=label,
+            )
+        reason = empty_reason(self.app.state, matrix)
+        empty = self.query_one("#matrix-empty", Static)
+        empty.update(reason)
+        empty.display = bool(reason)
+        table.display = not reason
+        if probe and self.pending:
+            self.start_probes(generation, matrix)
+        elif probe:
+            self.elapsed = 0.0
+        self.update_title()
+        self.update_detail()
+        if not reason:
+            table.focus()
+
+    def start_probes(self, generation: int, matrix: Matrix) -> None:
+        urls = self.app.node_api_urls()
+        by_node: dict[str, list[tuple[tuple[int, int], dict[str, Any]]]] = defaultdict(list)
+        for key, req in matrix.probe_requests():
+            if key not in self.pending:
+                continue
+            node = req.pop("node")
+            req = {k: v for k, v in req.items() if v is not None}
+            by_node[node].append((key, {**req, "timeout": PROBE_TIMEOUT}))
+        self.started = time.monotonic()
+        self.elapsed = None
+        for node, items in by_node.items():
+            self.probe_node(generation, node, urls.get(node, ""), items)
+
+    @work(thread=True, group="matrix-probe", exit_on_error=False)
+    def probe_node(
+        self,
+        generation: int,
+        node: str,
+        url: str,
+        items: list[tuple[tuple[int, int], dict[str, Any]]],
+    ) -> None:
+        """One `probes` batch for every cell whose source is on `node` (run concurrently by
+        the agent); the answers come back to the UI as one update."""
+        keys = [key for key, _ in items]
+        try:
+            if not url:
+                raise NodeAPIError(f"node {node} publishes no API address")
+            with NodeClient(url, timeout=10.0) as client:
+                results = client.probes([req for _, req in items], timeout=PROBE_TIMEOUT)
+        except NodeAPIError as exc:
+            results = [{"result": "error", "error": f"{node}: {exc}"} for _ in keys]
+        self.app.call_from_thread(self.record_results, generation, keys, results)
+
+    def record_results(
+        self, generation: int, keys: list[tuple[int, int]], results: list[dict[str, Any]]
+    ) -> None:
+        if generation != self.generation or self.matrix is None:
+            return
+        table = self.query_one(DataTable)
+        for key, result in zip(keys, results, strict=False):
+            self.matrix.record(key, result)
+            self.pending.discard(key)
+            i, j = key
+            try:
+                table.update_cell(f"r{i}", f"c{j}", cell_text(self.matrix.cell(i, j), False))
+            except Exception:  # the table was rebuilt meanwhile
+                pass
+        if not self.pending:
+            self.elapsed = time.monotonic() - self.started
+        self.update_title()
+        self.update_detail()
+
+    @property
+    def done(self) -> bool:
+        """Every cell of the current matrix has its probe answer."""
+        return self.matrix is not None and not self.building and not self.pending
+
+    # ------------------------------------------------------------ watching the cluster
+    def _policy_print(self) -> tuple:
+        return tuple(
+            sorted(
+                (key, res.metadata.resource_version or "")
+                for key, res in self.app.state.resources.items()
+                if isinstance(res, POLICY_KINDS)
+            )
+        )
+
+    def _pods_print(self) -> tuple:
+        state = self.app.state
+        return (
+            tuple(calico_networks(state)),
+            tuple(
+                (t.node, t.pod, t.address)
+                for t in pod_targets(state, PolicySet(), calico_networks(state))
+            ),
+        )
+
+    def watch_cluster(self) -> None:
+        """Policy changed: re-evaluate the expected marks now (observed ones are kept, and
+        marked stale). Pods changed: say so, or build at once if there was nothing yet."""
+        if self.building:
+            return
+        pods = self._pods_print()
+        if pods != self.pods_print:
+            if self.matrix is None or not self.matrix.cells:
+                self.action_probe()
+                return
+            self.pods_print = pods
+            self.stale = "pods changed: press r to rebuild"
+            self.update_title()
+        policy = self._policy_print()
+        if policy != self.policy_print and self.matrix is not None:
+            self.policy_print = policy
+            self.reevaluate()
+
+    def reevaluate(self) -> None:
+        old = self.matrix
+        if old is None:
+            return
+        fresh = build(policy_set_of(self.app.state), old.sources, old.destinations, old.port)
+        changed = 0
+        for key, cell in fresh.cells.items():
+            before = old.cells[key]
+            cell.observed, cell.detail = before.observed, before.detail
+            changed += cell.expected != before.expected
+        self.matrix = fresh
+        table = self.query_one(DataTable)
+        for (i, j), cell in fresh.cells.items():
+            try:
+                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, (i, j) in self.pending))
+            except Exception:
+                pass
+        self.stale = f"policy changed ({changed} expected cells moved): press r to probe again"
+        self.update_title()
+        self.update_detail()
+
+    # ------------------------------------------------------------ text around the table
+    def update_title(self) -> None:
+        by = "by pod" if self.mode == "pod" else "by network"
+        text = Text.assemble((" Isolation matrix", "bold"), f"  {by} · TCP/{self.port} · ")
+        m = self.matrix
+        if self.building or m is None:
+            text.append("building…", style="yellow")
+        else:
+            summary = m.summary()
+            if not self.pending:  # nothing in flight: what is left is unknown, not pending
+                summary = summary.replace(" pending", " unknown")
+            wrong = sum(1 for c in m.cells.values() if c.wrong)
+            text.append(summary, style="bold red" if wrong else "bold green")
+            text.append(
+                f" · {len(m.sources)} sources × {len(m.destinations)} destinations", style="dim"
+            )
+            if self.pending:
+                text.append(f" · probing {len(self.pending)}…", style="yellow")
+            elif self.elapsed is not None and m.cells:
+                text.append(f" · probed in {self.elapsed:.1f} s", style="dim")
+        if self.stale:
+            text.append(f"  ⚠ {self.stale}", style="yellow")
+        self.query_one("#matrix-title", Static).update(text)
+
+    def current(self) -> Cell | None:
+        if self.matrix is None or not self.matrix.cells:
+            return None
+        row, col = self.query_one(DataTable).cursor_coordinate
+        return self.matrix.cells.get((row, col))
+
+    def update_detail(self) -> None:
+        cell = self.current()
+        detail = self.query_one("#matrix-detail", Static)
+        if cell is None:
+            detail.update("")
+            return
+        src, dst = cell.source, cell.destination
+        text = Text.assemble(
+            (src.label, "bold"),
+            (" → ", "dim"),
+            (dst.label, "bold"),
+            f" ({dst.address}:{self.port}/TCP)\n",
+            "expected ",
+            (WORDS[cell.expected], MARK_STYLE[cell.expected]),
+        )
+        if cell.verdict is not None and cell.verdict.decision is not None:
+            text.append(f" by {cell.verdict.decision}", style="dim")
+        text.append("\nobserved ")
+        if self._key(cell) in self.pending:
+            text.append("probing…", style="yellow")
+        else:
+            text.append(WORDS[cell.observed], style=MARK_STYLE[cell.observed])
+            if cell.detail:
+                text.append(f" ({cell.detail})", style="dim")
+        if cell.wrong:
+            text.append("   WRONG: c shows the command to reproduce it", style="bold red")
+        text.append("\nw: why?   c: command to reproduce", style="dim")
+        detail.update(text)
+
+    def _key(self, cell: Cell) -> tuple[int, int] | None:
+        if self.matrix is None:
+            return None
+        for key, c in self.matrix.cells.items():
+            if c is cell:
+                return key
+        return None
+
+    def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
+        self.update_detail()
+
+    # ------------------------------------------------------------ actions
+    def action_toggle_mode(self) -> None:
+        self.mode = "pod" if self.mode == "network" else "network"
+        self.notify(f"matrix by {self.mode}")
+        self.action_probe()
+
+    def action_port(self) -> None:
+        box = self.query_one("#matrix-port", Input)
+        box.display = True
+        box.value = str(self.port)
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        box = self.query_one("#matrix-port", Input)
+        value = event.value.strip().split("/")[0]
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            self.notify(f"port {event.value!r}: use a number 1-65535", severity="error")
+            return
+        box.display = False
+        self.port = int(value)
+        self.query_one(DataTable).focus()
+        self.action_probe()
+
+    def action_back(self) -> None:
+        box = self.query_one("#matrix-port", Input)
+        if box.display:
+            box.display = False
+            self.query_one(DataTable).focus()
+            return
+        self.app.pop_screen()
+
+    def action_why(self) -> None:
+        cell = self.current()
+        if cell is None:
+            self.notify("no cell selected", severity="warning")
+            return
+        src, dst = cell.source, cell.destination
+        observed = (
+            "probing…"
+            if self._key(cell) in self.pending
+            else f"{WORDS[cell.observed]}" + (f" ({cell.detail})" if cell.detail else "")
+        )
+        sections = [
+            ("Observed by the probe", observed),
+            ("Reproduce it by hand", cell.reproduce(self.port, int(PROBE_TIMEOUT + 0.5))),
+        ]
+        if src.pod is None:
+            sections.insert(
+                0,
+                (
+                    "Source",
+                    f"a fresh pod on {src.network} on {src.node}: an endpoint with only the "
+                    f"profile {src.network}",
+                ),
+            )
+        title = f"{src.label} → {dst.label} ({dst.address}:{self.port}/TCP)"
+        self.app.push_screen(WhyScreen(title, cell.verdict, sections))
+
+    def action_reproduce(self) -> None:
+        cell = self.current()
+        if cell is None:
+            self.notify("no cell selected", severity="warning")
+            return
+        command = cell.reproduce(self.port, int(PROBE_TIMEOUT + 0.5))
+        state = (
+            "WRONG"
+            if cell.wrong
+            else "correct"
+            if UNKNOWN not in (cell.expected, cell.observed)
+            else "not judged yet"
+        )
+        body = (
+            f"{cell.source.label} → {cell.destination.label}: expected "
+            f"{WORDS[cell.expected]}, observed {WORDS[cell.observed]} ({state})\n\n"
+            f"  $ {command}\n\n"
+            "A download means allowed; 'download timed out' means denied. "
+            "(The command was also copied to the clipboard.)"
+        )
+        try:
+            self.app.copy_to_clipboard(command)
+        except Exception:
+            pass
+        self.app.push_screen(TextScreen("Reproduce this cell", body))
+
+    def action_next_wrong(self) -> None:
+        if self.matrix is None:
+            return
+        wrong = sorted(key for key, c in self.matrix.cells.items() if c.wrong)
+        if not wrong:
+            self.notify("no wrong cells")
+            return
+        table = self.query_one(DataTable)
+        here = tuple(table.cursor_coordinate)
+        after = [k for k in wrong if k > here]
+        i, j = (after or wrong)[0]
+        table.move_cursor(row=i, column=j)
+
+    def action_help(self) -> None:
+        keys = [
+            ("r", "build the matrix again and probe every cell"),
+            ("m", "toggle sources: a fresh pod per network × node, or the pods themselves"),
+            ("p", "choose the destination port (default 80)"),
+            ("w", "why? the policies and profiles behind the selected cell"),
+            ("c", "the command that reproduces the selected cell"),
+            ("n", "jump to the next wrong cell"),
+            ("escape", "back"),
+        ]
+        lines = ["Isolation matrix", ""] + [f"  {k:<8} {what}" for k, what in keys]
+        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
