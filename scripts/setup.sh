@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   iperf3                           # throughput benchmark
   util-linux procps                # nsenter, unshare, mount; pgrep
   python3-venv
+  gcc libc6-dev                    # builds the C CNI launcher (plugin/launcher.c); without it, the Python one
 )
 
 if [ "$(id -u)" -ne 0 ]; then
