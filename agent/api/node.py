@@ -10,8 +10,11 @@ CLI, so a pod started through the API is exactly a pod `rkt run` would start and
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
+import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +31,28 @@ from agent.api.server import APIError, Request, Router, Stream, Text
 CLONE_NEWNET = 0x40000000
 MAX_PROBE_TIMEOUT = 30.0
 PROBE_POD_IDLE = 120.0  # seconds a reusable "fresh pod on network X" lives unused
+
+
+def number(value: Any, default: float, what: str) -> float:
+    """A finite JSON number (or numeric string) from a request body; APIError 400 if not.
+
+    json.loads accepts NaN and Infinity, and float() accepts "nan": neither may reach a
+    socket timeout or subprocess (a 500 with a ValueError is not an answer)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise APIError(400, f"{what} must be a number")
+    try:
+        out = float(value)
+    except ValueError:
+        raise APIError(400, f"{what} must be a number") from None
+    if not math.isfinite(out):
+        raise APIError(400, f"{what} must be a finite number")
+    return out
+
+
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NOT_PROBE_NETWORKS = ("host", "none", "all")  # no pod network of their own to probe from
 
 
 def rkt_binary() -> str:
@@ -171,10 +196,15 @@ class NodeService:
     # -- helpers
     def rkt(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
         env = {**os.environ, "RKT_DIR": self.rkt_dir}
-        return subprocess.run(
-            [rkt_binary(), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}", *args],
-            capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        try:
+            return subprocess.run(
+                [rkt_binary(), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}",
+                 *args],
+                capture_output=True, text=True, timeout=timeout, env=env,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise APIError(504, f"rkt {args[0]} did not finish within {timeout:g} s") from None
 
     def _pod_or_404(self, uuid: str) -> str:
         from agent.runtime.state import StateError
@@ -370,7 +400,10 @@ class NodeService:
             raise APIError(400, "args must be a list of strings")
         if extra:
             args += ["--", *map(str, extra)]
-        proc = self.rkt(args, timeout=float(body.get("timeout") or 120))
+        timeout = number(body.get("timeout"), 120.0, "timeout")
+        if timeout <= 0:
+            raise APIError(400, "timeout must be more than 0 seconds")
+        proc = self.rkt(args, timeout=timeout)
         if body.get("wait"):
             return {"exit_code": proc.returncode, "output": proc.stdout, "log": proc.stderr}
         if proc.returncode != 0:
@@ -399,6 +432,9 @@ class NodeService:
 
     def _probe_pod_for(self, network: str) -> ProbePod:
         """A reusable pod on `network` to probe from (started on first use)."""
+        if not NETWORK_NAME.match(network) or network in NOT_PROBE_NETWORKS:
+            # not `host`, and not `--net` syntax (`a:IP=..`, `a,b`) smuggled into rkt run
+            raise APIError(400, f"network must be the name of a pod network, not {network!r}")
         with self.probe_lock:
             pod = self.probe_pods.get(network)
             if pod and os.path.exists(pod.netns) and self.runtime.is_managed(pod.uuid):
@@ -419,14 +455,16 @@ class NodeService:
         if not isinstance(body, dict):
             raise APIError(400, "a probe is a JSON object")
         address = body.get("address")
-        try:
-            port = int(body.get("port"))
-            timeout = float(body.get("timeout") or 3.0)
-        except (TypeError, ValueError):
-            raise APIError(400, "port must be an integer and timeout a number") from None
-        if not address or not 0 < port < 65536:
+        port = body.get("port")
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise APIError(400, "a probe needs an address and a port in 1-65535")
-        timeout = min(max(timeout, 0.05), MAX_PROBE_TIMEOUT)
+        try:
+            ipaddress.ip_address(address if isinstance(address, str) else "")
+        except ValueError:
+            raise APIError(400, f"address must be an IP address, not {address!r}") from None
+        timeout = min(max(number(body.get("timeout"), 3.0, "timeout"), 0.05), MAX_PROBE_TIMEOUT)
         if body.get("pod"):
             uuid = self._pod_or_404(str(body["pod"]))
             netns = os.path.join(self.runtime.pod_dir(uuid), "netns")
