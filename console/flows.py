@@ -243,27 +243,25 @@ class FlowEntry:
         return str(self.record.get("verdict", ""))
 
 
-COLUMNS = ("TIME", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT", "DECIDED BY")
+COLUMNS = ("TIME", "SOURCE", "DESTINATION", "VERDICT", "DECIDED BY", "NODE")
 
 
 def make_cells(node: str, r: dict[str, Any]) -> tuple[str, ...]:
+    """TIME, SOURCE, DESTINATION (with the protocol), VERDICT, DECIDED BY, NODE."""
     t = r.get("time")
-    if isinstance(t, int | float):
-        stamp = time.strftime("%H:%M:%S", time.localtime(t))
-    else:
-        stamp = "?"
+    stamp = time.strftime("%H:%M:%S", time.localtime(t)) if isinstance(t, int | float) else "?"
     proto = str(r.get("protocol", "")).upper()
-    flags = r.get("tcp_flags") or []
-    if flags:
-        proto += f" {','.join(flags)}"
+    dst = end_text(r.get("dst", "?"), r.get("dport"), r.get("dst_endpoint"))
+    if proto:
+        where, _, net = dst.partition(" ")
+        dst = f"{where}/{proto}" + (f" {net}" if net else "")
     return (
         stamp,
-        node,
         end_text(r.get("src", "?"), r.get("sport"), r.get("src_endpoint")),
-        end_text(r.get("dst", "?"), r.get("dport"), r.get("dst_endpoint")),
-        proto,
+        dst,
         str(r.get("verdict", "?")).upper(),
         rule_text(r),
+        node,
     )
 
 

@@ -194,16 +194,15 @@ class FlowsScreen(Screen):
 
     @staticmethod
     def row_cells(entry: FlowEntry) -> list[Text]:
-        stamp, node, src, dst, proto, verdict, rule = entry.cells
+        stamp, src, dst, verdict, rule, node = entry.cells
         denied = entry.verdict == DENIED
         return [
             Text(stamp, style="dim"),
-            Text(node, style="cyan"),
             Text(src),
             Text(dst),
-            Text(proto, style="dim"),
             Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
             Text(rule, style="red" if denied else "green"),
+            Text(node, style="cyan"),
         ]
 
     def empty_text(self) -> str:
@@ -228,14 +227,14 @@ class FlowsScreen(Screen):
         shown = len(self.shown) if not self.dirty or self.paused else None
         kept = len(self.store.entries)
         text.append(
-            f"  {shown if shown is not None else kept} shown · {kept} kept (newest "
-            f"{self.store.capacity}) · {self.store.total} seen",
+            f"  {shown if shown is not None else kept} shown · {kept} kept of "
+            f"{self.store.capacity} · {self.store.total} seen",
             style="dim",
         )
         if not self.query_filter.is_empty():
             text.append(f"  filter: {self.query_filter.text}", style="bold cyan")
         if self.paused:
-            text.append("  ❚❚ PAUSED (space resumes)", style="bold yellow")
+            text.append("  ❚❚ PAUSED", style="bold yellow")
             if self.dirty:
                 text.append(" · new flows waiting", style="yellow")
         missed = sum(self.store.dropped.values())
@@ -363,11 +362,11 @@ class FlowsScreen(Screen):
         sections = [
             (
                 f"What {entry.node}'s agent saw",
-                f"{entry.verdict.upper()} by {entry.cells[-1]}"
+                f"{entry.verdict.upper()} by {entry.cells[4]}"
                 + ("" if agrees else "   (the policy now says otherwise: it changed since?)"),
             )
         ]
-        title = f"{entry.cells[2]} → {entry.cells[3]} {entry.cells[4]}"
+        title = f"{entry.cells[1]} → {entry.cells[2]}"
         self.app.push_screen(WhyScreen(title, verdict, sections))
 
     def action_details(self) -> None:
