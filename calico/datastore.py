@@ -34,6 +34,7 @@ RESOURCE_ROOT = "/calico/resources/v3/projectcalico.org/"
 IPAM_ROOT = "/calico/ipam/v2/"
 FELIX_ROOT = "/calico/felix/v2/"
 
+LIST_PAGE = 500  # keys per range read of a listing
 MAX_MESSAGE = 1 << 30  # etcd's own request limit is far lower; replies are what grow
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -136,10 +137,26 @@ class Datastore:
         resp = self._call(self.client.get_response, key)
         return _kv(resp.kvs[0]) if resp.count else None
 
-    def kv_list(self, prefix: str) -> tuple[list[KV], int]:
-        """Every key under a prefix, and the store revision it was read at."""
-        resp = self._call(self.client.get_prefix_response, prefix)
-        return [_kv(raw) for raw in resp.kvs], resp.header.revision
+    def kv_list(self, prefix: str, page: int = LIST_PAGE) -> tuple[list[KV], int]:
+        """Every key under a prefix, and the store revision it was read at.
+
+        Read in pages at one revision, so the listing is consistent, like kubectl's chunked
+        lists: one range of 10,000 endpoints is ~9 MB, and decoding it in a single protobuf
+        call holds the GIL long enough to stall any UI thread in the same process."""
+        start = prefix.encode()
+        end = bytearray(start)
+        end[-1] += 1  # the prefix's range end (no prefix here ends in 0xff)
+        out: list[KV] = []
+        revision = None
+        while True:
+            resp = self._call(
+                self.client.get_range_response, start, bytes(end), limit=page, revision=revision
+            )
+            revision = revision or resp.header.revision
+            out.extend(_kv(raw) for raw in resp.kvs)
+            if not resp.more or not resp.kvs:
+                return out, revision
+            start = resp.kvs[-1].key + b"\0"
 
     def kv_count(self, prefix: str) -> int:
         resp = self._call(self.client.get_prefix_response, prefix, count_only=True)

@@ -32,6 +32,7 @@ from console.widgets.command_bar import CommandBar
 from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
+SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
 SCREEN_VIEWS = ("matrix", "flows")  # views that are whole screens of their own
 
 
@@ -144,6 +145,7 @@ class CalicoConsole(App):
         self.tutorial_screen = None
         self.screens_by_view: dict[str, Screen] = {}
         self.probe_history: list = []
+        self.generation = 0  # bumps on every refresh; stale background builds are dropped
         self._datastore = None
 
     # ------------------------------------------------------------ lifecycle
@@ -151,6 +153,9 @@ class CalicoConsole(App):
         return BrowseScreen()
 
     def on_mount(self) -> None:
+        # Background threads (etcd decode, row builds) hold the GIL in 5 ms turns by default;
+        # shorter turns keep the event loop's waits for it well under a frame.
+        sys.setswitchinterval(0.0005)
         self.sub_title = self.cluster_name
         if self.follow:
             self.follower = EtcdFollower(self.endpoints, self._deliver_from_thread)
@@ -182,6 +187,8 @@ class CalicoConsole(App):
         self.call_from_thread(self.apply_node_infos, infos)
 
     def apply_node_infos(self, infos) -> None:
+        if infos == self.node_infos:
+            return  # the usual case: a poll that found nothing new costs no repaint
         self.state.nodes = infos
         self.node_infos = infos
         self.refresh_view()
@@ -266,26 +273,63 @@ class CalicoConsole(App):
         return self.row_filter.apply(self.view.rows(self.state))
 
     def refresh_view(self, browse: BrowseScreen | None = None) -> None:
+        """Show the current view. Rows of small clusters are built at once; large ones in a
+        worker thread, so the UI never stalls (the table draws only what is on screen)."""
         browse = browse or self.browse
         if browse is None:
             return
         try:
-            table = browse.query_one(ResourceTable)
+            browse.query_one(ResourceTable)
         except NoMatches:  # not composed yet; its on_mount refreshes again
             return
-        table.set_view(self.view)
-        rows = self.current_rows()
+        self.generation += 1
+        if self.row_estimate() <= SYNC_ROWS:
+            self._show(browse, self.view, self.current_rows(), self.generation)
+        else:
+            self.build_rows_in_background(self.view, self.row_filter, self.state, self.generation)
+
+    def row_estimate(self) -> int:
+        return len(self.state.resources) + sum(len(i.pods) for i in self.state.nodes.values())
+
+    def build_rows_in_background(
+        self, view: View, flt: RowFilter, state: ClusterState, gen: int
+    ) -> None:
+        # run_worker with a closure, not @work: @work describes a worker by repr() of its
+        # arguments, and repr of 10,000 resources alone stalled the event loop 150 ms.
+        def build() -> None:
+            rows = flt.apply(view.rows(state))
+            self.call_from_thread(self._show_async, view, rows, gen)
+
+        self.run_worker(
+            build, thread=True, exclusive=True, group="rows", description="build rows",
+            exit_on_error=False,
+        )  # fmt: skip
+
+    def _show_async(self, view: View, rows: list[Row], gen: int) -> None:
+        browse = self.browse
+        if browse is None or gen != self.generation:
+            return  # a newer refresh superseded this one
+        table = browse.query_one(ResourceTable)
+        table.set_view(view)
+        self._show_header(browse, view, rows)
         table.show_rows(rows)
+
+    def _show(self, browse: BrowseScreen, view: View, rows: list[Row], gen: int) -> None:
+        table = browse.query_one(ResourceTable)
+        table.set_view(view)
+        table.show_rows(rows)
+        self._show_header(browse, view, rows)
+
+    def _show_header(self, browse: BrowseScreen, view: View, rows: list[Row]) -> None:
         flt = f"  /{self.row_filter.text}" if self.row_filter.text else ""
-        browse.query_one("#view-title", Static).update(f" {self.view.title} ({len(rows)}){flt}")
+        browse.query_one("#view-title", Static).update(f" {view.title} ({len(rows)}){flt}")
         hint = browse.query_one("#empty-hint", Static)
-        hint.update(
-            ""
-            if rows
-            else (
-                self.view.empty_hint if not flt else "No rows match the filter (escape clears it)."
+        if rows:
+            hint.update("")
+        else:
+            hint.update(
+                view.empty_hint if not flt else "No rows match the filter (escape clears it)."
             )
-        )
         hint.display = not rows
         extra = "read-only" if self.read_only else ""
         browse.query_one(StatusBar).show(self.cluster_name, self.sync_state, self.last_error, extra)

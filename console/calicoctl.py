@@ -339,42 +339,9 @@ def _raw(kv: Any) -> dict[str, Any]:
     return data
 
 
-LIST_PAGE = 2000
-
-
-def list_prefix(ds: Any, prefix: str, page: int | None = None) -> tuple[list[Any], int]:
-    """Every key under a prefix, read in pages at one revision (a consistent listing).
-
-    One range read of everything would hit gRPC's 4 MiB message limit at a few thousand
-    endpoints; pages also keep etcd's own work per request bounded, as kubectl's chunked
-    lists do. A page that is still too large is retried with half as many keys."""
-    from calico.datastore import KV
-    from calico.errors import Unavailable
-
-    page = page or LIST_PAGE
-    start = prefix.encode()
-    end = bytearray(start)
-    end[-1] += 1  # the prefix's range end: every prefix here ends in "/", never 0xff
-    out: list[Any] = []
-    revision = None
-    while True:
-        try:
-            resp = ds._call(
-                ds.client.get_range_response, start, bytes(end), limit=page, revision=revision
-            )
-        except Unavailable as exc:
-            if "larger than max" in str(exc) and page > 1:
-                page //= 2
-                continue
-            raise
-        revision = revision or resp.header.revision
-        out.extend(
-            KV(raw.key.decode(), bytes(raw.value), raw.mod_revision, raw.create_revision)
-            for raw in resp.kvs
-        )
-        if not resp.more or not resp.kvs:
-            return out, revision
-        start = resp.kvs[-1].key + b"\0"
+def list_prefix(ds: Any, prefix: str) -> tuple[list[Any], int]:
+    """Every key under a prefix at one revision (the datastore reads it in pages)."""
+    return ds.kv_list(prefix)
 
 
 def _namespace(cli: Cli) -> str:

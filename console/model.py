@@ -108,7 +108,8 @@ class ClusterState:
 
 
 def _decode(kv: KV) -> Resource:
-    res = load(json.loads(kv.value))
+    # Stored resources were validated by whoever wrote them; the console only displays.
+    res = load(json.loads(kv.value), validate=False)
     res.metadata.resource_version = str(kv.mod_revision)
     return res
 
@@ -147,17 +148,22 @@ def profile_members(state: ClusterState, profile: str) -> list[WorkloadEndpoint]
     ]
 
 
-def _endpoint_status(state: ClusterState, wep: WorkloadEndpoint) -> str:
-    """'programmed' when the node's agent reported the endpoint up, else 'pending'."""
+def endpoint_status_index(state: ClusterState) -> dict[tuple[str, str, str], str]:
+    """(node, endpoint name, ifname) -> status, from the agents' felix status keys
+    (`.../host/<node>/workload/<orchestrator>/<name>/endpoint/<ifname>`), built once per
+    view rather than scanned once per endpoint."""
+    index = {}
     for key, value in state.felix.items():
-        if (
-            key.endswith(f"/{wep.spec.endpoint}")
-            and f"/{wep.spec.node}/" in key
-            and wep.metadata.name in key
-            and isinstance(value, dict)
-        ):
-            return "programmed" if value.get("status") == "up" else str(value.get("status"))
-    return "pending"
+        parts = key.split("/")
+        try:
+            host = parts.index("host")
+        except ValueError:
+            continue
+        if len(parts) >= host + 7 and parts[host + 2] == "workload" and parts[-2] == "endpoint":
+            node, name, ifname = parts[host + 1], parts[host + 4], parts[-1]
+            status = value.get("status") if isinstance(value, dict) else None
+            index[(node, name, ifname)] = "programmed" if status == "up" else str(status)
+    return index
 
 
 def _block_usage(block: dict[str, Any]) -> tuple[int, int]:
@@ -323,9 +329,10 @@ def pod_rows(state: ClusterState) -> list[Row]:
 
 def endpoint_rows(state: ClusterState) -> list[Row]:
     rows = []
+    statuses = endpoint_status_index(state)
     for w in state.of_kind(WorkloadEndpoint):
         assert isinstance(w, WorkloadEndpoint)
-        status = _endpoint_status(state, w)
+        status = statuses.get((w.spec.node, w.metadata.name, w.spec.endpoint), "pending")
         rows.append(
             Row(
                 key=f"wep/{w.metadata.namespace}/{w.metadata.name}",

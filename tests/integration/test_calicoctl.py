@@ -247,17 +247,13 @@ def test_config_file_names_the_endpoints(datastore, etcd_server, tmp_path, capsy
     assert "Cluster Version:   etcd v3." in capsys.readouterr().out
 
 
-def test_listing_reads_in_pages_at_one_revision(ctl, tmp_path, datastore, monkeypatch):
-    from console import calicoctl
-
+def test_listing_reads_in_pages_at_one_revision(ctl, tmp_path, datastore):
     names = [f"net{i}" for i in range(7)]
     docs = "---\n".join(SAMPLES["Profile"].replace("network1", n) for n in names)
     assert ctl("create", "-f", write(tmp_path, "p.yaml", docs))[0] == 0
     datastore.kv_put("/calico/resources/v3/projectcalico.org/profilesX", "not a profile")
-    kvs, revision = calicoctl.list_prefix(
-        datastore, "/calico/resources/v3/projectcalico.org/profiles/", page=3
-    )
+    # pages of 3: three range reads, one revision, nothing outside the prefix
+    kvs, revision = datastore.kv_list("/calico/resources/v3/projectcalico.org/profiles/", page=3)
     assert [kv.key.rsplit("/", 1)[1] for kv in kvs] == names
     assert revision == datastore.revision()
-    monkeypatch.setattr(calicoctl, "LIST_PAGE", 2)
     assert ctl("get", "profiles")[1] == "NAME\n" + "".join(f"{n}\n" for n in names)
