@@ -29,6 +29,7 @@ from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, flow_verdict, policy_set_of
 
 CAPACITY = 2000  # flow rows kept (memory stays bounded however long the screen runs)
+SHOWN = 400  # rows drawn: the newest that match (a redraw costs about 0.1 ms a row)
 SPAN = 60  # seconds of history in each sparkline
 VERDICT_STYLE = {"ALLOWED": "bold green", "DENIED": "bold red"}
 
@@ -178,7 +179,8 @@ class FlowsScreen(Screen):
         keep = None
         if table.row_count and table.cursor_row > 0 and self.shown:
             keep = self.shown[min(table.cursor_row, len(self.shown) - 1)].seq
-        self.shown = list(self.store.newest_first(self.query_filter))
+        matching = self.store.newest_first(self.query_filter)
+        self.shown = [entry for _, entry in zip(range(SHOWN), matching, strict=False)]
         table.clear()
         for entry in self.shown:
             table.add_row(*self.row_cells(entry), key=str(entry.seq))
