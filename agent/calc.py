@@ -240,6 +240,10 @@ class Inputs:
     endpoints: Sequence[WorkloadEndpoint] = ()
     nodes: Mapping[str, Node] = field(default_factory=dict)
     blocks: Mapping[str, str | None] = field(default_factory=dict)  # block CIDR -> node
+    # Hosts workloads must never reach, whatever policy says: the datastore's addresses.
+    # (A pod that can talk to etcd can rewrite every policy; the node itself is covered by
+    # cali-wl-to-host, etcd on another host needs this.)
+    protected_hosts: tuple[str, ...] = ()
 
     def policy_set(self) -> PolicySet:
         return PolicySet(self.profiles.values(), self.policies, self.endpoints)
@@ -762,10 +766,12 @@ def _dispatch_chains(root: str, flag: str, pairs: tuple[tuple[str, str], ...]) -
 # ---------------------------------------------------------------- the calculation
 
 
-def _static_chains() -> list[Chain]:
+def _static_chains(protected_hosts: tuple[str, ...] = ()) -> list[Chain]:
     wl = IFACE_PREFIX + "+"
     forward = [
         IptRule((), _set_mark(0, ALL_MARKS)),
+        # Datastore protection first: no verdict of any policy applies to these.
+        *(IptRule(("-i", wl, "-d", f"{host}/32"), ("-j", "DROP")) for host in protected_hosts),
         # Established flows of workloads skip the dispatch tree: most packets stop here.
         # Safe ahead of anti-spoofing: strict rp_filter on every cali interface drops a
         # forged source in routing, before FORWARD; the fw chain's own check covers NEW.
@@ -896,7 +902,7 @@ def calculate(inputs: Inputs) -> Dataplane:
         dp.chains[chain.name] = chain
     for chain in _dispatch_chains(CHAIN_TO_DISPATCH, "-o", tuple(sorted(pairs_to))):
         dp.chains[chain.name] = chain
-    for chain in _static_chains():
+    for chain in _static_chains(tuple(inputs.protected_hosts)):
         dp.chains[chain.name] = chain
     dp.hooks = hook_chains()
     dp.ipsets = ctx.ipsets

@@ -68,6 +68,7 @@ class Agent:
         from agent.api.node import Histogram
 
         self.apply_histogram = Histogram()
+        self.protected_hosts = datastore_hosts(endpoints)
         self.resyncs = 0
 
     # -- lifecycle
@@ -168,7 +169,9 @@ class Agent:
         from agent.calc import calculate
 
         t0 = time.perf_counter()
-        desired = calculate(self.cache.inputs(self.nodename))
+        inputs = self.cache.inputs(self.nodename)
+        inputs.protected_hosts = self.protected_hosts
+        desired = calculate(inputs)
         calc_ms = (time.perf_counter() - t0) * 1000
         result = self.applier.apply(desired, full=full)
         self.desired, self.last_result = desired, result
@@ -264,6 +267,28 @@ class Agent:
             self._health_written, self._health_written_at = state, now
         except OSError as exc:
             log.debug("cannot write %s: %s", self.health_file, exc)
+
+
+def datastore_hosts(endpoints: str | None) -> tuple[str, ...]:
+    """The IPv4 addresses of the etcd endpoints this agent uses (names resolved once)."""
+    import ipaddress
+    import socket
+
+    from calico.config import ConfigError, parse_endpoints, resolve_endpoints
+
+    out = []
+    try:
+        eps = parse_endpoints(resolve_endpoints(endpoints))
+    except ConfigError:
+        return ()
+    for ep in eps:
+        try:
+            addr = socket.gethostbyname(ep.host)
+        except OSError:
+            continue
+        if not ipaddress.ip_address(addr).is_loopback:  # loopback is not routable from pods
+            out.append(addr)
+    return tuple(sorted(set(out)))
 
 
 def reporter_ok(reporter: Any) -> bool:

@@ -537,6 +537,7 @@ class Lab:
             ipv6_off.write_text("1\n")
         fabric.ip(None, "addr", "add", f"{root_addr}/{plen}", "dev", link)
         fabric.ip(fab, "link", "set", "root", "master", "br0", "up")
+        self._guard_root_port(fab, net)
         fabric.ip(None, "link", "set", link, "up")
 
         # etcd boots (about 0.2 s) while the nodes are made.
@@ -587,6 +588,24 @@ class Lab:
         state["phase"] = "up"
         state["up_since"] = time.time()
         self._save(state)
+
+    def _guard_root_port(self, fab: str, net) -> None:
+        """Only the nodes' own fabric addresses may send to the root namespace's port.
+
+        Pod traffic to a root-namespace address (etcd listens there) would be answered by the
+        root namespace through its own default route, that is, out of the lab. The agents
+        drop workload traffic to the datastore hosts; this bridge filter in the lab's own
+        fabric namespace makes sure nothing else from a pod address gets there either."""
+        rules = (
+            "table bridge calilab_guard {\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            f'    oifname "root" ether type ip ip saddr != {net} counter drop\n'
+            '    oifname "root" ether type ip6 counter drop\n'
+            "  }\n"
+            "}\n"
+        )
+        fabric.run(["nsenter", f"--net={fabric.netns_path(fab)}", "nft", "-f", "-"], input=rules)
 
     def _install_plugins(self) -> None:
         """Install the fastest exec path this machine can build (plugin.build_launcher):

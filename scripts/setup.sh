@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   etcd-server etcd-client          # the datastore (etcd 3.4) and etcdctl for benchmarks
   iptables ipset iproute2 conntrack # the dataplane the agent programs
+  nftables                         # the lab's guard on its fabric (a bridge filter)
   containernetworking-plugins      # reference ptp/host-local for rkt's default networks and benches
   busybox-static                   # the pod image (static: needs no libraries in the rootfs)
   iperf3                           # throughput benchmark

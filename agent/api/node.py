@@ -192,6 +192,8 @@ class NodeService:
         self.pool = ThreadPoolExecutor(max_workers=128, thread_name_prefix="probe")
         self.started = time.time()
         self.requests = 0
+        self.closing = threading.Event()
+        threading.Thread(target=self._reap_probe_pods, name="probe-reaper", daemon=True).start()
 
     # -- helpers
     def rkt(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
@@ -451,6 +453,17 @@ class NodeService:
             self.probe_pods[network] = pod
             return pod
 
+    def _reap_probe_pods(self) -> None:
+        """Probe pods live while they are used: one idle for PROBE_POD_IDLE is removed."""
+        while not self.closing.wait(min(30.0, PROBE_POD_IDLE / 2)):
+            now = time.monotonic()
+            with self.probe_lock:
+                idle = [n for n, p in self.probe_pods.items() if now - p.last_used > PROBE_POD_IDLE]
+                pods = [self.probe_pods.pop(n) for n in idle]
+            for pod in pods:
+                self.rkt(["stop", "--force", pod.uuid], timeout=20)
+                self.rkt(["rm", pod.uuid], timeout=20)
+
     def _probe_one(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise APIError(400, "a probe is a JSON object")
@@ -516,6 +529,7 @@ class NodeService:
         return Stream(sub)
 
     def close(self) -> None:
+        self.closing.set()
         for pod in list(self.probe_pods.values()):
             self.rkt(["stop", "--force", pod.uuid], timeout=20)
             self.rkt(["rm", pod.uuid], timeout=20)

@@ -20,7 +20,7 @@ def lab_prerequisites_missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, request):
     """A running lab (nodes calico-01, calico-02) with a unique name, torn down at the end
     of the session even when tests fail. Its state dir is <tmp>/labs/<name>;
     `calico-lab status --name <name>` finds it by hand (through /run/calico-lab)."""
@@ -34,6 +34,30 @@ def lab(tmp_path_factory):
     cluster = Lab(name, state_dir=base / name)
     try:
         cluster.up(nodes=2)  # tears down what it made if it fails
+        request.config.calico_lab = cluster
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pods_removed_after_each_module(request):
+    """Whatever pods a module left on the shared lab (its own, or the agents' probe pods)
+    are stopped and removed, so the next module starts from a clean lab: only `node` runs."""
+    yield
+    cluster = getattr(request.config, "calico_lab", None)
+    if cluster is None:
+        return
+    import json
+
+    for node in cluster.nodes:
+        listing = cluster.exec(node, ["rkt", "list", "--format=json"], timeout=60)
+        try:
+            pods = json.loads(listing.stdout or "[]")
+        except ValueError:
+            continue
+        for pod in pods:
+            if "node" in pod.get("app_names", []):
+                continue
+            cluster.exec(node, ["rkt", "stop", "--force", pod["name"]], timeout=60)
+            cluster.exec(node, ["rkt", "rm", pod["name"]], timeout=60)

@@ -452,11 +452,6 @@ def test_pods_cannot_reach_their_node(lab, api, httpd) -> None:
 GUARD = "calico-rkt-test-guard"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent: workload traffic to the datastore is forwarded (only INPUT from cali+ is "
-    "dropped), so a pod's SYN to etcd leaves the node; see the report on issue 6",
-)
 def test_pods_cannot_reach_etcd(lab, api, httpd) -> None:
     """A pod's SYN to etcd's fabric address must be dropped on its node by the agent.
 
