@@ -654,6 +654,11 @@ def agent_lookup(agent: Any):
     return lookup
 
 
+def _local(end: Any, node: str | None) -> bool:
+    spec = getattr(end, "spec", None)
+    return spec is not None and getattr(spec, "node", None) == node
+
+
 def agent_allow_resolver(agent: Any):
     """Names the policy/profile rule that allowed a flow (the same evaluation the agent renders)."""
     memo: dict[str, Any] = {"rev": -1, "set": None}
@@ -676,8 +681,19 @@ def agent_allow_resolver(agent: Any):
             return None
         port = record.dport if proto in ("TCP", "UDP", "SCTP") else None
         verdict = evaluate(ps, Flow(src, dst, proto, dst_port=port))
-        decision = verdict.decision
-        return str(decision) if decision is not None else None
+        # A node enforces egress for its own sources and ingress for its own destinations:
+        # name the rule this node applied (a flow allowed out of here may still be denied
+        # on the destination's node, which reports that deny itself).
+        node = getattr(agent, "nodename", None)
+        enforced = [
+            d for d in verdict.directions
+            if (d.direction == "Egress" and _local(src, node))
+            or (d.direction == "Ingress" and _local(dst, node))
+        ]  # fmt: skip
+        if not enforced:
+            return None
+        here = next((d for d in enforced if d.direction == "Ingress"), enforced[0])
+        return str(here.decision)
 
     return resolve
 
