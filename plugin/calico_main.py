@@ -11,7 +11,11 @@ DEL    release by handle `<network>.<containerID>`, take the endpoint off, delet
 CHECK  (cniVersion >= 0.4.0) the veth, addresses and routes against prevResult, the
        allocation and the endpoint; the first thing that differs is the error.
 STATUS (1.1.0) etcd answers, else code 50.
-GC is not implemented (the spec lets a plugin refuse it; DEL covers every attachment).
+GC     (1.1.0) on this node, every `cni` WorkloadEndpoint carrying this network's profile
+       whose (containerID, interface) is not in `cni.dev/valid-attachments` loses the
+       profile (or is deleted, as DEL does) and, when deleted, its veth; then, with
+       calico-ipam, every handle of this network not in the list is released in-process
+       (plugin/ipam_main.py). Other networks' and other nodes' endpoints are left alone.
 
 Endpoint choice for a pod on a second calico network: see plugin/endpoint.py (one
 endpoint per interface, as Calico names them; a second network on the same interface
@@ -35,7 +39,7 @@ import threading
 import time
 from typing import Any
 
-from plugin import endpoint, ipam_main, veth
+from plugin import endpoint, ipam_main, ipam_store, veth
 from plugin.errors import (
     INVALID_CONFIG,
     PLUGIN_FAILURE,
@@ -390,7 +394,79 @@ def cmd_status(req: Request) -> None:
         raise CNIError(PLUGIN_NOT_AVAILABLE, "etcd is not reachable", str(exc)) from None
 
 
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status}
+# ---- GC ----------------------------------------------------------------------------------
+
+
+def _stale_endpoints(req: Request, ds: Any, node: str) -> list[dict[str, Any]]:
+    """This node's cni endpoints with this network's profile that the runtime no longer
+    lists (an attachment without ifname keeps every interface of its container)."""
+    from calico.datastore import kind_prefix
+    from calico.resources import WorkloadEndpoint
+
+    assert req.conf is not None
+    valid = {(a.container_id, a.ifname) for a in ipam_main.valid_attachments(req)}
+    prefix = f"{kind_prefix(WorkloadEndpoint, endpoint.NAMESPACE)}{endpoint.escape(node)}-"
+    prefix += f"{endpoint.ORCHESTRATOR}-"
+    stale = []
+    for kv in ds.kv_list(prefix)[0]:
+        spec = kv.json().get("spec") or {}
+        cid, ifname = spec.get("containerID", ""), spec.get("endpoint", "")
+        if (
+            spec.get("node") != node
+            or spec.get("orchestrator") != endpoint.ORCHESTRATOR
+            or req.conf.name not in (spec.get("profiles") or [])
+            or not cid
+            or (cid, ifname) in valid
+            or (cid, "") in valid
+        ):
+            continue
+        stale.append(spec)
+    return stale
+
+
+def cmd_gc(req: Request) -> None:
+    conf = req.conf
+    assert conf is not None
+    conf.require_ipam()
+    node = ipam_main.node_of(req)
+    in_use = {a.container_id for a in ipam_main.valid_attachments(req)}
+    removed: list[str] = []
+    kernel_errors: list[str] = []
+    with ipam_main.store_errors():
+        ds = ipam_main._datastore(req)
+        for spec in _stale_endpoints(req, ds, node):
+            cid, ifname = spec["containerID"], spec.get("endpoint", "")
+            ips: list[str] = []
+            if _calico_ipam(req):
+                handle = f"{conf.name}.{cid}"
+                ips = [str(ip) for ip in ipam_store.handle_ips(ds, handle)]
+            try:
+                endpoint.remove(ds, node, cid, ifname, conf.name, ips)
+            except endpoint.EndpointConflict as exc:
+                raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
+            removed.append(f"{cid}/{ifname}")
+            # The veth is named by the container alone: it stays while another network
+            # still uses the endpoint or the container is still attached elsewhere.
+            others = [p for p in spec.get("profiles") or [] if p != conf.name]
+            if others or cid in in_use:
+                continue
+            try:
+                veth.teardown(cid)
+            except (veth.PlumbingError, NamespaceError, OSError) as exc:
+                kernel_errors.append(str(exc))
+    released = ipam_main.ipam_gc(req) if _calico_ipam(req) else []
+    if kernel_errors:
+        raise CNIError(PLUGIN_FAILURE, "failed to delete a stale interface", kernel_errors[0])
+    _log(req, "info", f"gc: endpoints {removed or 'none'}, handles {released or 'none'}")
+
+
+HANDLERS = {
+    "ADD": cmd_add,
+    "DEL": cmd_del,
+    "CHECK": cmd_check,
+    "STATUS": cmd_status,
+    "GC": cmd_gc,
+}
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,14 @@ ADD   one IPv4 address per attachment, owned by the handle `<network>.<container
       automatic assignment to those pools (by name or CIDR). Result: `ip/32`.
 DEL   release everything the handle holds; nothing held is success.
 CHECK the handle still holds the addresses of prevResult.
+GC    (1.1.0) every handle `<network>.<containerID>` of this network whose containerID is
+      not in `cni.dev/valid-attachments` is released as DEL releases it. Other networks'
+      handles are never touched (a network whose name is this one's plus `.<more>` shares
+      the prefix: Calico's handle naming cannot tell those apart).
 
 IPv6 (`assign_ipv6: "true"`) is refused with a clear error: the block model is IPv4-only.
 
-`calico` calls `ipam_add`/`ipam_del` in-process when its ipam type is calico-ipam, so the
+`calico` calls `ipam_add`/`ipam_del`/`ipam_gc` in-process when its ipam type is calico-ipam, so the
 exec path costs one process, not two.
 """
 
@@ -23,6 +27,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from calico import ipam
 from plugin import ipam_store
 from plugin.errors import (
     ADDRESS_UNAVAILABLE,
@@ -34,7 +39,7 @@ from plugin.errors import (
     CNIError,
 )
 from plugin.result import IPConfig, Result
-from plugin.spec import Request, dispatch
+from plugin.spec import Attachment, Request, dispatch
 
 
 @contextlib.contextmanager
@@ -118,6 +123,36 @@ def ipam_del(req: Request) -> list[ipaddress.IPv4Address]:
         return ipam_store.release_by_handle(_datastore(req), req.handle_id)
 
 
+def valid_attachments(req: Request) -> list[Attachment]:
+    """GC's list of attachments still in use. Absent is refused rather than read as
+    "nothing is in use", which would release every address of the network."""
+    assert req.conf is not None
+    if req.conf.valid_attachments is None:
+        raise CNIError(
+            INVALID_CONFIG, "invalid network config", "GC needs cni.dev/valid-attachments"
+        )
+    return req.conf.valid_attachments
+
+
+def ipam_gc(req: Request) -> list[str]:
+    """Release every handle of this network whose container is not in the valid list;
+    returns the handles released."""
+    assert req.conf is not None
+    valid = {a.container_id for a in valid_attachments(req)}
+    prefix = ipam.handle_key(ipam.make_handle_id(req.conf.name, ""))
+    released: list[str] = []
+    with store_errors():
+        ds = _datastore(req)
+        kvs, _ = ds.kv_list(prefix)
+        for kv in kvs:
+            handle_id = kv.key[len(ipam.HANDLE_PREFIX) :]
+            if handle_id[len(prefix) - len(ipam.HANDLE_PREFIX) :] in valid:
+                continue
+            ipam_store.release_by_handle(ds, handle_id)
+            released.append(handle_id)
+    return released
+
+
 def ipam_check(req: Request) -> None:
     assert req.conf is not None
     prev = req.conf.prev_result
@@ -146,7 +181,11 @@ def cmd_check(req: Request) -> None:
     ipam_check(req)
 
 
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check}
+def cmd_gc(req: Request) -> None:
+    ipam_gc(req)
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc}
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:

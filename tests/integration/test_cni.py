@@ -422,6 +422,32 @@ def test_50_concurrent_adds_then_dels(cni: Cni, ds) -> None:
     assert_clean(cni, ds, cids)
 
 
+def test_gc_releases_what_the_runtime_no_longer_lists(cni: Cni, ds) -> None:
+    ips = [cni.add(i).out["ips"][0]["address"].split("/")[0] for i in range(3)]
+    cids = [cni.cid(i) for i in range(3)]
+    before = leftovers(cni, ds, cids)
+    assert len(before["handles"]) == 3 and sorted(before["allocations"]) == sorted(ips)
+    assert len(before["endpoints"]) == 3 and len(before["links"]) == 3, before
+    gc_conf = {
+        **cni.conf("1.1.0"),
+        "cni.dev/valid-attachments": [{"containerID": cids[0], "ifname": "eth0"}],
+    }
+
+    old = cni.call("GC", {**gc_conf, "cniVersion": "1.0.0"})
+    assert old.error["code"] == 1  # GC does not exist before 1.1.0
+    assert leftovers(cni, ds, cids) == before
+
+    for _ in range(2):  # the second GC finds nothing to do
+        reply = cni.call("GC", gc_conf)
+        assert (reply.code, reply.out) == (0, None), (reply.out, reply.stderr)
+        gone = leftovers(cni, ds, cids[1:])  # handles and allocations: the whole network's
+        assert gone["endpoints"] == [] and gone["links"] == [], gone
+        kept = leftovers(cni, ds, [cids[0]])
+        assert kept["handles"] == [f"/calico/ipam/v2/handle/{cni.network}.{cids[0]}"]
+        assert kept["allocations"] == [ips[0]]
+        assert len(kept["endpoints"]) == 1 and kept["links"] == [f"cali{cids[0][:11]}"], kept
+
+
 # ---- bad input: the right code, a clear message, nothing left behind ---------------------
 
 
