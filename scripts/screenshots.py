@@ -3,9 +3,10 @@
 
     sudo .venv/bin/python scripts/screenshots.py [--out screenshots]
 
-Brings up its own lab (name `shots`), plays the walkthrough up to the web server, adds a
-pod on network2, opens the console headless on it, saves one SVG per view, and takes the
-lab down again, whatever happens.
+Brings up its own lab (name `shots`), opens the console headless on it, runs the
+walkthrough from `:tutorial` (one SVG per step), starts a web server in each network, saves
+one SVG per view plus the matrix's why? panel and the flows, and takes the lab down again,
+whatever happens.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calico.tutorial import Tutorial  # noqa: E402
 from console.app import CalicoConsole  # noqa: E402
 from console.model import VIEWS  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
@@ -26,22 +26,7 @@ from lab.cluster import Lab  # noqa: E402
 SIZE = (130, 36)
 
 
-def lab_shell(lab: Lab):
-    import os
-    import subprocess
-
-    def shell(node, argv, input=None, timeout=30.0):
-        if node is None:
-            proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, **lab.root_env()})  # fmt: skip
-        else:
-            proc = lab.exec(node, argv, input=input, timeout=timeout)
-        return proc.returncode, proc.stdout + proc.stderr
-
-    return shell
-
-
-async def shoot(lab: Lab, out: Path) -> list[Path]:
+async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
     saved = []
     app = CalicoConsole(endpoints=lab.etcd_endpoints, cluster_name=lab.name, lab_name=lab.name)
     async with app.run_test(size=SIZE) as pilot:
@@ -53,24 +38,53 @@ async def shoot(lab: Lab, out: Path) -> list[Path]:
 
         def save(name: str) -> None:
             path = out / f"{name}.svg"
-            path.write_text(app.export_screenshot(title=f"calico-console :{name}"))
+            path.write_text(app.export_screenshot(title=f"calico-console {name}"))
             saved.append(path)
 
         await settle(lambda: len([r for r in app.current_rows() if r.cells[2] == "ready"]) == 2)
+
+        # The walkthrough, run from the console against the fresh lab: one shot per step.
+        app.switch_view("tutorial")
+        await pilot.pause(0.3)
+        tutorial = app.screen
+        await pilot.press("a")
+        steps = tutorial.tutorial.steps
+        await settle(
+            lambda: (
+                all(s.result is not None for s in steps)
+                or any(s.result is not None and not s.result.ok for s in steps)
+            ),
+            timeout=120,
+        )
+        for i, step in enumerate(steps):
+            tutorial.query_one("ListView").index = i
+            tutorial.show_detail(i)
+            await pilot.pause(0.2)
+            save(f"tutorial-{i + 1}-{step.key}")
+        app.pop_screen()
+
+        prepare()  # a web server in each network for the views below
         for name in VIEWS:
             app.switch_view(name)
             await settle(lambda: bool(app.current_rows()), timeout=5)
+            await pilot.pause(0.3)
             save(name)
-        for name in ("matrix", "flows"):
-            app.switch_view(name)
-            screen = app.screen
-            done = getattr(screen, "screenshot_ready", None)
-            await settle(done if callable(done) else (lambda: False), timeout=15)
-            save(name)
-            app.pop_screen()
-        app.switch_view("tutorial")
+
+        app.switch_view("matrix")
+        matrix = app.screen
+        await settle(
+            lambda: getattr(matrix, "matrix", None) is not None and not matrix.pending, timeout=30
+        )
         await pilot.pause(0.5)
-        save("tutorial")
+        save("matrix")
+        await pilot.press("down", "down", "w")  # network2 -> the network1 server: denied
+        await pilot.pause(0.5)
+        save("why")
+        await pilot.press("escape")
+        await pilot.press("escape")
+        app.switch_view("flows")
+        await pilot.pause(3)
+        save("flows")
     return saved
 
 
@@ -83,18 +97,13 @@ def main() -> int:
     lab = Lab("shots")
     try:
         lab.up()
-        tut = Tutorial(nodes=tuple(lab.nodes[:2]))
-        shell = lab_shell(lab)
-        for key in ("networks", "httpd"):
-            result = tut.run_step([s.key for s in tut.steps].index(key), shell)
-            if not result.ok:
-                print(
-                    f"screenshots: walkthrough step {key} failed:\n{result.seen}", file=sys.stderr
-                )
-                return 1
-        lab.exec(lab.nodes[1], ["rkt", "run", "--detach", "--net=network2", "docker://busybox",
+
+        def prepare() -> None:
+            for node, net in ((lab.nodes[0], "network1"), (lab.nodes[1], "network2")):
+                lab.exec(node, ["rkt", "run", "--detach", f"--net={net}", "docker://busybox",
                                 "--exec", "httpd", "--", "-f", "-h", "/"])  # fmt: skip
-        for path in asyncio.run(shoot(lab, out)):
+
+        for path in asyncio.run(shoot(lab, out, prepare)):
             print(path)
     finally:
         lab.down()
