@@ -195,6 +195,9 @@ def cmd_tutorial(args) -> int:
     def shell(node, argv, input=None, timeout=30.0):
         if node is None:
             env = {**os.environ, **lab.root_env()}
+            # calicoctl & co. live beside this Python (the venv), which need not be on PATH
+            local = os.path.join(os.path.dirname(sys.executable), argv[0])
+            argv = [local, *argv[1:]] if os.path.exists(local) else argv
             proc = subprocess.run(
                 argv, input=input, capture_output=True, text=True, timeout=timeout, env=env
             )
