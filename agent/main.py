@@ -320,7 +320,49 @@ def start_api(agent: Agent, args: argparse.Namespace) -> list[Any]:
         )
         started.append(server)
         log.info("node API on %s%s", args.api_socket or "-", f" and tcp {tcp}" if tcp else "")
+        if args.api_socket:
+            url = f"unix://{os.path.abspath(args.api_socket)}"
+        else:
+            host, port = server.tcp_address
+            url = f"http://{args.api_advertise or host}:{port}"
+        threading.Thread(
+            target=publish_api_url, args=(agent, url), name="publish-api", daemon=True
+        ).start()
     return started
+
+
+def publish_api_url(agent: Agent, url: str, attempts: int = 60) -> None:
+    """Say where this node's API answers, on its Node resource (annotation
+    `calico-rkt.io/api`), so the console finds every node from etcd alone. Retried until
+    etcd answers; a Node that does not exist yet is created."""
+    from calico.datastore import Datastore
+    from calico.errors import Conflict, DatastoreError, NotFound
+    from calico.resources import Metadata, Node
+
+    for _ in range(attempts):
+        if agent.stop_event.is_set():
+            return
+        try:
+            ds = Datastore.connect(agent.endpoints, timeout=5.0)
+            try:
+                try:
+                    node = ds.get(Node, agent.nodename)
+                except NotFound:
+                    node = Node(metadata=Metadata(name=agent.nodename))
+                    node.metadata.annotations[Node.API_ANNOTATION] = url
+                    ds.create(node)
+                    return
+                if node.metadata.annotations.get(Node.API_ANNOTATION) == url:
+                    return
+                node.metadata.annotations[Node.API_ANNOTATION] = url
+                ds.update(node)
+                return
+            finally:
+                ds.close()
+        except (Conflict, DatastoreError) as exc:
+            log.debug("publishing the API address: %s", exc)
+        agent.stop_event.wait(1.0)
+    log.warning("could not publish the API address %s on Node %s", url, agent.nodename)
 
 
 def stop_api(started: list[Any]) -> None:
@@ -369,6 +411,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--api-listen", metavar="HOST:PORT", help="also serve the API on TCP (needs a token)"
     )
     p.add_argument("--api-token-file", metavar="PATH", help="bearer token for --api-listen")
+    p.add_argument(
+        "--api-advertise",
+        metavar="HOST",
+        help="address to publish for --api-listen when it binds 0.0.0.0 (default: the bind host)",
+    )
     p.add_argument(
         "--cni-socket",
         metavar="PATH",
