@@ -16,17 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOWED, DENIED = "allowed", "denied"
-VERDICT_WORDS = {
-    "allowed": ALLOWED,
-    "allow": ALLOWED,
-    "forwarded": ALLOWED,
-    "accepted": ALLOWED,
-    "denied": DENIED,
-    "deny": DENIED,
-    "dropped": DENIED,
-    "drop": DENIED,
-}
+from calico.flowwords import DENIED, VERDICT_WORDS
+
 FIELDS = ("verdict", "from", "to", "port", "network", "node", "protocol")
 HOST = "(host)"  # the network of a flow whose ends are not workload endpoints
 

@@ -15,19 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOWED = "allowed"
-DENIED = "denied"
+from calico.flowwords import ALLOWED, DENIED
+from calico.flowwords import VERDICT_WORDS as _VERDICT_ALIASES
+
 VERDICTS = (ALLOWED, DENIED)
-_VERDICT_ALIASES = {
-    "allowed": ALLOWED,
-    "allow": ALLOWED,
-    "forwarded": ALLOWED,
-    "accepted": ALLOWED,
-    "denied": DENIED,
-    "deny": DENIED,
-    "dropped": DENIED,
-    "drop": DENIED,
-}
 DEFAULT_CAPACITY = 10_000
 
 
