@@ -18,7 +18,6 @@ import threading
 from dataclasses import dataclass, field
 
 from agent.calc import Inputs
-from calico.config import parse_endpoints, resolve_endpoints
 from calico.datastore import (
     IPAM_ROOT,
     KV,
@@ -139,26 +138,10 @@ class ClusterCache:
         return Inputs(node, profiles, policies, endpoints, nodes, blocks)
 
 
-MAX_MESSAGE = 512 * 1024 * 1024
-
-
 def connect(endpoints: str | None = None, timeout: float = 5.0) -> Datastore:
-    """A Datastore like `Datastore.connect`, but able to receive a large snapshot.
-
-    gRPC refuses replies over 4 MB by default, and the first list of the resources prefix
-    passes that at about 9,000 WorkloadEndpoints; the agent must read them all in one
-    consistent response, so its channels take up to MAX_MESSAGE."""
-    import pyetcd
-    from pyetcd.client import Endpoint
-
-    text = resolve_endpoints(endpoints)
-    opts = [("grpc.max_receive_message_length", MAX_MESSAGE)]
-    eps = [
-        Endpoint(ep.host, ep.port, secure=False, time_retry=0.2, opts=opts)
-        for ep in parse_endpoints(text)
-    ]
-    client = pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
-    return Datastore(client, text)
+    """The agent's datastore connection (reads are paged and replies may be large: see
+    calico.datastore)."""
+    return Datastore.connect(endpoints, timeout=timeout)
 
 
 class Syncer:
