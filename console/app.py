@@ -250,7 +250,9 @@ class CalicoConsole(App):
         from console.shell import LabShell
 
         if self.tutorial_screen is None:
-            self.tutorial_screen = TutorialScreen(LabShell(self.lab_name))
+            # calicoctl steps run in the operator's namespace against the cluster on screen
+            env = {"ETCD_ENDPOINTS": self.endpoints} if self.endpoints else {}
+            self.tutorial_screen = TutorialScreen(LabShell(self.lab_name, env))
         self.push_screen(self.tutorial_screen)
 
     def open_screen(self, name: str) -> None:

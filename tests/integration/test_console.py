@@ -247,3 +247,35 @@ def test_an_unreachable_node_is_shown_not_a_crash(networks):
 
 if __name__ == "__main__":  # pragma: no cover
     print(json.dumps({"views": list(VIEWS)}), os.getpid())
+
+
+def test_the_tutorial_runs_from_the_console(networks):
+    """`:tutorial`, `a`: every step runs against the live lab and passes (issue 8)."""
+    lab = networks
+
+    async def run():
+        app = CalicoConsole(endpoints=lab.etcd_endpoints, cluster_name=lab.name, lab_name=lab.name)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: len(app.state.nodes) == 2, what="node infos")
+            app.switch_view("tutorial")
+            await pilot.pause()
+            screen = app.screen
+            await pilot.press("a")
+            steps = screen.tutorial.steps
+            await wait_for(
+                pilot,
+                lambda: (
+                    all(s.result is not None for s in steps)
+                    or any(s.result is not None and not s.result.ok for s in steps)
+                ),
+                timeout=120,
+                what="the walkthrough",
+            )
+            failed = [(s.key, s.result.seen) for s in steps if not s.result.ok]
+            assert not failed, failed
+            screen.query_one("ListView").index = 6
+            screen.show_detail(6)
+            await pilot.pause()
+            assert "PASS" in screen.query_one("#detail").render().plain
+
+    asyncio.run(run())
