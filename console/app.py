@@ -577,15 +577,15 @@ def _columns_for(row: Row) -> tuple[str, ...]:
 
 def find_lab_endpoints() -> tuple[str, str] | None:
     """(lab name, etcd endpoints) of a running local lab, asked of the `calico-lab` CLI."""
-    from console.shell import _tool
+    from calico.tools import program
 
     try:
         names = subprocess.run(
-            [_tool("calico-lab"), "list"], capture_output=True, text=True, timeout=10
+            [program("calico-lab"), "list"], capture_output=True, text=True, timeout=10
         )
         for name in names.stdout.split():
             env = subprocess.run(
-                [_tool("calico-lab"), "env", "--name", name],
+                [program("calico-lab"), "env", "--name", name],
                 capture_output=True,
                 text=True,
                 timeout=10,

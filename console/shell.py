@@ -7,16 +7,9 @@ shows is exactly what a person typing the same command sees.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-
-def _tool(name: str) -> str:
-    """Prefer the tool next to this interpreter (the venv), else PATH."""
-    local = Path(sys.executable).with_name(name)
-    return str(local) if local.exists() else (shutil.which(name) or name)
+from calico.tools import program
 
 
 class LabShell:
@@ -32,9 +25,9 @@ class LabShell:
         self, node: str | None, argv: list[str], input: str | None = None, timeout: float = 30.0
     ) -> tuple[int, str]:
         if node is None:
-            cmd = [_tool(argv[0]), *argv[1:]]
+            cmd = [program(argv[0]), *argv[1:]]
         else:
-            cmd = [_tool("calico-lab"), "exec", node, "--", *argv]
+            cmd = [program("calico-lab"), "exec", node, "--", *argv]
         try:
             proc = subprocess.run(
                 cmd,

@@ -183,6 +183,7 @@ def cmd_list(args) -> int:
 
 def cmd_tutorial(args) -> int:
     """Each step: its title, the commands, what was seen; stop at the first failure."""
+    from calico.tools import program
     from calico.tutorial import Tutorial
 
     lab = Lab(args.name)
@@ -195,9 +196,7 @@ def cmd_tutorial(args) -> int:
     def shell(node, argv, input=None, timeout=30.0):
         if node is None:
             env = {**os.environ, **lab.root_env()}
-            # calicoctl & co. live beside this Python (the venv), which need not be on PATH
-            local = os.path.join(os.path.dirname(sys.executable), argv[0])
-            argv = [local, *argv[1:]] if os.path.exists(local) else argv
+            argv = [program(argv[0]), *argv[1:]]  # calicoctl & co., from the venv
             proc = subprocess.run(
                 argv, input=input, capture_output=True, text=True, timeout=timeout, env=env
             )

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,10 +22,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agent.api.server import APIError, Request, Router, Stream, Text
+from calico.tools import program
 
 CLONE_NEWNET = 0x40000000
 MAX_PROBE_TIMEOUT = 30.0
@@ -53,11 +52,6 @@ def number(value: Any, default: float, what: str) -> float:
 
 NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NOT_PROBE_NETWORKS = ("host", "none", "all")  # no pod network of their own to probe from
-
-
-def rkt_binary() -> str:
-    local = Path(sys.executable).with_name("rkt")
-    return str(local) if local.exists() else (shutil.which("rkt") or "rkt")
 
 
 # ---------------------------------------------------------------- probes
@@ -200,7 +194,7 @@ class NodeService:
         env = {**os.environ, "RKT_DIR": self.rkt_dir}
         try:
             return subprocess.run(
-                [rkt_binary(), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}",
+                [program("rkt"), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}",
                  *args],
                 capture_output=True, text=True, timeout=timeout, env=env,
                 stdin=subprocess.DEVNULL,
