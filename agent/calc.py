@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from calico.policy import EGRESS, INGRESS, PolicySet, applicable_policies
+from calico.protocols import PORT_PROTOCOLS, iptables_token, protocol_number
 from calico.resources import (
     GlobalNetworkPolicy,
     NetworkPolicy,
@@ -55,7 +56,6 @@ from calico.resources import (
     Rule,
     WorkloadEndpoint,
     parse_port,
-    protocol_number,
 )
 from calico.selector import Selector, parse
 
@@ -336,13 +336,6 @@ _RETURN_IF_PASSED = IptRule(_mark(PASS_MARK, PASS_MARK), ("-j", "RETURN"))
 
 # ---------------------------------------------------------------- rule rendering
 
-_IPT_PROTOCOLS = {6: "tcp", 17: "udp", 1: "icmp", 132: "sctp", 136: "udplite", 58: "ipv6-icmp"}
-_SET_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp", 136: "udplite"}
-
-
-def _proto_token(number: int) -> str:
-    return _IPT_PROTOCOLS.get(number, str(number))
-
 
 def _v4_nets(nets: Iterable[str]) -> list[str]:
     return list(_v4_nets_cached(tuple(nets)))
@@ -439,9 +432,10 @@ class _Ctx:
             for port in ep.spec.ports:
                 if port.name not in wanted:
                     continue
-                proto = _SET_PROTOCOLS.get(protocol_number(port.protocol or "TCP"))
-                if proto is None:
+                number = protocol_number(port.protocol or "TCP")
+                if number not in PORT_PROTOCOLS:
                     continue
+                proto = iptables_token(number)
                 members.update(f"{a},{proto}:{port.port}" for a in addrs)
         self.ipsets[name] = IPSet(name, "hash:ip,port", frozenset(members))
         return name
@@ -549,16 +543,16 @@ def render_rule_matches(
             heads.append(("!", "-p", "icmp"))
         elif not_proto is not None:
             ctx.warnings.append("notProtocol with notICMP cannot be rendered; notICMP ignored")
-            heads.append(("!", "-p", _proto_token(not_proto)))
+            heads.append(("!", "-p", iptables_token(not_proto)))
         else:
             heads.append(("!", "-p", "icmp"))
             heads.append(("-p", "icmp", "-m", "icmp", "!", "--icmp-type", _icmp_text(not_icmp)))
     else:
         head: list[str] = []
         if proto is not None:
-            head += ["-p", _proto_token(proto)]
+            head += ["-p", iptables_token(proto)]
         elif not_proto is not None:
-            head += ["!", "-p", _proto_token(not_proto)]
+            head += ["!", "-p", iptables_token(not_proto)]
         if icmp is not None:
             head += ["-m", "icmp", "--icmp-type", _icmp_text(icmp)]
         if not_icmp is not None:

@@ -217,7 +217,8 @@ class Agent:
 
     def endpoint_status(self) -> dict[str, dict[str, Any]]:
         """Status key -> value for every local endpoint (what the console shows)."""
-        from agent.status import _now, endpoint_status_key
+        from agent.status import _now
+        from calico.keys import endpoint_status_key
 
         out = {}
         if self.desired is None:

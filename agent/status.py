@@ -35,23 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from calico.datastore import FELIX_ROOT, Datastore
+from calico.datastore import Datastore
+from calico.keys import host_prefix, host_status_key
 
 log = logging.getLogger("calico-agent")
-
-REGION = "no-region"
-
-
-def host_prefix(node: str) -> str:
-    return f"{FELIX_ROOT}{REGION}/host/{node}/"
-
-
-def host_status_key(node: str) -> str:
-    return host_prefix(node) + "status"
-
-
-def endpoint_status_key(node: str, orchestrator: str, wep_name: str, endpoint: str) -> str:
-    return f"{host_prefix(node)}workload/{orchestrator}/{wep_name}/endpoint/{endpoint}"
 
 
 def _now() -> str:

@@ -18,19 +18,11 @@ import threading
 from dataclasses import dataclass, field
 
 from agent.calc import Inputs
-from calico.datastore import (
-    IPAM_ROOT,
-    KV,
-    RESOURCE_ROOT,
-    Change,
-    Datastore,
-    PrefixSyncer,
-    Snapshot,
-    SyncStatus,
-)
+from calico.datastore import KV, Change, Datastore, PrefixSyncer, Snapshot, SyncStatus
+from calico.keys import BLOCK_PREFIX, RESOURCE_ROOT, cidr_from_block_key, plural_of_key
 from calico.resources import (
+    KINDS_BY_PLURAL,
     GlobalNetworkPolicy,
-    IPPool,
     NetworkPolicy,
     Node,
     Profile,
@@ -41,10 +33,7 @@ from calico.resources import (
 
 log = logging.getLogger("calico-agent")
 
-BLOCK_PREFIX = IPAM_ROOT + "assignment/ipv4/block/"
 PREFIXES = (RESOURCE_ROOT, BLOCK_PREFIX)
-_KINDS = (Profile, NetworkPolicy, GlobalNetworkPolicy, WorkloadEndpoint, Node, IPPool)
-_PLURALS = {cls.PLURAL: cls for cls in _KINDS}
 
 
 @dataclass
@@ -90,8 +79,7 @@ class ClusterCache:
     def _set(self, key: str, kv: KV | None) -> bool:
         if key.startswith(BLOCK_PREFIX):
             return self._set_block(key, kv)
-        plural = key[len(RESOURCE_ROOT) :].split("/", 1)[0]
-        if plural not in _PLURALS:
+        if plural_of_key(key) not in KINDS_BY_PLURAL:
             return False  # a kind the dataplane does not read
         if kv is None:
             return self.resources.pop(key, None) is not None
@@ -112,7 +100,7 @@ class ClusterCache:
             return existed
         try:
             data = json.loads(kv.value)
-            cidr = data.get("cidr") or key[len(BLOCK_PREFIX) :].replace("-", "/")
+            cidr = data.get("cidr") or str(cidr_from_block_key(key))
             affinity = data.get("affinity") or ""
         except (ValueError, AttributeError):
             log.warning("ignoring IPAM block %s: not JSON", key)

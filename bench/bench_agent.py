@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent.dataplane import ipsets, iptables, netns  # noqa: E402
 from agent.sync import connect  # noqa: E402
-from calico.datastore import Datastore, resource_key  # noqa: E402
+from calico.datastore import Datastore  # noqa: E402
+from calico.keys import resource_key  # noqa: E402
 from calico.resources import Resource  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
 from tests.integration.test_agent import (  # noqa: E402

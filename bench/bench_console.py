@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calico.datastore import Datastore, key_of  # noqa: E402
+from calico.datastore import Datastore  # noqa: E402
+from calico.keys import key_of
 from calico.resources import load  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
 

@@ -33,14 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calico.datastore import (  # noqa: E402
-    Change,
-    Datastore,
-    PrefixSyncer,
-    SyncStatus,
-    key_of,
-    kind_prefix,
-)
+from calico.datastore import Change, Datastore, PrefixSyncer, SyncStatus  # noqa: E402
+from calico.keys import key_of, kind_prefix  # noqa: E402
 from calico.resources import load  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
 

@@ -28,11 +28,8 @@ from typing import Any
 
 from calico.config import parse_endpoints, resolve_endpoints
 from calico.errors import AlreadyExists, Conflict, DatastoreError, NotFound, Unavailable
+from calico.keys import key_of, kind_prefix, resource_key
 from calico.resources import Resource, kind_class
-
-RESOURCE_ROOT = "/calico/resources/v3/projectcalico.org/"
-IPAM_ROOT = "/calico/ipam/v2/"
-FELIX_ROOT = "/calico/felix/v2/"
 
 LIST_PAGE = 500  # keys per range read of a listing
 MAX_MESSAGE = 1 << 30  # etcd's own request limit is far lower; replies are what grow
@@ -40,29 +37,6 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", 64 << 20),
 ]
-
-
-# ---------------------------------------------------------------- key layout
-
-
-def kind_prefix(kind: str | type[Resource], namespace: str | None = None) -> str:
-    """The prefix under which every resource of a kind (in a namespace) lives."""
-    cls = kind_class(kind) if isinstance(kind, str) else kind
-    prefix = f"{RESOURCE_ROOT}{cls.PLURAL}/"
-    if cls.NAMESPACED and namespace:
-        prefix += f"{namespace}/"
-    return prefix
-
-
-def resource_key(kind: str | type[Resource], name: str, namespace: str | None = None) -> str:
-    cls = kind_class(kind) if isinstance(kind, str) else kind
-    if cls.NAMESPACED:
-        return f"{kind_prefix(cls, namespace or 'default')}{name}"
-    return f"{kind_prefix(cls)}{name}"
-
-
-def key_of(res: Resource) -> str:
-    return resource_key(type(res), res.metadata.name, res.metadata.namespace)
 
 
 # ---------------------------------------------------------------- plain KV

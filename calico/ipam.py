@@ -29,10 +29,6 @@ from typing import Any
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
 
-IPAM_ROOT = "/calico/ipam/v2"
-BLOCK_PREFIX = f"{IPAM_ROOT}/assignment/ipv4/block/"
-HANDLE_PREFIX = f"{IPAM_ROOT}/handle/"
-HOST_PREFIX = f"{IPAM_ROOT}/host/"
 DEFAULT_BLOCK_SIZE = 26  # Calico's default IPv4 blockSize
 AFFINITY_CONFIRMED = "confirmed"
 
@@ -61,55 +57,8 @@ class UnknownPool(IPAMError):
     pass
 
 
-# ---- keys --------------------------------------------------------------------------------
-
-
-def cidr_key_part(cidr: IPv4Network | str) -> str:
-    """'10.0.0.0/26' -> '10.0.0.0-26' (a '/' would add a path level to the key)."""
-    return str(cidr).replace("/", "-")
-
-
-def cidr_from_key_part(part: str) -> IPv4Network:
-    addr, sep, prefix = part.rpartition("-")
-    if not sep:
-        raise ValueError(f"not a block key part: {part!r}")
-    return IPv4Network(f"{addr}/{prefix}")
-
-
-def block_key(cidr: IPv4Network | str) -> str:
-    return BLOCK_PREFIX + cidr_key_part(cidr)
-
-
-def cidr_from_block_key(key: str) -> IPv4Network:
-    if not key.startswith(BLOCK_PREFIX):
-        raise ValueError(f"not a block key: {key!r}")
-    return cidr_from_key_part(key[len(BLOCK_PREFIX) :])
-
-
-def affinity_prefix(node: str) -> str:
-    return f"{HOST_PREFIX}{node}/ipv4/block/"
-
-
-def affinity_key(node: str, cidr: IPv4Network | str) -> str:
-    return affinity_prefix(node) + cidr_key_part(cidr)
-
-
-def parse_affinity_key(key: str) -> tuple[str, IPv4Network]:
-    """'/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26' -> ('n1', 10.0.0.0/26)."""
-    if not key.startswith(HOST_PREFIX):
-        raise ValueError(f"not an affinity key: {key!r}")
-    node, sep, rest = key[len(HOST_PREFIX) :].partition("/ipv4/block/")
-    if not sep or not node:
-        raise ValueError(f"not an IPv4 affinity key: {key!r}")
-    return node, cidr_from_key_part(rest)
-
-
 def affinity_value(state: str = AFFINITY_CONFIRMED) -> bytes:
     return json.dumps({"state": state, "deleted": False}).encode()
-
-
-def handle_key(handle_id: str) -> str:
-    return HANDLE_PREFIX + handle_id
 
 
 def make_handle_id(network: str, container_id: str) -> str:

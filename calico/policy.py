@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import cast
 
+from calico.protocols import protocol_name, protocol_number
 from calico.resources import (
-    PROTOCOL_NAMES,
     EntityRule,
     GlobalNetworkPolicy,
     NetworkPolicy,
@@ -51,7 +51,6 @@ from calico.resources import (
     WorkloadEndpoint,
     parse_port,
     policy_types,
-    protocol_number,
 )
 from calico.selector import Selector, parse
 
@@ -75,8 +74,6 @@ _KIND_WORD = {
     "NetworkPolicy": "policy",
     "GlobalNetworkPolicy": "global policy",
 }
-_PROTOCOL_BY_NUMBER = {num: name for name, num in PROTOCOL_NAMES.items()}
-_PORT_PROTOCOLS = (6, 17, 132, 136)
 
 __all__ = [
     "DEFAULT_DENY",
@@ -411,7 +408,7 @@ class Flow:
     icmp_code: int | None = None
 
     def describe(self) -> str:
-        proto = _protocol_name(protocol_number(self.protocol))
+        proto = protocol_name(protocol_number(self.protocol))
         port = f"/{self.dst_port}" if self.dst_port is not None else ""
         return f"{_describe_end(self.source, self.src_ip)} -> {_describe_end(self.destination, self.dst_ip)} {proto}{port}"
 
@@ -422,10 +419,6 @@ def _describe_end(end: WorkloadEndpoint | str, ip: str | None) -> str:
         shown = ip or (addrs[0] if addrs else "no address")
         return f"{_endpoint_name(end)} ({shown})"
     return str(end)
-
-
-def _protocol_name(number: int) -> str:
-    return _PROTOCOL_BY_NUMBER.get(number, str(number))
 
 
 @lru_cache(maxsize=65536)
@@ -639,13 +632,13 @@ def _rule_reasons(rule: _Rule, ctx: _Ctx, every: bool = False) -> list[str]:
             return out
     if rule.protocol is not None and rule.protocol != ctx.protocol:
         out.append(
-            f"protocol is {_protocol_name(ctx.protocol)}, rule wants {_protocol_name(rule.protocol)}"
+            f"protocol is {protocol_name(ctx.protocol)}, rule wants {protocol_name(rule.protocol)}"
         )
         if not every:
             return out
     if rule.not_protocol is not None and rule.not_protocol == ctx.protocol:
         out.append(
-            f"protocol is {_protocol_name(ctx.protocol)}, which the rule excludes (notProtocol)"
+            f"protocol is {protocol_name(ctx.protocol)}, which the rule excludes (notProtocol)"
         )
         if not every:
             return out
@@ -678,9 +671,9 @@ def describe_rule(rule: Rule) -> str:
     if rule.ip_version:
         parts.append(f"IPv{rule.ip_version}")
     if rule.protocol is not None:
-        parts.append(_protocol_name(protocol_number(rule.protocol)))
+        parts.append(protocol_name(protocol_number(rule.protocol)))
     if rule.not_protocol is not None:
-        parts.append(f"not {_protocol_name(protocol_number(rule.not_protocol))}")
+        parts.append(f"not {protocol_name(protocol_number(rule.not_protocol))}")
     for word, ent in (("from", rule.source), ("to", rule.destination)):
         noun = "sources" if word == "from" else "destinations"
         bits = []

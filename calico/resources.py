@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Union
 
+from calico.protocols import PORT_PROTOCOLS, protocol_number
+
 API_VERSION = "projectcalico.org/v3"
 
 
@@ -194,7 +196,6 @@ class Rule:
 
 
 RULE_ACTIONS = ("Allow", "Deny", "Log", "Pass")
-PROTOCOL_NAMES = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 POLICY_TYPES = ("Ingress", "Egress")
 
 # Kubernetes-style names: what Calico accepts for resource names.
@@ -205,22 +206,6 @@ _LABEL_KEY_RE = re.compile(
 )
 _PORT_RANGE_RE = re.compile(r"^(\d+):(\d+)$")
 _NAMED_PORT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def protocol_number(proto: int | str) -> int:
-    """Protocol name or number -> IP protocol number (raises ValueError)."""
-    if isinstance(proto, int):
-        if not 0 <= proto <= 255:
-            raise ValueError(f"protocol number {proto} out of range 0-255")
-        return proto
-    if proto.isdigit():
-        return protocol_number(int(proto))
-    for name, number in PROTOCOL_NAMES.items():
-        if name.lower() == proto.lower():
-            return number
-    raise ValueError(
-        f"unknown protocol {proto!r} (use TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 0-255)"
-    )
 
 
 def parse_port(port: int | str) -> tuple[int, int] | str:
@@ -294,7 +279,7 @@ def _check_entity(rule: EntityRule, path: str, protocol: int | str | None) -> No
                 parse_port(port)
             except ValueError as exc:
                 raise ValidationError(f"{path}.{name}[{i}]", str(exc)) from None
-        if ports and (protocol is None or protocol_number(protocol) not in (6, 17, 132, 136)):
+        if ports and (protocol is None or protocol_number(protocol) not in PORT_PROTOCOLS):
             raise ValidationError(f"{path}.{name}", "ports need protocol TCP, UDP, SCTP or UDPLite")
 
 
@@ -655,6 +640,7 @@ KINDS: tuple[type[Resource], ...] = (
     NetworkPolicy,
     GlobalNetworkPolicy,
 )
+KINDS_BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 
 
 def kind_class(name: str | None) -> type[Resource]:

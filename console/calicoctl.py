@@ -349,8 +349,8 @@ def _namespace(cli: Cli) -> str:
 
 
 def cmd_get(cli: Cli) -> int:
-    from calico.datastore import kind_prefix, resource_key
     from calico.errors import Unavailable
+    from calico.keys import kind_prefix, resource_key
     from calico.resources import ValidationError, kind_class
 
     args = cli.args

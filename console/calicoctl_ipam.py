@@ -135,13 +135,13 @@ def check_snapshot(snap: Snapshot) -> Report:
 
 
 def load_snapshot(ds: Any) -> Snapshot:
-    from calico import ipam
-    from calico.datastore import kind_prefix
+    from calico import ipam, keys
+    from calico.keys import kind_prefix
     from plugin.ipam_store import list_pools
 
-    blocks = [ipam.Block.from_json(kv.value) for kv in ds.kv_list(ipam.BLOCK_PREFIX)[0]]
+    blocks = [ipam.Block.from_json(kv.value) for kv in ds.kv_list(keys.BLOCK_PREFIX)[0]]
     handles = {}
-    for kv in ds.kv_list(ipam.HANDLE_PREFIX)[0]:
+    for kv in ds.kv_list(keys.HANDLE_PREFIX)[0]:
         h = ipam.Handle.from_json(kv.value)
         handles[h.handle_id] = h
     endpoints: dict[str, list[str]] = {}

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from calico.datastore import IPAM_ROOT, KV, RESOURCE_ROOT
+from calico.datastore import KV
+from calico.keys import (
+    BLOCK_PREFIX,
+    FELIX_ROOT,
+    RESOURCE_ROOT,
+    cidr_from_block_key,
+    parse_endpoint_status_key,
+)
 from calico.resources import (
     GlobalNetworkPolicy,
     IPPool,
@@ -25,9 +32,6 @@ from calico.resources import (
     WorkloadEndpoint,
     load,
 )
-
-BLOCK_PREFIX = IPAM_ROOT + "assignment/ipv4/block/"
-FELIX_PREFIX = "/calico/felix/"
 
 
 @dataclass
@@ -64,7 +68,11 @@ class ClusterState:
                 self.resources.pop(key, None)
                 self.bad_keys[key] = str(exc)
         elif key.startswith(BLOCK_PREFIX):
-            cidr = key[len(BLOCK_PREFIX) :].replace("-", "/")
+            try:
+                cidr = str(cidr_from_block_key(key))
+            except ValueError:
+                self.bad_keys[key] = "not a block key"
+                return
             if kv is None:
                 self.blocks.pop(cidr, None)
             else:
@@ -72,7 +80,7 @@ class ClusterState:
                     self.blocks[cidr] = json.loads(kv.value)
                 except ValueError:
                     self.bad_keys[key] = "block is not JSON"
-        elif key.startswith(FELIX_PREFIX):
+        elif key.startswith(FELIX_ROOT):
             if kv is None:
                 self.felix.pop(key, None)
             else:
@@ -154,15 +162,13 @@ def endpoint_status_index(state: ClusterState) -> dict[tuple[str, str, str], str
     view rather than scanned once per endpoint."""
     index = {}
     for key, value in state.felix.items():
-        parts = key.split("/")
-        try:
-            host = parts.index("host")
-        except ValueError:
+        parsed = parse_endpoint_status_key(key)
+        if parsed is None:
             continue
-        if len(parts) >= host + 7 and parts[host + 2] == "workload" and parts[-2] == "endpoint":
-            node, name, ifname = parts[host + 1], parts[host + 4], parts[-1]
-            status = value.get("status") if isinstance(value, dict) else None
-            index[(node, name, ifname)] = "programmed" if status == "up" else str(status)
+        status = value.get("status") if isinstance(value, dict) else None
+        index[(parsed.node, parsed.wep_name, parsed.endpoint)] = (
+            "programmed" if status == "up" else str(status)
+        )
     return index
 
 

@@ -104,24 +104,8 @@ REGISTRY_DIR = "/run/calico-lab"  # <lab> -> its state dir, for every lab made o
 CNI_SYSTEM_DIR = "/usr/lib/cni"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
-RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org"
-NODE_KEY = RESOURCE_PREFIX + "/nodes/{name}"
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
-DEFAULT_POOL_KEY = RESOURCE_PREFIX + "/ippools/" + DEFAULT_POOL_NAME
-DEFAULT_POOL = {
-    "apiVersion": "projectcalico.org/v3",
-    "kind": "IPPool",
-    "metadata": {"name": DEFAULT_POOL_NAME},
-    "spec": {
-        "cidr": "192.168.0.0/16",
-        "blockSize": 26,
-        "ipipMode": "Never",
-        "vxlanMode": "Never",
-        "natOutgoing": False,
-        "nodeSelector": "all()",
-    },
-}
-AGENT_API_ANNOTATION = "calico-rkt.io/api"
+DEFAULT_POOL_CIDR = "192.168.0.0/16"
 
 # Runs inside the new node namespaces (netns entered by nsenter, mount+UTS made by
 # unshare, pinned to files). $1 node, $2 overlay upper, $3 overlay work, $4 scratch dir.
@@ -689,33 +673,36 @@ class Lab:
 
     def _register(self, state: dict) -> None:
         """Node resources and the default IPv4 pool in etcd (the pool only if absent)."""
-        import pyetcd
+        from calico.datastore import Datastore
+        from calico.errors import AlreadyExists
+        from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
 
-        url = state["etcd"]["loopback_url"]
-        host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
-        client = pyetcd.client(host=host, port=int(port), timeout=10)
+        store = Datastore.connect(state["etcd"]["loopback_url"], timeout=10)
         try:
             for node, info in sorted(state["nodes"].items()):
-                resource = {
-                    "apiVersion": "projectcalico.org/v3",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": node,
-                        "annotations": {
-                            AGENT_API_ANNOTATION: f"unix://{info['dir']}/agent.sock",
-                        },
-                    },
-                    "spec": {"bgp": {"ipv4Address": f"{info['address']}/{info['prefixlen']}"}},
-                }
-                client.put(NODE_KEY.format(name=node), json.dumps(resource))
-            tx = client.transactions
-            client.transaction(
-                compare=[tx.create(DEFAULT_POOL_KEY) == 0],
-                success=[tx.put(DEFAULT_POOL_KEY, json.dumps(DEFAULT_POOL))],
-                failure=[],
+                api = f"unix://{info['dir']}/agent.sock"
+                address = f"{info['address']}/{info['prefixlen']}"
+                store.apply(
+                    Node(
+                        metadata=Metadata(name=node, annotations={Node.API_ANNOTATION: api}),
+                        spec=NodeSpec(bgp=NodeBGPSpec(ipv4_address=address)),
+                    )
+                )
+            pool = IPPool(
+                metadata=Metadata(name=DEFAULT_POOL_NAME),
+                spec=IPPoolSpec(
+                    cidr=DEFAULT_POOL_CIDR,
+                    block_size=26,
+                    ipip_mode="Never",
+                    vxlan_mode="Never",
+                    nat_outgoing=False,
+                    node_selector="all()",
+                ),
             )
+            with contextlib.suppress(AlreadyExists):
+                store.create(pool)
         finally:
-            client.close()
+            store.close()
 
     def _start_agents(self, state: dict) -> None:
         """Each node runs `calico-agent` as an rkt pod named `node` on the host network, as

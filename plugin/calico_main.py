@@ -400,7 +400,7 @@ def cmd_status(req: Request) -> None:
 def _stale_endpoints(req: Request, ds: Any, node: str) -> list[dict[str, Any]]:
     """This node's cni endpoints with this network's profile that the runtime no longer
     lists (an attachment without ifname keeps every interface of its container)."""
-    from calico.datastore import kind_prefix
+    from calico.keys import kind_prefix
     from calico.resources import WorkloadEndpoint
 
     assert req.conf is not None

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from calico.datastore import Datastore, resource_key
+from calico.datastore import Datastore
+from calico.keys import resource_key
 from calico.resources import (
     EntityRule,
     Metadata,

@@ -27,7 +27,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from calico import ipam
+from calico import ipam, keys
 from plugin import ipam_store
 from plugin.errors import (
     ADDRESS_UNAVAILABLE,
@@ -139,14 +139,14 @@ def ipam_gc(req: Request) -> list[str]:
     returns the handles released."""
     assert req.conf is not None
     valid = {a.container_id for a in valid_attachments(req)}
-    prefix = ipam.handle_key(ipam.make_handle_id(req.conf.name, ""))
+    prefix = keys.handle_key(ipam.make_handle_id(req.conf.name, ""))
     released: list[str] = []
     with store_errors():
         ds = _datastore(req)
         kvs, _ = ds.kv_list(prefix)
         for kv in kvs:
-            handle_id = kv.key[len(ipam.HANDLE_PREFIX) :]
-            if handle_id[len(prefix) - len(ipam.HANDLE_PREFIX) :] in valid:
+            handle_id = kv.key[len(keys.HANDLE_PREFIX) :]
+            if handle_id[len(prefix) - len(keys.HANDLE_PREFIX) :] in valid:
                 continue
             ipam_store.release_by_handle(ds, handle_id)
             released.append(handle_id)

@@ -30,9 +30,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from calico import ipam
-from calico.datastore import RESOURCE_ROOT, Datastore
+from calico import ipam, keys
+from calico.datastore import Datastore
 from calico.errors import Unavailable
+from calico.keys import RESOURCE_ROOT
 
 POOL_PREFIX = RESOURCE_ROOT + "ippools/"
 MAX_ATTEMPTS = 100  # CAS retries: enough for 50+ processes racing on one fresh block
@@ -116,9 +117,9 @@ def read_state(ds: Datastore, handle_id: str | None, with_pools: bool = True) ->
     ops: list[Any] = []
     if with_pools:
         ops.append(t.get(POOL_PREFIX, _prefix_end(POOL_PREFIX)))
-    ops.append(t.get(ipam.BLOCK_PREFIX, _prefix_end(ipam.BLOCK_PREFIX)))
+    ops.append(t.get(keys.BLOCK_PREFIX, _prefix_end(keys.BLOCK_PREFIX)))
     if handle_id is not None:
-        ops.append(t.get(ipam.handle_key(handle_id)))
+        ops.append(t.get(keys.handle_key(handle_id)))
     _, responses = ds.kv_txn([], ops)
     state = State()
     i = 0
@@ -248,7 +249,7 @@ def _pool_compare(ds: Datastore, state: State, cidr: ipaddress.IPv4Network) -> l
 
 def _handle_ops(ds: Datastore, state: State, new: ipam.Handle) -> tuple[list[Any], list[Any]]:
     t = ds.ops
-    key = ipam.handle_key(new.handle_id)
+    key = keys.handle_key(new.handle_id)
     compare = [t.create(key) == 0] if state.handle is None else [t.mod(key) == state.handle_rev]
     if new.is_empty:
         return compare, [t.delete(key)] if state.handle is not None else []
@@ -294,11 +295,11 @@ def auto_assign(
                 names = ", ".join(f"{p.name} ({p.cidr})" for p in pools)
                 raise PoolsExhausted(f"no free address left in {names}")
             t = ds.ops
-            bkey = ipam.block_key(source.cidr)
+            bkey = keys.block_key(source.cidr)
             if source.kind == "claim":
                 block = ipam.Block.new(source.cidr, node)
                 compare = [t.create(bkey) == 0]
-                akey = ipam.affinity_key(node, source.cidr)
+                akey = keys.affinity_key(node, source.cidr)
                 compare.append(t.create(akey) == 0)
                 extra = [t.put(akey, ipam.affinity_value())]
             else:
@@ -350,14 +351,14 @@ def assign_ip(
                 raise AddressUnavailable(f"{ip} is not in any IPPool (pools: {cidrs})")
             cidr = ipam.block_cidr_for(pool, ip)
             t = ds.ops
-            bkey = ipam.block_key(cidr)
+            bkey = keys.block_key(cidr)
             extra: list[Any] = []
             if cidr in state.blocks:
                 block, rev = state.blocks[cidr]
                 compare = [t.mod(bkey) == rev]
             else:
                 block = ipam.Block.new(cidr, node)
-                akey = ipam.affinity_key(node, cidr)
+                akey = keys.affinity_key(node, cidr)
                 compare = [t.create(bkey) == 0, t.create(akey) == 0]
                 extra = [t.put(akey, ipam.affinity_value())]
             compare += _pool_compare(ds, state, cidr)
@@ -400,7 +401,7 @@ def release_by_handle(ds: Datastore, handle_id: str) -> list[ipaddress.IPv4Addre
                 # there is nothing to find in the blocks either.
                 return []
             t = ds.ops
-            compare: list[Any] = [t.mod(ipam.handle_key(handle_id)) == state.handle_rev]
+            compare: list[Any] = [t.mod(keys.handle_key(handle_id)) == state.handle_rev]
             ops: list[Any] = []
             freed: list[ipaddress.IPv4Address] = []
             new_blocks: dict[ipaddress.IPv4Network, ipam.Block] = {}
@@ -412,13 +413,13 @@ def release_by_handle(ds: Datastore, handle_id: str) -> list[ipaddress.IPv4Addre
                 new_block, ips = block.release_by_handle(handle_id)
                 if not ips:
                     continue
-                bkey = ipam.block_key(cidr)
+                bkey = keys.block_key(cidr)
                 compare.append(t.mod(bkey) == rev)
                 ops.append(t.put(bkey, new_block.dumps()))
                 new_blocks[cidr] = new_block
                 freed += ips
             # Block puts first: _written reads the revision from the first response.
-            ops.append(t.delete(ipam.handle_key(handle_id)))
+            ops.append(t.delete(keys.handle_key(handle_id)))
             ok, responses = ds.kv_txn(compare, ops, [])
             if ok:
                 _written(ds, responses if new_blocks else [], new_blocks, handle_id, None)
@@ -460,20 +461,20 @@ def release_ips(
             if not per_handle:
                 continue
             released += [ip for ip in block_ips if ip not in not_alloc]
-            bkey = ipam.block_key(cidr)
+            bkey = keys.block_key(cidr)
             compare.append(t.mod(bkey) == rev)
             ops.append(t.put(bkey, new_block.dumps()))
             for hid, count in per_handle.items():
                 if hid:
                     handle_changes.setdefault(hid, {})[cidr] = count
         for hid, counts in handle_changes.items():
-            kv = ds.kv_get(ipam.handle_key(hid))
+            kv = ds.kv_get(keys.handle_key(hid))
             if kv is None:
                 continue  # a leaked address whose handle is already gone
             handle = ipam.Handle.from_json(kv.value)
             for cidr, count in counts.items():
                 handle = handle.decrement(cidr, count)
-            hkey = ipam.handle_key(hid)
+            hkey = keys.handle_key(hid)
             compare.append(t.mod(hkey) == kv.mod_revision)
             ops.append(t.delete(hkey) if handle.is_empty else t.put(hkey, handle.dumps()))
         if not ops:

@@ -22,7 +22,6 @@ from typing import Any
 from agent.flows.conntrack import ConntrackEvent, ConntrackEventSocket, parse_conntrack_messages
 from agent.flows.nflog import (
     NFLOG_GROUP,
-    PROTOCOL_NAMES,
     TCP_FLAG_NAMES,
     NflogPacket,
     NflogSocket,
@@ -41,6 +40,7 @@ from agent.flows.records import (
     iter_items,
     matches_any,
 )
+from calico.protocols import flow_name
 
 EndpointLookup = Callable[[str], "EndpointInfo | Mapping[str, Any] | None"]
 AllowResolver = Callable[[FlowRecord], "Mapping[str, Any] | str | None"]
@@ -318,7 +318,7 @@ class FlowCollector:
         return FlowRecord(
             time=stamp,
             verdict=DENIED,
-            protocol=PROTOCOL_NAMES.get(h.protocol, str(h.protocol)),
+            protocol=flow_name(h.protocol),
             src=h.src,
             dst=h.dst,
             sport=h.sport,
@@ -352,7 +352,7 @@ class FlowCollector:
         record = FlowRecord(
             time=ev.start if ev.start and abs(ev.start - received) < _CLOCK_SKEW else received,
             verdict=ALLOWED,
-            protocol=PROTOCOL_NAMES.get(t.protocol, str(t.protocol)),
+            protocol=flow_name(t.protocol),
             src=t.src,
             dst=t.dst,
             sport=t.sport,

@@ -55,6 +55,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from calico.protocols import flow_name
+
 NFLOG_GROUP = 1
 PREFIX_MAX = 63  # bytes, without the NUL the kernel adds
 
@@ -228,7 +230,6 @@ def netlink_error(payload: bytes) -> int:
 
 # ---------------------------------------------------------------- L3/L4 headers (pure)
 
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
 
 
@@ -249,7 +250,7 @@ class IPHeader:
 
     @property
     def protocol_name(self) -> str:
-        return PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+        return flow_name(self.protocol)
 
     def flag_names(self) -> list[str]:
         if self.tcp_flags is None:

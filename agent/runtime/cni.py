@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PLUGIN_TIMEOUT = 60.0
 
 
-class CNIError(Exception):
+class PluginFailed(Exception):
     """A plugin failed; str() is the one line shown to the user."""
 
 
@@ -45,14 +45,14 @@ def default_cni_path() -> str:
 
 def find_plugin(ptype: str, cni_path: str) -> str:
     if not ptype or "/" in ptype:
-        raise CNIError(f"invalid plugin type {ptype!r}")
+        raise PluginFailed(f"invalid plugin type {ptype!r}")
     for d in cni_path.split(":"):
         if not d:
             continue
         p = os.path.join(d, ptype)
         if os.path.isfile(p) and os.access(p, os.X_OK):
             return p
-    raise CNIError(f"failed to find plugin {ptype!r} in path [{cni_path}]")
+    raise PluginFailed(f"failed to find plugin {ptype!r} in path [{cni_path}]")
 
 
 @record
@@ -83,7 +83,7 @@ def exec_plugin(
     except OSError as e:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
-        raise CNIError(f"cannot execute plugin {path}: {e.strerror}") from None
+        raise PluginFailed(f"cannot execute plugin {path}: {e.strerror}") from None
     for fd in (in_r, out_w, err_w):
         os.close(fd)
     # Configs are far smaller than a pipe buffer, so writing all of stdin first cannot block
@@ -102,7 +102,7 @@ def exec_plugin(
             if left <= 0:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
-                raise CNIError(f"plugin {os.path.basename(path)} timed out after {timeout:.0f}s")
+                raise PluginFailed(f"plugin {os.path.basename(path)} timed out after {timeout:.0f}s")
             ready, _, _ = select.select(open_fds, [], [], left)
             for fd in ready:
                 chunk = os.read(fd, 65536)
@@ -239,11 +239,11 @@ def add(conf: dict[str, Any], inv: Invocation) -> dict[str, Any]:
             pconf = dict(pconf, prevResult=prev)
         try:
             prev = _run(pconf, "ADD", inv)
-        except CNIError:
+        except PluginFailed:
             for d in reversed(done):
                 try:
                     _run(d, "DEL", inv)
-                except CNIError:
+                except PluginFailed:
                     pass
             raise
         done.append(pconf)
@@ -252,13 +252,13 @@ def add(conf: dict[str, Any], inv: Invocation) -> dict[str, Any]:
 
 def delete(conf: dict[str, Any], inv: Invocation, result: dict[str, Any] | None) -> None:
     """DEL one network, plugins in reverse; every plugin is tried, the first error raised."""
-    first: CNIError | None = None
+    first: PluginFailed | None = None
     for pconf in reversed(plugin_confs(conf)):
         if result is not None and _version(pconf) >= (0, 4, 0):
             pconf = dict(pconf, prevResult=result)
         try:
             _run(pconf, "DEL", inv)
-        except CNIError as e:
+        except PluginFailed as e:
             first = first or e
     if first is not None:
         raise first
@@ -269,13 +269,13 @@ def _run(pconf: dict[str, Any], command: str, inv: Invocation) -> dict[str, Any]
     path = find_plugin(ptype, inv.cni_path)
     run = exec_plugin(path, json.dumps(pconf).encode(), inv.env(command))
     if run.returncode != 0:
-        raise CNIError(error_message(run, ptype))
+        raise PluginFailed(error_message(run, ptype))
     if command != "ADD":
         return {}
     try:
         result = json.loads(run.stdout)
     except ValueError:
-        raise CNIError(f"plugin {ptype}: unreadable result {run.stdout[:200]!r}") from None
+        raise PluginFailed(f"plugin {ptype}: unreadable result {run.stdout[:200]!r}") from None
     if not isinstance(result, dict):
-        raise CNIError(f"plugin {ptype}: result is not a JSON object")
+        raise PluginFailed(f"plugin {ptype}: result is not a JSON object")
     return result

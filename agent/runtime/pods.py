@@ -198,12 +198,12 @@ class Runtime:
                 inv = cni.Invocation(uuid, pod.netns, ns.ifname, ns.args, pod.cni_path)
                 try:
                     ns.result = cni.add(ns.conf, inv)
-                except cni.CNIError as e:
+                except cni.PluginFailed as e:
                     # The CNI spec asks for a DEL after a failed ADD (a plugin that failed
                     # half-way may hold an address); its own failure here is only noise.
                     try:
                         cni.delete(ns.conf, inv, None)
-                    except cni.CNIError:
+                    except cni.PluginFailed:
                         pass
                     raise RunError(f"error adding network {ns.name!r}: {e}") from None
                 ns.ip4 = cni.parse_result(ns.result).ip4
@@ -364,7 +364,7 @@ class Runtime:
                 inv = cni.Invocation(pod.uuid, nspath, n.ifname, n.args, pod.cni_path)
                 try:
                     cni.delete(n.conf, inv, n.result)
-                except cni.CNIError as e:
+                except cni.PluginFailed as e:
                     errors.append(f"error deleting network {n.name!r} of pod {pod.uuid}: {e}")
                 n.added = False
         if pod.netns:

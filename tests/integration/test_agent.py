@@ -571,7 +571,7 @@ def test_global_policy_opens_one_port_and_closes_it_again(agents_running):
 
 
 def test_status_in_etcd(agents_running):
-    from agent.status import endpoint_status_key, host_status_key
+    from calico.keys import endpoint_status_key, host_status_key
 
     t = agents_running
     ds = t.ds
@@ -741,7 +741,7 @@ def _try(fn) -> bool:
 
 def test_once_programs_everything_and_exits_zero(agents_running):
     """`--once` from an empty dataplane: sync, apply, status, exit 0."""
-    from agent.status import host_status_key
+    from calico.keys import host_status_key
 
     t = agents_running
     node = t.node_of("a1")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from calico.datastore import resource_key
+from calico.keys import resource_key
 from console.calicoctl import main
 from lab.etcd import free_port
 from tests.unit.test_calicoctl_format import SAMPLES

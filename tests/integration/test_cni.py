@@ -230,11 +230,11 @@ def _delete_test_keys(lab, harness: Cni) -> None:
 
 def leftovers(cni: Cni, ds, cids: list[str]) -> dict[str, list[str]]:
     """What the test's attachments still hold: handles, allocations, endpoints, links."""
-    from calico import ipam
+    from calico import ipam, keys
 
-    handles = [kv.key for kv in ds.kv_list(ipam.HANDLE_PREFIX)[0] if f"{cni.network}." in kv.key]
+    handles = [kv.key for kv in ds.kv_list(keys.HANDLE_PREFIX)[0] if f"{cni.network}." in kv.key]
     allocs = []
-    for kv in ds.kv_list(ipam.BLOCK_PREFIX)[0]:
+    for kv in ds.kv_list(keys.BLOCK_PREFIX)[0]:
         block = ipam.Block.from_json(kv.value)
         allocs += [
             str(ip) for ip, h in block.allocated().items() if h and h.startswith(f"{cni.network}.")

@@ -14,18 +14,9 @@ from typing import Any
 
 import pytest
 
-from calico.datastore import (
-    RESOURCE_ROOT,
-    Change,
-    Datastore,
-    PrefixSyncer,
-    Snapshot,
-    SyncStatus,
-    kind_prefix,
-    resource_key,
-    wait_for,
-)
+from calico.datastore import Change, Datastore, PrefixSyncer, Snapshot, SyncStatus, wait_for
 from calico.errors import AlreadyExists, Conflict, NotFound
+from calico.keys import RESOURCE_ROOT, kind_prefix, resource_key
 from calico.resources import Profile, WorkloadEndpoint, load
 from lab.etcd import local_etcd
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from calico import ipam
+from calico import ipam, keys
 from plugin import ipam_store
 
 pytestmark = pytest.mark.etcd
@@ -45,11 +45,11 @@ def test_claim_writes_block_and_affinity_together(datastore) -> None:
     put_pool(datastore, "p1", "10.60.0.0/24", block=28)
     ip = ipam_store.auto_assign(datastore, "n1", "net.c1")
     assert ip == ipaddress.IPv4Address("10.60.0.0")
-    block = ipam.Block.from_json(datastore.kv_get(ipam.block_key("10.60.0.0/28")).value)
+    block = ipam.Block.from_json(datastore.kv_get(keys.block_key("10.60.0.0/28")).value)
     assert block.node == "n1" and block.handle_of(ip) == "net.c1"
-    aff = datastore.kv_get(ipam.affinity_key("n1", "10.60.0.0/28"))
+    aff = datastore.kv_get(keys.affinity_key("n1", "10.60.0.0/28"))
     assert aff is not None and json.loads(aff.value)["state"] == "confirmed"
-    handle = ipam.Handle.from_json(datastore.kv_get(ipam.handle_key("net.c1")).value)
+    handle = ipam.Handle.from_json(datastore.kv_get(keys.handle_key("net.c1")).value)
     assert handle.block == {"10.60.0.0/28": 1}
 
 
@@ -104,10 +104,10 @@ def test_release_by_handle_is_repeatable(datastore) -> None:
     ip = ipam_store.auto_assign(datastore, "n1", "net.c1")
     assert ipam_store.release_by_handle(datastore, "net.c1") == [ip]
     assert ipam_store.release_by_handle(datastore, "net.c1") == []
-    assert datastore.kv_get(ipam.handle_key("net.c1")) is None
+    assert datastore.kv_get(keys.handle_key("net.c1")) is None
     # The handle was released by another process (not through this one's view).
     ip2 = ipam_store.auto_assign(datastore, "n1", "net.c2")
-    datastore.kv_delete(ipam.handle_key("net.c2"))
+    datastore.kv_delete(keys.handle_key("net.c2"))
     ipam_store.release_ips(datastore, [ip2])
     assert ipam_store.release_by_handle(datastore, "net.c2") == []
 
@@ -148,7 +148,7 @@ def test_racing_processes_never_share_an_address(datastore, etcd_server) -> None
         assert p.returncode == 0
         outs += out.split()
     assert len(outs) == 72 and len(set(outs)) == 72
-    blocks = [ipam.Block.from_json(kv.value) for kv in datastore.kv_list(ipam.BLOCK_PREFIX)[0]]
+    blocks = [ipam.Block.from_json(kv.value) for kv in datastore.kv_list(keys.BLOCK_PREFIX)[0]]
     assert sorted(str(ip) for b in blocks for ip in b.allocated()) == sorted(outs)
 
 
@@ -180,11 +180,11 @@ def test_calicoctl_ipam_show_check_release(datastore, etcd_server, tmp_path) -> 
 
     rel = run_calicoctl(etcd_server, "ipam", "release", f"--from-report={report}")
     assert rel.returncode == 0 and f"Released leaked IP address {used}" in rel.stdout
-    assert datastore.kv_get(ipam.handle_key("net.leaky")) is None
+    assert datastore.kv_get(keys.handle_key("net.leaky")) is None
     again = run_calicoctl(etcd_server, "ipam", "release", f"--ip={used}")
     assert again.returncode == 1 and "not assigned" in again.stderr
 
     ip2 = ipam_store.auto_assign(datastore, "n1", "net.two")
     ok = run_calicoctl(etcd_server, "ipam", "release", f"--ip={ip2}")
     assert ok.returncode == 0 and f"Successfully released IP address {ip2}" in ok.stdout
-    assert datastore.kv_get(ipam.handle_key("net.two")) is None
+    assert datastore.kv_get(keys.handle_key("net.two")) is None

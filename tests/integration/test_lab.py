@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from calico.keys import resource_key
 from lab import fabric
-from lab.cluster import DEFAULT_POOL_KEY, NODE_KEY, REGISTRY_DIR, Lab
+from lab.cluster import DEFAULT_POOL_NAME, REGISTRY_DIR, Lab
 from tests.integration.conftest import lab_prerequisites_missing
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
@@ -309,16 +310,16 @@ def test_nodes_and_default_pool_are_registered(lab):
         return json.loads(proc.stdout)
 
     for node in lab.nodes:
-        res = get(NODE_KEY.format(name=node))
+        res = get(resource_key("Node", node))
         assert res["kind"] == "Node" and res["metadata"]["name"] == node
         assert res["spec"]["bgp"]["ipv4Address"] == lab.node_address(node) + "/24"
         sock = res["metadata"]["annotations"]["calico-rkt.io/api"]
         assert sock == f"unix://{lab.node_dir(node)}/agent.sock"
-    pool = get(DEFAULT_POOL_KEY)
+    pool = get(resource_key("IPPool", DEFAULT_POOL_NAME))
     assert pool["kind"] == "IPPool"
     assert pool["spec"]["cidr"] == "192.168.0.0/16"
     assert pool["spec"]["blockSize"] == 26
-    assert pool["spec"]["natOutgoing"] is False
+    assert pool["spec"].get("natOutgoing", False) is False  # false is the default, not written
 
 
 def test_cli(lab):

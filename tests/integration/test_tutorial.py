@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from calico import ipam
+from calico import ipam, keys
 from calico.tutorial import HTTPD_IP
 from lab.cluster import plugin_dir
 
@@ -102,11 +102,11 @@ class Leftovers:
         return {kv.key for kv in self.ds.kv_list(WEP_PREFIX)[0]}
 
     def handles(self) -> set[str]:
-        return {kv.key[len(ipam.HANDLE_PREFIX) :] for kv in self.ds.kv_list(ipam.HANDLE_PREFIX)[0]}
+        return {kv.key[len(keys.HANDLE_PREFIX) :] for kv in self.ds.kv_list(keys.HANDLE_PREFIX)[0]}
 
     def allocations(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
-        for kv in self.ds.kv_list(ipam.BLOCK_PREFIX)[0]:
+        for kv in self.ds.kv_list(keys.BLOCK_PREFIX)[0]:
             for ip, handle in ipam.Block.from_json(kv.value).allocated().items():
                 out[str(ip)] = handle
         return out

@@ -12,7 +12,8 @@ import json
 import pytest
 import yaml
 
-from calico.datastore import KV, key_of
+from calico.datastore import KV
+from calico.keys import key_of
 from calico.resources import KINDS, load
 from console import calicoctl, tables
 from console.calicoctl import load_resources, main

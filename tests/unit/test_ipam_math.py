@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from calico import ipam
+from calico import ipam, keys
 from calico.ipam import (
     AddressInUse,
     AddressNotInBlock,
@@ -34,19 +34,19 @@ def ip(s: str) -> IPv4Address:
 
 
 def test_keys_match_calico_layout() -> None:
-    assert ipam.block_key(NET) == "/calico/ipam/v2/assignment/ipv4/block/192.168.0.0-26"
-    assert ipam.cidr_from_block_key(ipam.block_key(NET)) == NET
-    assert ipam.affinity_key("calico-01", NET) == (
+    assert keys.block_key(NET) == "/calico/ipam/v2/assignment/ipv4/block/192.168.0.0-26"
+    assert keys.cidr_from_block_key(keys.block_key(NET)) == NET
+    assert keys.affinity_key("calico-01", NET) == (
         "/calico/ipam/v2/host/calico-01/ipv4/block/192.168.0.0-26"
     )
-    assert ipam.parse_affinity_key(ipam.affinity_key("calico-01", NET)) == ("calico-01", NET)
-    assert ipam.handle_key(H1) == "/calico/ipam/v2/handle/network1.c1"
+    assert keys.parse_affinity_key(keys.affinity_key("calico-01", NET)) == ("calico-01", NET)
+    assert keys.handle_key(H1) == "/calico/ipam/v2/handle/network1.c1"
     assert ipam.make_handle_id("network1", "c1") == H1
     assert json.loads(ipam.affinity_value()) == {"state": "confirmed", "deleted": False}
     with pytest.raises(ValueError):
-        ipam.cidr_from_block_key("/calico/resources/v3/x")
+        keys.cidr_from_block_key("/calico/resources/v3/x")
     with pytest.raises(ValueError):
-        ipam.parse_affinity_key("/calico/ipam/v2/host/n1/ipv6/block/fd00::-122")
+        keys.parse_affinity_key("/calico/ipam/v2/host/n1/ipv6/block/fd00::-122")
 
 
 # ---- pools --------------------------------------------------------------------------------

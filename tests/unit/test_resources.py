@@ -2,6 +2,7 @@
 
 import pytest
 
+from calico.protocols import protocol_number
 from calico.resources import (
     IPPool,
     Profile,
@@ -12,7 +13,6 @@ from calico.resources import (
     load_documents,
     parse_port,
     policy_types,
-    protocol_number,
 )
 
 V3 = "projectcalico.org/v3"

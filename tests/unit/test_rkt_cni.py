@@ -121,10 +121,10 @@ echo '{"cniVersion":"0.1.0","code":7,"msg":"no such network","details":"etcd say
 exit 1
 """,
     )
-    with pytest.raises(cni.CNIError, match="plugin bad: no such network: etcd says no"):
+    with pytest.raises(cni.PluginFailed, match="plugin bad: no such network: etcd says no"):
         cni.add({"name": "n", "type": "bad"}, cni.Invocation("c", "", "eth0", "", str(tmp_path)))
 
 
 def test_missing_plugin(tmp_path):
-    with pytest.raises(cni.CNIError, match="failed to find plugin 'nope'"):
+    with pytest.raises(cni.PluginFailed, match="failed to find plugin 'nope'"):
         cni.add({"name": "n", "type": "nope"}, cni.Invocation("c", "", "eth0", "", str(tmp_path)))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from calico.datastore import KV, key_of
+from calico.datastore import KV
+from calico.keys import key_of
 from calico.resources import load
 from console.model import ClusterState, NodeInfo
 
