@@ -46,7 +46,7 @@ def calicoctl_command() -> list[str]:
     script = Path(sys.executable).parent / "calicoctl"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "console.calicoctl"]
+    return [sys.executable, "-m", "calicoctl"]
 
 
 def workload_endpoint(i: int) -> dict:

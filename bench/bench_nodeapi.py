@@ -11,7 +11,7 @@ and file goes, even on failure). Traffic stays inside the lab's namespaces.
    node's unix socket, JSON decoded, as NodeClient does), at the 2 real pods the lab starts
    with (the node service, the httpd) and at 1,000 pods. The 1,000 pods are *fabricated*:
    `pod.json` files written into the node's RKT_DIR/pods/<uuid>/ with the runtime's own
-   writer (agent.runtime.state.write_state), state `exited`, one network1 address each,
+   writer (rkt.state.write_state), state `exited`, one network1 address each,
    rather than starting 1,000 processes. The API reads exactly these files, so listing cost
    is the same; what is not measured is 1,000 live endpoints in the agent's cache.
    References in the same run: `rkt list --format=json` at the same pods (a subprocess on
@@ -101,7 +101,7 @@ def flood(src: str, dst: str, dport: int, n: int, rate: float) -> None:
 
 
 def fabricate_pods(rkt_dir: Path, n: int) -> None:
-    from agent.runtime.state import AppState, NetworkState, PodState, new_uuid, write_state
+    from rkt.state import AppState, NetworkState, PodState, new_uuid, write_state
 
     now = time.time()
     for i in range(n):

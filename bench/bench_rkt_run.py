@@ -35,7 +35,7 @@ BUDGET_MS = 150.0
 
 def rkt_cmd() -> list[str]:
     exe = os.path.join(os.path.dirname(sys.executable), "rkt")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "agent.runtime.cli"]
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "rkt.cli"]
 
 
 def wait_tcp(ip: str, port: int, deadline: float) -> None:
@@ -178,7 +178,14 @@ def main() -> int:
         return 2
     # An installed package has bytecode; this checkout may run with PYTHONDONTWRITEBYTECODE.
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "agent")],
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            os.path.join(REPO, "agent"),
+            os.path.join(REPO, "rkt"),
+        ],
         capture_output=True,
     )
     tag = os.urandom(3).hex()

@@ -39,7 +39,8 @@ import threading
 import time
 from typing import Any
 
-from plugin import endpoint, ipam_main, ipam_store, veth
+from calico import ipam_store
+from plugin import endpoint, ipam_main, veth
 from plugin.errors import (
     INVALID_CONFIG,
     PLUGIN_FAILURE,

@@ -27,8 +27,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from calico import ipam, keys
-from plugin import ipam_store
+from calico import ipam, ipam_store, keys
 from plugin.errors import (
     ADDRESS_UNAVAILABLE,
     INVALID_CONFIG,

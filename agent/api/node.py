@@ -71,7 +71,7 @@ def probe_in_netns(
     netns: str | None, address: str, port: int, timeout: float, http: bool = False
 ) -> dict[str, Any]:
     """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace)."""
-    from agent.runtime.netns import setns
+    from rkt.netns import setns
 
     sock = None
     if netns:
@@ -174,7 +174,7 @@ class NodeService:
         local_config: str = "/etc/rkt",
         flows: Any = None,
     ):
-        from agent.runtime.pods import Runtime
+        from rkt.pods import Runtime
 
         self.agent = agent
         self.rkt_dir = rkt_dir or os.environ.get("RKT_DIR", "/var/lib/rkt")
@@ -203,7 +203,7 @@ class NodeService:
             raise APIError(504, f"rkt {args[0]} did not finish within {timeout:g} s") from None
 
     def _pod_or_404(self, uuid: str) -> str:
-        from agent.runtime.state import StateError
+        from rkt.state import StateError
 
         try:
             return self.runtime.resolve(uuid)
@@ -254,7 +254,7 @@ class NodeService:
         return h
 
     def pods(self, req: Request) -> list[dict[str, Any]]:
-        from agent.runtime.format import humanize_since, pod_json
+        from rkt.format import humanize_since, pod_json
 
         now = time.time()
         endpoints = self.endpoint_by_container()
@@ -278,7 +278,7 @@ class NodeService:
         return out
 
     def networks(self, req: Request) -> list[dict[str, Any]]:
-        from agent.runtime.netconf import load_net_dir
+        from rkt.netconf import load_net_dir
 
         try:
             nets = load_net_dir(os.path.join(self.local_config, "net.d"))

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from calico.keys import resource_key
-from console.calicoctl import main
+from calicoctl.cli import main
 from lab.etcd import free_port
 from tests.unit.test_calicoctl_format import SAMPLES
 

@@ -567,7 +567,7 @@ def test_sigkill_half_way_is_repaired_by_calicoctl(cni_exec: Cni, ds, tmp_path: 
     calicoctl_env = {**os.environ, **cni.lab.root_env()}
     report = tmp_path / "report.json"
     run = subprocess.run(
-        [PY, "-m", "console.calicoctl", "ipam", "check", "-o", str(report)],
+        [PY, "-m", "calicoctl", "ipam", "check", "-o", str(report)],
         env=calicoctl_env,
         capture_output=True,
         text=True,
@@ -582,7 +582,7 @@ def test_sigkill_half_way_is_repaired_by_calicoctl(cni_exec: Cni, ds, tmp_path: 
     data["leakedAddresses"] = [a for a in data["leakedAddresses"] if a["ip"] == leaked[0]]
     report.write_text(json.dumps(data))
     run = subprocess.run(
-        [PY, "-m", "console.calicoctl", "ipam", "release", f"--from-report={report}"],
+        [PY, "-m", "calicoctl", "ipam", "release", f"--from-report={report}"],
         env=calicoctl_env,
         capture_output=True,
         text=True,

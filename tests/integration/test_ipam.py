@@ -15,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from calico import ipam, keys
-from plugin import ipam_store
+from calico import ipam, ipam_store, keys
 
 pytestmark = pytest.mark.etcd
 
@@ -128,7 +127,7 @@ def test_racing_processes_never_share_an_address(datastore, etcd_server) -> None
     code = (
         "import sys\n"
         "from calico.datastore import Datastore\n"
-        "from plugin import ipam_store\n"
+        "from calico import ipam_store\n"
         "ds = Datastore.connect(sys.argv[1])\n"
         "for i in range(12):\n"
         "    print(ipam_store.auto_assign(ds, 'n1', f'net.p{sys.argv[2]}.{i}'))\n"
@@ -154,7 +153,7 @@ def test_racing_processes_never_share_an_address(datastore, etcd_server) -> None
 
 def run_calicoctl(etcd_server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "console.calicoctl", *args],
+        [sys.executable, "-m", "calicoctl", *args],
         env={**os.environ, "ETCD_ENDPOINTS": etcd_server.endpoints},
         capture_output=True,
         text=True,

@@ -15,8 +15,10 @@ import yaml
 from calico.datastore import KV
 from calico.keys import key_of
 from calico.resources import KINDS, load
-from console import calicoctl, tables
-from console.calicoctl import load_resources, main
+from calicoctl import output, resource_commands, tables
+from calicoctl.cli import main
+from calicoctl.context import Cli, CliError
+from calicoctl.inputs import load_resources
 
 SAMPLES = {
     "Profile": """
@@ -145,8 +147,8 @@ def store(monkeypatch):
     other["spec"].update(node="calico-02", workload="fedcba", ipNetworks=["10.0.1.7/32"])
     resources.append(load(other))
     fake = FakeStore(resources)
-    monkeypatch.setattr(calicoctl.Cli, "datastore", lambda self: fake)
-    monkeypatch.setattr(calicoctl, "list_prefix", lambda ds, prefix: ds.kv_list(prefix))
+    monkeypatch.setattr(Cli, "datastore", lambda self: fake)
+    monkeypatch.setattr(resource_commands, "list_prefix", lambda ds, prefix: ds.kv_list(prefix))
     return fake
 
 
@@ -267,10 +269,10 @@ def test_get_unknown_name_is_one_line(store, capsys):
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_round_trip_through_output_formats(kind, fmt):
     (res,) = load_resources(SAMPLES[kind], "sample", None)
-    text = calicoctl.dump(res.to_dict(), fmt)
+    text = output.dump(res.to_dict(), fmt)
     (again,) = load_resources(text, "output", None)
     assert again == res
-    assert calicoctl.dump(again.to_dict(), fmt) == text
+    assert output.dump(again.to_dict(), fmt) == text
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
@@ -308,7 +310,7 @@ def test_namespace_flag_fills_in_and_must_agree():
     assert wep.metadata.namespace == "prod"
     (profile,) = load_resources(SAMPLES["Profile"], "f", "prod")  # not namespaced: untouched
     assert profile.metadata.namespace is None
-    with pytest.raises(calicoctl.CliError, match="does not match --namespace"):
+    with pytest.raises(CliError, match="does not match --namespace"):
         load_resources(SAMPLES["WorkloadEndpoint"], "f", "prod")
 
 
@@ -347,7 +349,7 @@ def test_namespace_flag_fills_in_and_must_agree():
 def test_bad_input_files_fail_in_one_line(
     tmp_path, capsys, monkeypatch, command, content, expected
 ):
-    monkeypatch.setattr(calicoctl.Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
+    monkeypatch.setattr(Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
     path = tmp_path / "in.yaml"
     path.write_text(content)
     code, out, err = run(capsys, command, "-f", str(path))
@@ -377,7 +379,7 @@ def test_stdin_is_read_with_dash(capsys, monkeypatch):
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("kind: Profile\n"))
-    monkeypatch.setattr(calicoctl.Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
+    monkeypatch.setattr(Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
     code, _, err = run(capsys, "apply", "-f", "-")
     assert (
         code == 1 and "error with field apiVersion" in err and "[stdin, document 1: Profile]" in err
@@ -388,7 +390,7 @@ def test_unexpected_errors_hide_the_traceback_unless_debug(capsys, monkeypatch):
     def boom(cli):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(calicoctl, "cmd_version", boom)
+    monkeypatch.setattr(resource_commands, "cmd_version", boom)
     code, _, err = run(capsys, "version")
     assert (
         code == 1
@@ -417,16 +419,16 @@ TRICKY_STRINGS = [
 @pytest.mark.parametrize("text", TRICKY_STRINGS)
 def test_yaml_strings_read_back_as_written(text):
     doc = {text: text, "list": [text, {text: [text]}], "nested": {"k": text}}
-    assert yaml.safe_load(calicoctl.to_yaml(doc)) == doc
+    assert yaml.safe_load(output.to_yaml(doc)) == doc
 
 
 def test_yaml_matches_pyyaml_on_resources():
     values = [None, True, False, 0, -7, 1.5, 100.0, 1e20, 2.5e-7, float("inf"), [], {}]
     doc = {"values": values, "empty": {}, "none": [], "deep": [[1, [2]], [{"a": {}}]]}
-    assert yaml.safe_load(calicoctl.to_yaml(doc)) == doc
+    assert yaml.safe_load(output.to_yaml(doc)) == doc
     for kind, text in SAMPLES.items():
         res = load(yaml.safe_load(text)).to_dict()
-        ours = calicoctl.to_yaml(res)
+        ours = output.to_yaml(res)
         assert yaml.safe_load(ours) == res
         if "Policy" not in kind:  # same text as PyYAML, but for "" vs '' (policies: quoting)
             theirs = yaml.safe_dump(res, sort_keys=True, default_flow_style=False)

@@ -1,11 +1,11 @@
-"""`calicoctl ipam check/show` logic over an in-memory snapshot (console/calicoctl_ipam.py)."""
+"""`calicoctl ipam check/show` logic over an in-memory snapshot (calicoctl/ipam_commands.py)."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from calico import ipam
-from console import calicoctl_ipam as ci
+from calicoctl import ipam_commands as ci
 
 
 def _snapshot() -> ci.Snapshot:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.runtime.cli import UsageError, main, parse_argv, parse_duration, parse_wait
+from rkt.cli import UsageError, main, parse_argv, parse_duration, parse_wait
 
 
 def test_tutorial_run_line():

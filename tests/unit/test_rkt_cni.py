@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from agent.runtime import cni
+from rkt import cni
 
 
 def test_result_010():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.runtime.format import (
+from rkt.format import (
     format_json,
     format_list,
     humanize_since,
@@ -15,7 +15,7 @@ from agent.runtime.format import (
     status_lines,
     tab_align,
 )
-from agent.runtime.state import AppState, NetworkState, PodState
+from rkt.state import AppState, NetworkState, PodState
 
 NOW = 1_700_000_000.0
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from agent.runtime.images import ImageError, ImageStore, app_name_for, parse_image_ref
+from rkt.images import ImageError, ImageStore, app_name_for, parse_image_ref
 
 
 @pytest.mark.parametrize(

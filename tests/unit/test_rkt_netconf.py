@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.runtime.netconf import (
+from rkt.netconf import (
     NetError,
     NetRequest,
     builtin_networks,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agent.runtime.record import factory, record
-from agent.runtime.state import (
+from rkt.record import factory, record
+from rkt.state import (
     AppState,
     NetworkState,
     PodState,

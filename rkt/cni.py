@@ -22,7 +22,7 @@ import select
 import sys
 import time
 
-from agent.runtime.record import record
+from rkt.record import record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
 if TYPE_CHECKING:
@@ -102,7 +102,9 @@ def exec_plugin(
             if left <= 0:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
-                raise PluginFailed(f"plugin {os.path.basename(path)} timed out after {timeout:.0f}s")
+                raise PluginFailed(
+                    f"plugin {os.path.basename(path)} timed out after {timeout:.0f}s"
+                )
             ready, _, _ = select.select(open_fds, [], [], left)
             for fd in ready:
                 chunk = os.read(fd, 65536)

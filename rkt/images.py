@@ -20,7 +20,7 @@ import os
 import time
 from urllib.parse import quote
 
-from agent.runtime.record import asdict, factory, record
+from rkt.record import asdict, factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class Image:
 # the limit with busybox's `timeout` applet, printing busybox's own message when it expires.
 # Difference to a real -T: it bounds the whole download, not each network read.
 WGET_WRAPPER = r"""#!/bin/sh
-# wget with -T: see agent/runtime/images.py (busybox-static 1.35 segfaults on -T).
+# wget with -T: see rkt/images.py (busybox-static 1.35 segfaults on -T).
 t=
 n=$#
 i=0

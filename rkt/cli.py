@@ -304,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
-    from agent.runtime.pods import RunError, Runtime
-    from agent.runtime.state import StateError
+    from rkt.pods import RunError, Runtime
+    from rkt.state import StateError
 
     rt = Runtime(data_dir, local_config)
     cmd = p.command
@@ -339,7 +339,7 @@ def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
 
 
 def _run(p: Parsed, rt) -> int:
-    from agent.runtime.pods import RunOptions
+    from rkt.pods import RunOptions
 
     if len(p.positionals) != 1:
         raise UsageError("run: give exactly one image (e.g. docker://busybox)")
@@ -373,7 +373,7 @@ def _run(p: Parsed, rt) -> int:
 def _list(p: Parsed, rt) -> int:
     import time
 
-    from agent.runtime import format as fmt_
+    from rkt import format as fmt_
 
     fmt = _check_format(p.get("format"))
     if p.positionals:
@@ -390,8 +390,8 @@ def _list(p: Parsed, rt) -> int:
 
 
 def _status(p: Parsed, rt) -> int:
-    from agent.runtime import format as fmt_
-    from agent.runtime.state import StateError
+    from rkt import format as fmt_
+    from rkt.state import StateError
 
     fmt = _check_format(p.get("format"))
     uuids = _uuid_args(p)
@@ -412,8 +412,8 @@ def _status(p: Parsed, rt) -> int:
 def _image(p: Parsed, data_dir: str) -> int:
     import time
 
-    from agent.runtime import format as fmt_
-    from agent.runtime.images import BUSYBOX, ImageError, ImageStore, parse_image_ref
+    from rkt import format as fmt_
+    from rkt.images import BUSYBOX, ImageError, ImageStore, parse_image_ref
 
     store = ImageStore(data_dir)
     try:

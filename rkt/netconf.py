@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 
-from agent.runtime.record import factory, record
+from rkt.record import factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
 if TYPE_CHECKING:

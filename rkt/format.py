@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from agent.runtime.state import EXITED, GARBAGE, RUNNING, PodState
+from rkt.state import EXITED, GARBAGE, RUNNING, PodState
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
 if TYPE_CHECKING:

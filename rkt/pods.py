@@ -25,9 +25,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from agent.runtime import netconf
-from agent.runtime.record import factory, record
-from agent.runtime.state import (
+from rkt import netconf
+from rkt.record import factory, record
+from rkt.state import (
     DELETING,
     EXITED,
     GARBAGE,
@@ -128,8 +128,8 @@ class Runtime:
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, opts: RunOptions) -> int:
-        from agent.runtime import cni
-        from agent.runtime.images import ImageError, ImageStore
+        from rkt import cni
+        from rkt.images import ImageError, ImageStore
 
         try:
             requests = netconf.parse_net_flags(opts.nets)
@@ -178,7 +178,7 @@ class Runtime:
         try:
             write_state(pdir, pod)
             if plan.mode != "host":
-                from agent.runtime import netns
+                from rkt import netns
 
                 pin = os.path.join(pdir, NETNS_FILE)
                 netns.create_pinned_netns(pin)
@@ -344,7 +344,7 @@ class Runtime:
                 write_state(pdir, pod)
             self.teardown(pod)
         else:
-            from agent.runtime import netns
+            from rkt import netns
 
             netns.remove_pinned_netns(os.path.join(pdir, NETNS_FILE))
         shutil.rmtree(pdir, ignore_errors=True)
@@ -355,7 +355,7 @@ class Runtime:
         errors: list[str] = []
         added = [n for n in pod.networks if n.added]
         if added:
-            from agent.runtime import cni, netns
+            from rkt import cni, netns
 
             # CNI_NETNS only when the namespace is reachable from here: a pin made in another
             # mount namespace is an empty file here, and plugins clean up without a netns.
@@ -368,7 +368,7 @@ class Runtime:
                     errors.append(f"error deleting network {n.name!r} of pod {pod.uuid}: {e}")
                 n.added = False
         if pod.netns:
-            from agent.runtime import netns
+            from rkt import netns
 
             try:
                 netns.remove_pinned_netns(pod.netns)
@@ -458,7 +458,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
         os.close(null)
         os.close(log)
     if pod.netns:
-        from agent.runtime import netns
+        from rkt import netns
 
         netns.enter_netns(pod.netns)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -502,7 +502,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
     # pods have neither; their process group has to do.
     member_ns: tuple[str, int] | None = None
     try:
-        from agent.runtime import netns
+        from rkt import netns
 
         if not image.host_root:
             member_ns = ("mnt", netns.ns_inode(app, "mnt"))
@@ -561,7 +561,7 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = f"{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}:{bindir}"
     else:
-        from agent.runtime import netns
+        from rkt import netns
 
         netns.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
         env = dict(image.env)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from agent.runtime.record import asdict, factory, record
+from rkt.record import asdict, factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
 if TYPE_CHECKING:

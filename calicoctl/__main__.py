@@ -1,0 +1,5 @@
+import sys
+
+from calicoctl.cli import main
+
+sys.exit(main())

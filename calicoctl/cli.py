@@ -1,0 +1,102 @@
+"""calicoctl: manage Calico v3 resources and IPAM in etcd.
+
+    calicoctl get profiles
+    calicoctl get wep -A -o wide
+    calicoctl get profile network1 -o yaml > p.yaml
+    calicoctl apply -f p.yaml
+    calicoctl create -f pools.yaml --skip-exists
+    calicoctl delete profile network1
+    calicoctl ipam show | check | release
+
+This file builds the argument parser from each command group's `register(sub, common)`
+(calicoctl/resource_commands.py, calicoctl/ipam_commands.py) and runs the chosen command.
+Every failure is one line on stderr and exit status 1; `--debug` adds the traceback of an
+unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from calico.errors import Unavailable
+from calicoctl import ipam_commands, resource_commands
+from calicoctl.context import ArgParser, Cli, CliError
+
+
+def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options accepted before and after the command; `suppress` keeps a subcommand from
+    resetting what was given before it."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "-c", "--config", default=default, metavar="FILE",
+        help="calicoctl config file (default /etc/calico/calicoctl.cfg, or $CALICOCTL_CONFIG)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--etcd-endpoints", default=default, metavar="URLS",
+        help="etcd endpoints, e.g. http://127.0.0.1:2379 (default $ETCD_ENDPOINTS, then the config file)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--debug", action="store_true", default=default,
+        help="show the traceback of an unexpected error",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgParser(
+        prog="calicoctl",
+        description="Manage Calico v3 resources in etcd.",
+        epilog="Kinds: profile, ippool, node, workloadendpoint (wep), networkpolicy, "
+        "globalnetworkpolicy (gnp); any case, singular or plural.",
+    )
+    _common_options(parser, suppress=False)
+    common = ArgParser(add_help=False)
+    _common_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
+    resource_commands.register(sub, common)
+    ipam_commands.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli: Cli | None = None
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        debug = bool(getattr(args, "debug", False))
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 1
+        cli = Cli(args)
+        return args.func(cli)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except CliError as exc:
+        Cli.err(exc.message)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `calicoctl get ... | head`
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the final flush
+        except OSError:
+            pass
+        return 1
+    except Exception as exc:
+        if isinstance(exc, Unavailable) and cli is not None:
+            Cli.err(cli.unavailable(exc).message)
+            return 1
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        Cli.err(f"calicoctl: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)")
+        return 1
+    finally:
+        if cli is not None:
+            cli.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
