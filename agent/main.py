@@ -33,8 +33,8 @@ MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there y
 
 
 class Agent:
-    """One agent. The API server (a later piece) reads `health`, `cache`, `desired` and
-    `last_result`; see `start_api`."""
+    """One agent. The node API reads `health`, `cache`, `desired` and `last_result`; see
+    `start_api`."""
 
     def __init__(
         self,

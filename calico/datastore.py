@@ -70,6 +70,8 @@ class Datastore:
 
     @classmethod
     def connect(cls, endpoints: str | None = None, timeout: float = 5.0) -> Datastore:
+        # The etcd client and grpc take ~250 ms to import: only a program that connects pays
+        # it (calicoctl --help, a CNI VERSION, the console's first paint do not).
         import pyetcd
         from pyetcd.client import Endpoint
 

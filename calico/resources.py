@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Union
 
 from calico.protocols import PORT_PROTOCOLS, protocol_number
+from calico.selector import SelectorError, parse
 
 API_VERSION = "projectcalico.org/v3"
 
@@ -250,8 +251,6 @@ def _check_labels(labels: dict[str, str], path: str) -> None:
 def _check_selector(text: str | None, path: str) -> None:
     if text is None:
         return
-    from calico.selector import SelectorError, parse
-
     try:
         parse(text)
     except SelectorError as exc:
@@ -662,7 +661,7 @@ def load(data: Any, validate: bool = True) -> Resource:
 
 def load_documents(text: str) -> list[Resource]:
     """All resources in a YAML (multi-document) or JSON text; a `List` kind is unwrapped."""
-    import yaml
+    import yaml  # 18 ms to import; calicoctl and the plugin load resources without it
 
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]

@@ -23,6 +23,8 @@ import signal
 import subprocess
 import sys
 
+from calico.tools import program
+from calico.tutorial import Tutorial
 from lab.cluster import DEFAULT_NODES, Lab, default_lab_name
 from lab.fabric import LabError
 
@@ -183,9 +185,6 @@ def cmd_list(args) -> int:
 
 def cmd_tutorial(args) -> int:
     """Each step: its title, the commands, what was seen; stop at the first failure."""
-    from calico.tools import program
-    from calico.tutorial import Tutorial
-
     lab = Lab(args.name)
     if lab.status()["state"] != "up":
         raise LabError(f"lab {lab.name} is not up (calico-lab up --name {lab.name})")

@@ -9,7 +9,7 @@ Layout of a lab named LAB (default ``calilab``) with nodes ``calico-01 .. calico
        127.0.0.1, same port)                 │  (no forwarding)                        default via .254
                                              └── calico-02 <-veth-> eth0 (LAB-calico-02) ip_forward=1
 
-What is made, and why this way (deviations from the brief are marked *):
+What is made, and why this way:
 
 - The bridge lives in its own namespace ``LAB-fabric``, never in the root namespace, so lab
   traffic never crosses the root namespace's bridge-netfilter hooks or firewall. The
@@ -21,7 +21,7 @@ What is made, and why this way (deviations from the brief are marked *):
 - Each node's default route points at the bridge's own address (.254) in the fabric
   namespace, which does not forward: a packet for a non-lab destination dies there. The
   route is what makes proxy ARP for 169.254.1.1 (Calico's pod gateway) answer.
-- * The fabric subnet defaults to 10.213.0.0/24, but when that overlaps anything the root
+- The fabric subnet defaults to 10.213.0.0/24, but when that overlaps anything the root
   namespace already has (another lab, a real network), `up` takes the next free /24 of
   10.213.0.0/16, so a test run's lab and an operator's lab can be up side by side.
   ``subnet=`` / ``--subnet`` pins it (and fails on overlap).
@@ -33,7 +33,7 @@ What is made, and why this way (deviations from the brief are marked *):
   bind mount of itself, as ``ip netns`` does for /run/netns; ``unshare --mount=FILE
   --propagation slave`` makes the pin). Inside it: an overlayfs over /etc (lower /etc,
   upper ``<state>/nodes/<node>/etc-upper``) so the node has its own ``/etc/rkt/net.d``
-  without changing the machine's /etc. * Also: a fresh sysfs on /sys made from inside
+  without changing the machine's /etc. Also: a fresh sysfs on /sys made from inside
   the node's netns (as ``ip netns exec`` does, so /sys/class/net shows the node's links;
   /sys/fs/cgroup is carried over); hostname = node name (the CNI plugin and
   calicoctl fall back to the hostname when CALICO_NODENAME is unset); and a tmpfs on
@@ -52,8 +52,8 @@ What is made, and why this way (deviations from the brief are marked *):
   annotation) and the default IPv4 pool is created if absent.
 
 State dir: ``state_dir=``, else the registered one (below), else ``$CALICO_LAB_STATE/<lab>``,
-else ``/var/lib/calico-lab/<lab>``. * Lab names are machine-wide (the namespaces carry them), so `up` also registers the lab as
-a symlink ``/run/calico-lab/<lab>`` -> its state dir: ``calico-lab status --name X`` and
+else ``/var/lib/calico-lab/<lab>``. Lab names are machine-wide (the namespaces carry them),
+so `up` also registers the lab as a symlink ``/run/calico-lab/<lab>`` -> its state dir: ``calico-lab status --name X`` and
 `Lab.find_running()` find a lab whatever state dir it was made with (a test run's, say).
 """
 
@@ -68,6 +68,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -75,9 +76,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from calico.datastore import Datastore
+from calico.errors import AlreadyExists
+from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
 from lab import fabric
 from lab.etcd import EtcdProcess, free_port
 from lab.fabric import LabError
+from plugin.build_launcher import install as install_plugins
 
 AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to open its API socket
 
@@ -360,8 +365,6 @@ class Lab:
         check: bool = False,
     ):
         """Run `argv` on `node`, capture its output; a subprocess.CompletedProcess."""
-        import subprocess
-
         if text is None:
             text = not isinstance(input, bytes)
         env = {**os.environ, **self.node_env(node)}
@@ -596,9 +599,7 @@ class Lab:
         the C launcher (~1 ms to hand a request to the agent, where `python -S` needs ~16 ms
         to start), with the `python -S` launchers beside it as its fallback when no agent
         listens; without a C compiler, the `python -S` launchers alone (one line says so)."""
-        from plugin.build_launcher import install
-
-        install(self.cni_bin_dir)
+        install_plugins(self.cni_bin_dir)
 
     def _etcd_process(self, fabric_addr: str) -> EtcdProcess:
         for _ in range(20):
@@ -673,10 +674,6 @@ class Lab:
 
     def _register(self, state: dict) -> None:
         """Node resources and the default IPv4 pool in etcd (the pool only if absent)."""
-        from calico.datastore import Datastore
-        from calico.errors import AlreadyExists
-        from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
-
         store = Datastore.connect(state["etcd"]["loopback_url"], timeout=10)
         try:
             for node, info in sorted(state["nodes"].items()):

@@ -6,9 +6,8 @@ parts can be told apart again (`my-node` + `ab-c` -> `my--node-cni-ab--c-eth0`).
 
 One endpoint per (container, interface): Calico's name includes the interface, so a pod
 joining two calico networks as eth0 and eth1 has two endpoints, each with its network's
-profile. DESIGN.md's "a pod that joins a second calico network gets that profile appended
-to the same endpoint" is honoured for the one case where two networks do land on the same
-endpoint: an ADD for an endpoint that already exists (same node, container and ifname)
+profile. Two networks land on the same endpoint only when an ADD comes for an endpoint
+that already exists (same node, container and ifname): that ADD for an endpoint that already exists (same node, container and ifname)
 appends its profile and addresses to it instead of replacing it, and DEL takes off only
 its own network's profile and addresses, deleting the endpoint with the last one.
 

@@ -1,4 +1,4 @@
-"""Calico's node plumbing for one pod interface (DESIGN.md, "Node plumbing").
+"""Calico's node plumbing for one pod interface (see ARCHITECTURE.md, "A pod's plumbing").
 
     node namespace (where this code runs)        pod namespace
     caliXXXXXXXXXXX  ee:ee:ee:ee:ee:ee  <-veth->  eth0  ip/32

@@ -301,7 +301,7 @@ def test_add_check_del_per_version(cni: Cni, ds, version: str) -> None:
     ip = (out["ip4"]["ip"] if "ip4" in out else out["ips"][0]["address"]).split("/")[0]
     cid = cni.cid(0)
 
-    # What ADD made, as DESIGN.md's node plumbing says.
+    # What ADD made, as ARCHITECTURE.md's pod plumbing says.
     host = f"cali{cid[:11]}"
     # `proto 80` when the node agent restored the route first (it watches endpoints too)
     route = rf"^{re.escape(ip)} dev {host} (proto \S+ )?scope link"

@@ -254,8 +254,11 @@ def test_a_probe_shows_in_flows_within_a_second(tutorial):
             assert "network1" in denied.cells[4], denied.cells  # the deciding rule
             # filters like hubble observe
             await pilot.press("slash", *"verdict:denied to:192.168.0.100", "enter")
-            await pilot.pause(0.3)
-            assert screen.shown and all(e.verdict == "denied" for e in screen.shown)
+
+            def only_denied() -> bool:
+                return bool(screen.shown) and all(e.verdict == "denied" for e in screen.shown)
+
+            await wait_for(pilot, only_denied, timeout=5, what="only denied flows shown")
             # why? on that flow: no traffic needed, the policy says the same
             await pilot.press("w")
             await pilot.pause()

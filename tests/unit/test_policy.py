@@ -30,7 +30,7 @@ API = "projectcalico.org/v3"
 
 
 def network_profile(name: str) -> Profile:
-    """The profile the CNI plugin creates for network `name` (DESIGN.md, seed behaviour)."""
+    """The profile the CNI plugin creates for network `name` (the tutorial's behaviour)."""
     res = load(
         {
             "apiVersion": API,
