@@ -20,7 +20,7 @@ than a few intervals stale. An endpoint key is rewritten only when its status ch
 timestamps alone tell the age.
 
 While etcd is unreachable nothing can be written there; the in-memory `Health` (served by
-the agent API later, and written to `--health-file`) says unhealthy.
+the node API at /v1/health, and written to `--health-file`) says unhealthy.
 """
 
 from __future__ import annotations
