@@ -26,8 +26,8 @@ from typing import Any
 
 from agent.api.server import APIError, Request, Router, Stream, Text
 from calico.tools import program
+from kernel.ns import NamespaceError, entered, open_netns
 
-CLONE_NEWNET = 0x40000000
 MAX_PROBE_TIMEOUT = 30.0
 PROBE_POD_IDLE = 120.0  # seconds a reusable "fresh pod on network X" lives unused
 
@@ -70,36 +70,27 @@ def classify_connect_error(exc: OSError) -> str:
 def probe_in_netns(
     netns: str | None, address: str, port: int, timeout: float, http: bool = False
 ) -> dict[str, Any]:
-    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace)."""
-    from rkt.netns import setns
+    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace).
 
-    sock = None
+    Only the socket is made inside (this thread enters and comes straight back): the
+    connect then runs from the pod's namespace with no process or thread of its own."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     if netns:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            os.close(own)
+            target = open_netns(netns)
+        except NamespaceError as exc:
             return {
                 "result": "error",
                 "error": f"pod network namespace gone: {exc.strerror}",
                 "seconds": 0.0,
             }
         try:
-            setns(target, CLONE_NEWNET)
-            try:
-                sock = socket.socket(
-                    socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM
-                )
-            finally:
-                setns(own, CLONE_NEWNET)  # back before anything else runs on this thread
+            with entered(target):
+                sock = socket.socket(family, socket.SOCK_STREAM)
         finally:
             os.close(target)
-            os.close(own)
     else:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM
-        )
+        sock = socket.socket(family, socket.SOCK_STREAM)
     start = time.monotonic()
     out: dict[str, Any]
     try:
