@@ -8,8 +8,9 @@ later call goes through the socket, other threads are never affected, and there 
 an `ip netns exec` subprocess nor pyroute2's helper process. The thread must run nothing
 else while inside; `entered()` guarantees the way back.
 
-Python 3.11 has no os.setns/os.unshare/mount: those come from libc through ctypes, loaded on
-first use and kept (`rkt list` and the CNI plugin's in-process path never pay for ctypes
+The syscalls namespaces are made of (setns, unshare, mount, umount, pivot_root) are here too;
+rkt.isolation builds a pod's mount namespace from them. Python 3.11 has no
+os.setns/os.unshare/mount: those come from libc through ctypes, loaded on first use and kept (`rkt list` and the CNI plugin's in-process path never pay for ctypes
 when nothing is entered). Only os, errno and contextlib are imported here: this module is
 on the CNI ADD path and under every `rkt` command.
 """
