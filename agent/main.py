@@ -65,7 +65,7 @@ class Agent:
         self._since: dict[str, tuple[str, str]] = {}
         self._health_written: tuple | None = None
         self._health_written_at = 0.0
-        from agent.api.node import Histogram
+        from agent.api.metrics import Histogram
 
         self.apply_histogram = Histogram()
         self.protected_hosts = datastore_hosts(endpoints)

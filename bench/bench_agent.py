@@ -46,6 +46,7 @@ from agent.sync import connect  # noqa: E402
 from calico.datastore import Datastore  # noqa: E402
 from calico.keys import resource_key  # noqa: E402
 from calico.resources import Resource  # noqa: E402
+from kernel.ns import run_in_netns  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
 from tests.integration.test_agent import (  # noqa: E402
     Topology,
@@ -156,7 +157,7 @@ def probe_until_reached(ns: str, ip: str, port: int, timeout: float = 10.0) -> f
                     continue
         raise TimeoutError(f"{ip}:{port} never reached")
 
-    return netns.run_in_netns(ns, loop)
+    return run_in_netns(ns, loop)
 
 
 def incremental(topo: Topology, ds: Datastore, iterations: int) -> dict:

@@ -40,6 +40,7 @@ import time
 from typing import Any
 
 from calico import ipam_store
+from kernel.ns import NamespaceError
 from plugin import endpoint, ipam_main, veth
 from plugin.errors import (
     INVALID_CONFIG,
@@ -48,7 +49,6 @@ from plugin.errors import (
     TRY_AGAIN_LATER,
     CNIError,
 )
-from plugin.ns import NamespaceError
 from plugin.result import Interface, IPConfig, Result, Route, parse_result
 from plugin.spec import Request, dispatch
 

@@ -23,8 +23,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plugin import ns
-from plugin.netlink import RT_SCOPE_LINK, Netlink, NetlinkError
+from kernel import ns
+from kernel.netlink import NetlinkError
+from kernel.rtnetlink import RT_SCOPE_LINK, Netlink, netlink_in
 
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = ipaddress.IPv4Address("169.254.1.1")
@@ -146,7 +147,7 @@ def create(netns_path: str, container_id: str, ifname: str, mtu: int, pod_mac: s
         host_link = node.link_get(host)
         if host_link is None:
             raise PlumbingError(f"{host} vanished right after it was made")
-        pod = ns.netlink_in(pod_fd)
+        pod = netlink_in(pod_fd)
         link = pod.link_get(ifname)
         if link is None:
             raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
@@ -265,7 +266,7 @@ def check(
     except ns.NamespaceError as exc:
         raise CheckFailed(str(exc)) from None
     try:
-        with ns.netlink_in(pod_fd) as pod:
+        with netlink_in(pod_fd) as pod:
             link = pod.link_get(ifname)
             if link is None:
                 raise CheckFailed(f"{ifname} does not exist in {netns_path}")

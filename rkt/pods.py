@@ -25,7 +25,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from rkt import netconf
+from kernel import ns as netns
+from rkt import isolation, netconf
 from rkt.record import factory, record
 from rkt.state import (
     DELETING,
@@ -178,8 +179,6 @@ class Runtime:
         try:
             write_state(pdir, pod)
             if plan.mode != "host":
-                from rkt import netns
-
                 pin = os.path.join(pdir, NETNS_FILE)
                 netns.create_pinned_netns(pin)
                 pod.netns = pin
@@ -344,8 +343,6 @@ class Runtime:
                 write_state(pdir, pod)
             self.teardown(pod)
         else:
-            from rkt import netns
-
             netns.remove_pinned_netns(os.path.join(pdir, NETNS_FILE))
         shutil.rmtree(pdir, ignore_errors=True)
 
@@ -355,7 +352,7 @@ class Runtime:
         errors: list[str] = []
         added = [n for n in pod.networks if n.added]
         if added:
-            from rkt import cni, netns
+            from rkt import cni
 
             # CNI_NETNS only when the namespace is reachable from here: a pin made in another
             # mount namespace is an empty file here, and plugins clean up without a netns.
@@ -368,8 +365,6 @@ class Runtime:
                     errors.append(f"error deleting network {n.name!r} of pod {pod.uuid}: {e}")
                 n.added = False
         if pod.netns:
-            from rkt import netns
-
             try:
                 netns.remove_pinned_netns(pod.netns)
             except OSError as e:
@@ -458,8 +453,6 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
         os.close(null)
         os.close(log)
     if pod.netns:
-        from rkt import netns
-
         netns.enter_netns(pod.netns)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     app = os.fork()
@@ -502,12 +495,10 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
     # pods have neither; their process group has to do.
     member_ns: tuple[str, int] | None = None
     try:
-        from rkt import netns
-
         if not image.host_root:
-            member_ns = ("mnt", netns.ns_inode(app, "mnt"))
+            member_ns = ("mnt", isolation.ns_inode(app, "mnt"))
         elif pod.netns:
-            member_ns = ("net", netns.ns_inode("self", "net"))
+            member_ns = ("net", isolation.ns_inode("self", "net"))
     except OSError:
         member_ns = None
     os.write(ready_w, f"R{app}".encode())
@@ -523,7 +514,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
     except (ProcessLookupError, PermissionError):
         pass
     if member_ns is not None:
-        netns.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
+        isolation.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
     pod.finished = time.time()
     pod.app.exit_code = code
     pod.set_state(EXITED)
@@ -561,9 +552,7 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = f"{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}:{bindir}"
     else:
-        from rkt import netns
-
-        netns.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
+        isolation.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
         env = dict(image.env)
         os.chdir(image.workdir or "/")
         if opts.interactive and "TERM" in os.environ:

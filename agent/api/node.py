@@ -9,27 +9,29 @@ CLI, so a pod started through the API is exactly a pod `rkt run` would start and
 
 from __future__ import annotations
 
-import errno
 import ipaddress
-import json
 import math
 import os
-import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from agent.api.server import APIError, Request, Router, Stream, Text
+from agent.api.counters import read_chain_counters
+from agent.api.metrics import metrics_text
+from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns
+from agent.api.server import APIError, APIServer, Request, Router, Stream, Text
+from agent.api.view import AgentView
+from agent.flows.collector import FlowCollector
+from agent.flows.enrich import agent_allow_resolver, agent_lookup
+from agent.flows.records import FlowFilter
+from calico.resources import WorkloadEndpoint
 from calico.tools import program
-
-CLONE_NEWNET = 0x40000000
-MAX_PROBE_TIMEOUT = 30.0
-PROBE_POD_IDLE = 120.0  # seconds a reusable "fresh pod on network X" lives unused
+from rkt.format import humanize_since, pod_json
+from rkt.netconf import load_net_dir
+from rkt.pods import Runtime
+from rkt.state import StateError
 
 
 def number(value: Any, default: float, what: str) -> float:
@@ -50,144 +52,28 @@ def number(value: Any, default: float, what: str) -> float:
     return out
 
 
-NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-NOT_PROBE_NETWORKS = ("host", "none", "all")  # no pod network of their own to probe from
-
-
-# ---------------------------------------------------------------- probes
-
-
-def classify_connect_error(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if exc.errno == errno.ECONNREFUSED:
-        return "refused"
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return "unreachable"
-    return "error"
-
-
-def probe_in_netns(
-    netns: str | None, address: str, port: int, timeout: float, http: bool = False
-) -> dict[str, Any]:
-    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace)."""
-    from rkt.netns import setns
-
-    sock = None
-    if netns:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            os.close(own)
-            return {
-                "result": "error",
-                "error": f"pod network namespace gone: {exc.strerror}",
-                "seconds": 0.0,
-            }
-        try:
-            setns(target, CLONE_NEWNET)
-            try:
-                sock = socket.socket(
-                    socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM
-                )
-            finally:
-                setns(own, CLONE_NEWNET)  # back before anything else runs on this thread
-        finally:
-            os.close(target)
-            os.close(own)
-    else:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM
-        )
-    start = time.monotonic()
-    out: dict[str, Any]
-    try:
-        sock.settimeout(timeout)
-        sock.connect((address, port))
-        out = {"result": "connected"}
-        if http:
-            sock.sendall(f"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
-            line = sock.recv(256).split(b"\r\n", 1)[0].decode(errors="replace")
-            out["http_status"] = (
-                int(line.split()[1]) if line.startswith("HTTP/") and len(line.split()) > 1 else None
-            )
-    except OSError as exc:
-        out = {"result": classify_connect_error(exc)}
-        if out["result"] in ("error", "unreachable"):
-            out["error"] = exc.strerror or str(exc)
-    finally:
-        sock.close()
-    out["seconds"] = round(time.monotonic() - start, 4)
-    return out
-
-
-@dataclass
-class ProbePod:
-    uuid: str
-    netns: str
-    last_used: float = field(default_factory=time.monotonic)
-
-
-# ---------------------------------------------------------------- metrics
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
-
-    def observe(self, value: float) -> None:
-        self.n += 1
-        self.total += value
-        for i, upper in enumerate(self.buckets):
-            if value <= upper:
-                self.counts[i] += 1
-
-    def lines(self, name: str, help_text: str) -> list[str]:
-        out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        for upper, count in zip(self.buckets, self.counts, strict=True):
-            out.append(f'{name}_bucket{{le="{upper}"}} {count}')
-        out += [
-            f'{name}_bucket{{le="+Inf"}} {self.n}',
-            f"{name}_sum {self.total:.6f}",
-            f"{name}_count {self.n}",
-        ]
-        return out
-
-
 # ---------------------------------------------------------------- the service
 
 
 class NodeService:
-    """The node API's behaviour over one agent (duck-typed: see agent.main.Agent)."""
+    """The node API's behaviour over one agent (what it reads of it: AgentView)."""
 
     def __init__(
         self,
-        agent: Any,
+        agent: AgentView,
         rkt_dir: str | None = None,
         local_config: str = "/etc/rkt",
-        flows: Any = None,
+        flows: FlowCollector | None = None,
     ):
-        from rkt.pods import Runtime
-
         self.agent = agent
         self.rkt_dir = rkt_dir or os.environ.get("RKT_DIR", "/var/lib/rkt")
         self.local_config = local_config
         self.runtime = Runtime(self.rkt_dir, local_config, warn=lambda msg: None)
         self.flows = flows
-        self.probe_pods: dict[str, ProbePod] = {}
-        self.probe_lock = threading.Lock()
+        self.probe_pods = ProbePods(self.rkt, self.runtime)
         self.pool = ThreadPoolExecutor(max_workers=128, thread_name_prefix="probe")
         self.started = time.time()
         self.requests = 0
-        self.closing = threading.Event()
-        threading.Thread(target=self._reap_probe_pods, name="probe-reaper", daemon=True).start()
 
     # -- helpers
     def rkt(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
@@ -203,15 +89,13 @@ class NodeService:
             raise APIError(504, f"rkt {args[0]} did not finish within {timeout:g} s") from None
 
     def _pod_or_404(self, uuid: str) -> str:
-        from rkt.state import StateError
-
         try:
             return self.runtime.resolve(uuid)
         except StateError as exc:
             raise APIError(404, str(exc)) from None
 
     def endpoint_by_container(self) -> dict[str, list[dict[str, Any]]]:
-        status = self.agent.endpoint_status() if hasattr(self.agent, "endpoint_status") else {}
+        status = self.agent.endpoint_status()
         by_name = {v.get("name"): v for v in status.values()}
         out: dict[str, list[dict[str, Any]]] = {}
         for wep in self.local_endpoints():
@@ -227,26 +111,20 @@ class NodeService:
             )
         return out
 
-    def local_endpoints(self) -> list[Any]:
-        from calico.resources import WorkloadEndpoint
-
-        cache = getattr(self.agent, "cache", None)
-        if cache is None:
-            return []
-        node = getattr(self.agent, "nodename", None)
+    def local_endpoints(self) -> list[WorkloadEndpoint]:
+        node = self.agent.nodename
         return [
-            r for r in list(cache.resources.values())
+            r for r in list(self.agent.cache.resources.values())
             if isinstance(r, WorkloadEndpoint) and r.spec.node == node
         ]  # fmt: skip
 
     # -- reads
     def health(self, req: Request) -> dict[str, Any]:
-        h = self.agent.health.to_dict() if hasattr(self.agent, "health") else {}
-        cache = getattr(self.agent, "cache", None)
+        h = self.agent.health.to_dict()
         h.update(
             {
-                "node": getattr(self.agent, "nodename", ""),
-                "in_sync": bool(cache and cache.in_sync),
+                "node": self.agent.nodename,
+                "in_sync": bool(self.agent.cache.in_sync),
                 "ready": bool(h.get("ready")),
                 "api_uptime_seconds": round(time.time() - self.started, 1),
             }
@@ -254,8 +132,6 @@ class NodeService:
         return h
 
     def pods(self, req: Request) -> list[dict[str, Any]]:
-        from rkt.format import humanize_since, pod_json
-
         now = time.time()
         endpoints = self.endpoint_by_container()
         out = []
@@ -278,8 +154,6 @@ class NodeService:
         return out
 
     def networks(self, req: Request) -> list[dict[str, Any]]:
-        from rkt.netconf import load_net_dir
-
         try:
             nets = load_net_dir(os.path.join(self.local_config, "net.d"))
         except Exception as exc:  # a broken file must not break the whole list
@@ -299,7 +173,7 @@ class NodeService:
         return out
 
     def endpoints(self, req: Request) -> list[dict[str, Any]]:
-        status = self.agent.endpoint_status() if hasattr(self.agent, "endpoint_status") else {}
+        status = self.agent.endpoint_status()
         by_name = {v.get("name"): v for v in status.values()}
         out = []
         for wep in self.local_endpoints():
@@ -319,8 +193,8 @@ class NodeService:
         return out
 
     def dataplane(self, req: Request) -> dict[str, Any]:
-        desired = getattr(self.agent, "desired", None)
-        chains = read_counters()
+        desired = self.agent.desired
+        chains = read_chain_counters()
         ipsets = {}
         routes = []
         if desired is not None:
@@ -340,38 +214,7 @@ class NodeService:
         }
 
     def metrics(self, req: Request) -> Text:
-        h = self.agent.health.to_dict() if hasattr(self.agent, "health") else {}
-        desired = getattr(self.agent, "desired", None)
-        counts = desired.summary() if desired is not None else {}
-        lines = []
-        hist = getattr(self.agent, "apply_histogram", None)
-        if hist is not None:
-            lines += hist.lines(
-                "calico_agent_apply_seconds", "Time from a change to the dataplane applied."
-            )
-        gauges = {
-            "calico_agent_rules": counts.get("rules", 0),
-            "calico_agent_chains": counts.get("chains", 0),
-            "calico_agent_ipsets": counts.get("ipsets", 0),
-            "calico_agent_ipset_members": counts.get("ipset_members", 0),
-            "calico_agent_endpoints": counts.get("endpoints", 0),
-            "calico_agent_in_sync": int(bool(h.get("in_sync"))),
-            "calico_agent_resyncs_total": getattr(self.agent, "resyncs", 0),
-        }
-        for name, value in gauges.items():
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
-        if self.flows is not None:
-            stats = self.flows.stats()
-            lines += [
-                "# TYPE calico_agent_denied_packets_total counter",
-                f"calico_agent_denied_packets_total {stats.get('denied', 0)}",
-            ]
-            lines += [
-                "# TYPE calico_agent_allowed_flows_total counter",
-                f"calico_agent_allowed_flows_total {stats.get('allowed', 0)}",
-            ]
-        return Text("\n".join(lines) + "\n")
+        return Text(metrics_text(self.agent, self.flows))
 
     # -- actions
     def run_pod(self, req: Request) -> dict[str, Any]:
@@ -426,38 +269,6 @@ class NodeService:
             raise APIError(409, proc.stderr.strip() or "rm failed")
         return {"uuid": uuid, "removed": True}
 
-    def _probe_pod_for(self, network: str) -> ProbePod:
-        """A reusable pod on `network` to probe from (started on first use)."""
-        if not NETWORK_NAME.match(network) or network in NOT_PROBE_NETWORKS:
-            # not `host`, and not `--net` syntax (`a:IP=..`, `a,b`) smuggled into rkt run
-            raise APIError(400, f"network must be the name of a pod network, not {network!r}")
-        with self.probe_lock:
-            pod = self.probe_pods.get(network)
-            if pod and os.path.exists(pod.netns) and self.runtime.is_managed(pod.uuid):
-                pod.last_used = time.monotonic()
-                return pod
-            proc = self.rkt(["run", f"--net={network}", "--detach", "docker://busybox",
-                             "--exec=/bin/sleep", "--name=probe", "--", "86400"])  # fmt: skip
-            if proc.returncode != 0:
-                raise APIError(
-                    400, (proc.stderr.strip().splitlines() or ["cannot start a probe pod"])[-1]
-                )
-            uuid = proc.stdout.strip().splitlines()[-1]
-            pod = ProbePod(uuid, os.path.join(self.runtime.pod_dir(uuid), "netns"))
-            self.probe_pods[network] = pod
-            return pod
-
-    def _reap_probe_pods(self) -> None:
-        """Probe pods live while they are used: one idle for PROBE_POD_IDLE is removed."""
-        while not self.closing.wait(min(30.0, PROBE_POD_IDLE / 2)):
-            now = time.monotonic()
-            with self.probe_lock:
-                idle = [n for n, p in self.probe_pods.items() if now - p.last_used > PROBE_POD_IDLE]
-                pods = [self.probe_pods.pop(n) for n in idle]
-            for pod in pods:
-                self.rkt(["stop", "--force", pod.uuid], timeout=20)
-                self.rkt(["rm", pod.uuid], timeout=20)
-
     def _probe_one(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise APIError(400, "a probe is a JSON object")
@@ -477,7 +288,7 @@ class NodeService:
             netns = os.path.join(self.runtime.pod_dir(uuid), "netns")
             source = {"pod": uuid}
         elif body.get("network"):
-            pod = self._probe_pod_for(str(body["network"]))
+            pod = self.probe_pods.for_network(str(body["network"]))
             netns, source = pod.netns, {"network": body["network"], "pod": pod.uuid}
         else:
             raise APIError(400, "say where to probe from: pod (uuid) or network")
@@ -497,7 +308,7 @@ class NodeService:
             for p in items
             if isinstance(p, dict) and not p.get("pod") and p.get("network")
         }:
-            self._probe_pod_for(str(net))
+            self.probe_pods.for_network(str(net))
 
         def safe(p: Any) -> dict[str, Any]:
             try:
@@ -510,8 +321,6 @@ class NodeService:
     def flows_route(self, req: Request) -> Stream:
         if self.flows is None:
             raise APIError(503, "flow collection is not running on this node")
-        from agent.flows.records import FlowFilter
-
         query = {k: v for k, v in req.query.items() if k not in ("follow", "last")}
         try:
             flt = FlowFilter.from_query(query)
@@ -523,11 +332,7 @@ class NodeService:
         return Stream(sub)
 
     def close(self) -> None:
-        self.closing.set()
-        for pod in list(self.probe_pods.values()):
-            self.rkt(["stop", "--force", pod.uuid], timeout=20)
-            self.rkt(["rm", pod.uuid], timeout=20)
-        self.probe_pods.clear()
+        self.probe_pods.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the routes
@@ -564,47 +369,15 @@ class NodeService:
         return r
 
 
-def read_counters() -> dict[str, list[dict[str, Any]]]:
-    """The agent's chains as the kernel has them, with per-rule packet/byte counters."""
-    try:
-        out = subprocess.run(
-            ["iptables-legacy-save", "-c", "-t", "filter"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return parse_counters(out)
-
-
-def parse_counters(text: str) -> dict[str, list[dict[str, Any]]]:
-    """`[pkts:bytes] -A cali-x ...` lines -> {chain: [{packets, bytes, rule}]} (cali* only)."""
-    chains: dict[str, list[dict[str, Any]]] = {}
-    for line in text.splitlines():
-        if line.startswith(":cali"):
-            chains.setdefault(line[1:].split()[0], [])
-        if not line.startswith("[") or " -A cali" not in line:
-            continue
-        counters, rule = line.split("] ", 1)
-        packets, nbytes = counters[1:].split(":")
-        chain = rule.split()[1]
-        chains.setdefault(chain, []).append(
-            {"packets": int(packets), "bytes": int(nbytes), "rule": rule}
-        )
-    return chains
-
-
 def serve(
-    agent: Any, socket_path: str, tcp: tuple[str, int] | None = None, token: str | None = None
-) -> Any:
+    agent: AgentView,
+    socket_path: str,
+    tcp: tuple[str, int] | None = None,
+    token: str | None = None,
+) -> APIServer:
     """Start the node API for `agent` (threads); returns the server (stop() to end)."""
-    from agent.api.server import APIServer
-
-    flows = None
+    flows: FlowCollector | None = None
     try:
-        from agent.flows.collector import FlowCollector
-
         flows = FlowCollector(
             lookup=agent_lookup(agent), allow_resolver=agent_allow_resolver(agent)
         )
@@ -617,80 +390,3 @@ def serve(
     server.start()
     server.service = service  # type: ignore[attr-defined]
     return server
-
-
-def agent_lookup(agent: Any):
-    """ip -> endpoint info for flow records, from the agent's synced cache."""
-    cache_state: dict[str, Any] = {"rev": -1, "map": {}}
-
-    def lookup(ip: str) -> dict[str, Any] | None:
-        cache = getattr(agent, "cache", None)
-        if cache is None:
-            return None
-        if cache_state["rev"] != cache.revision:
-            from calico.resources import WorkloadEndpoint
-
-            table = {}
-            for res in list(cache.resources.values()):
-                if isinstance(res, WorkloadEndpoint):
-                    info = {
-                        "name": res.metadata.name,
-                        "namespace": res.metadata.namespace,
-                        "networks": tuple(res.spec.profiles),
-                        "profiles": tuple(res.spec.profiles),
-                        "pod": res.spec.container_id,
-                    }
-                    for net in res.spec.ip_networks:
-                        table[net.split("/")[0]] = info
-            cache_state.update(rev=cache.revision, map=table)
-        return cache_state["map"].get(ip)
-
-    return lookup
-
-
-def _local(end: Any, node: str | None) -> bool:
-    spec = getattr(end, "spec", None)
-    return spec is not None and getattr(spec, "node", None) == node
-
-
-def agent_allow_resolver(agent: Any):
-    """Names the policy/profile rule that allowed a flow (the same evaluation the agent renders)."""
-    memo: dict[str, Any] = {"rev": -1, "set": None}
-
-    def resolve(record: Any) -> str | None:
-        cache = getattr(agent, "cache", None)
-        if cache is None:
-            return None
-        from calico.policy import Flow, PolicySet, evaluate
-
-        if memo["rev"] != cache.revision:
-            memo.update(
-                rev=cache.revision, set=PolicySet.from_resources(list(cache.resources.values()))
-            )
-        ps = memo["set"]
-        src = ps.endpoint_for_ip(record.src) or record.src
-        dst = ps.endpoint_for_ip(record.dst) or record.dst
-        proto = str(record.protocol).upper()
-        if proto not in ("TCP", "UDP", "ICMP", "SCTP"):
-            return None
-        port = record.dport if proto in ("TCP", "UDP", "SCTP") else None
-        verdict = evaluate(ps, Flow(src, dst, proto, dst_port=port))
-        # A node enforces egress for its own sources and ingress for its own destinations:
-        # name the rule this node applied (a flow allowed out of here may still be denied
-        # on the destination's node, which reports that deny itself).
-        node = getattr(agent, "nodename", None)
-        enforced = [
-            d for d in verdict.directions
-            if (d.direction == "Egress" and _local(src, node))
-            or (d.direction == "Ingress" and _local(dst, node))
-        ]  # fmt: skip
-        if not enforced:
-            return None
-        here = next((d for d in enforced if d.direction == "Ingress"), enforced[0])
-        return str(here.decision)
-
-    return resolve
-
-
-if __name__ == "__main__":  # pragma: no cover - manual poking
-    print(json.dumps(parse_counters(sys.stdin.read()), indent=2))

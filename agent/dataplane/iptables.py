@@ -14,21 +14,15 @@ commit after every rule referring to it was rewritten. Other chains and rules ar
 from __future__ import annotations
 
 import re
-import shlex
-import subprocess
 from dataclasses import dataclass, field
 
 from agent.calc import CHAIN_PREFIX, Chain, Dataplane
+from kernel import iptables as kernel_iptables
+from kernel.iptables import IptablesError as IptablesError  # the applier catches it here
 
-SAVE = "iptables-legacy-save"
-RESTORE = "iptables-legacy-restore"
 BUILTINS = ("INPUT", "FORWARD", "OUTPUT")
 
 _COMMENT_RE = re.compile(r'--comment "?cali:([A-Za-z0-9_-]+)"?')
-
-
-class IptablesError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -45,28 +39,20 @@ class KernelFilter:
 def parse_save(text: str) -> KernelFilter:
     """Parse `iptables-save -t filter` output: our chains' hash lists, built-in rules."""
     out = KernelFilter()
-    in_filter = False
-    for line in text.splitlines():
-        if line.startswith("*"):
-            in_filter = line == "*filter"
-            continue
-        if not in_filter:
-            continue
-        if line.startswith(":"):
-            name = line[1:].split(" ", 1)[0]
-            if name.startswith(CHAIN_PREFIX):
-                out.chains[name] = ()
-            elif name in BUILTINS:
-                out.builtins[name] = []
-        elif line.startswith("-A "):
-            chain, _, spec = line[3:].partition(" ")
-            m = _COMMENT_RE.search(spec)
-            h = m.group(1) if m else None
-            if chain in out.chains:
-                out.chains[chain] = (*out.chains[chain], h)
-            elif chain in out.builtins:
-                out.builtins[chain].append((h, spec))
+    table = kernel_iptables.parse_save(text).get("filter")
+    if table is None:
+        return out
+    for name in table.policies:
+        if name.startswith(CHAIN_PREFIX):
+            out.chains[name] = tuple(_rule_hash(r.spec) for r in table.rules[name])
+        elif name in BUILTINS:
+            out.builtins[name] = [(_rule_hash(r.spec), r.spec) for r in table.rules[name]]
     return out
+
+
+def _rule_hash(spec: str) -> str | None:
+    m = _COMMENT_RE.search(spec)
+    return m.group(1) if m else None
 
 
 def plan_restore(desired: Dataplane, current: KernelFilter) -> tuple[str, list[str], list[str]]:
@@ -121,25 +107,14 @@ def _spec_of(hook: Chain) -> str:
 # ---------------------------------------------------------------- kernel I/O
 
 
-def _run(args: list[str], stdin: str | None = None) -> str:
-    try:
-        proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
-    except FileNotFoundError as exc:
-        raise IptablesError(f"{args[0]} is not installed (Debian package iptables)") from exc
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()
-        raise IptablesError(f"{shlex.join(args[:2])} failed: {detail}")
-    return proc.stdout
-
-
 def read_filter() -> KernelFilter:
-    return parse_save(_run([SAVE, "-t", "filter"]))
+    return parse_save(kernel_iptables.save("filter"))
 
 
 def save_text() -> str:
-    return _run([SAVE, "-t", "filter"])
+    return kernel_iptables.save("filter")
 
 
 def restore(text: str) -> None:
     """One atomic commit of the filter table (waits for the xtables lock)."""
-    _run([RESTORE, "--noflush", "--wait=10"], stdin=text)
+    kernel_iptables.restore(text)

@@ -17,13 +17,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-from agent.flows.nflog import (
-    NetfilterReader,
-    iter_nlmsgs,
-    nfgen_header,
-    open_netfilter_socket,
-    parse_attrs,
-)
+from agent.flows.nflog import NetfilterReader, open_netfilter_socket
+from kernel.netlink import NLM_F_CREATE, NLM_F_EXCL, iter_nlmsgs, nfgen_header, parse_attrs
 
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW = 0
@@ -32,9 +27,6 @@ IPCTNL_MSG_CT_DELETE = 2
 NFNLGRP_CONNTRACK_NEW = 1
 NFNLGRP_CONNTRACK_UPDATE = 2
 NFNLGRP_CONNTRACK_DESTROY = 3
-
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
 
 CTA_TUPLE_ORIG = 1
 CTA_TUPLE_REPLY = 2
@@ -181,7 +173,7 @@ def parse_conntrack_event(
 def parse_conntrack_messages(buf: bytes, reply: bool = True) -> list[ConntrackEvent]:
     """Every conntrack event in one datagram."""
     out = []
-    for mtype, flags, payload in iter_nlmsgs(buf):
+    for mtype, flags, _seq, payload in iter_nlmsgs(buf):
         event = parse_conntrack_event(mtype, flags, payload, reply)
         if event is not None:
             out.append(event)

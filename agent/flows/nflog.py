@@ -40,8 +40,9 @@ Allowed traffic is not logged by iptables: it is read from conntrack NEW events 
 ``agent.flows.conntrack``).
 
 This module: pure parsing of NFULNL netlink messages (:func:`parse_nflog_messages`, tested on
-captured bytes) and the small netlink helpers the conntrack reader shares, then the socket
-(:class:`NflogSocket`) that binds a group in the current network namespace.
+captured bytes; the framing is kernel.netlink's), then the netfilter socket reader the
+conntrack reader shares and the socket (:class:`NflogSocket`) that binds a group in the
+current network namespace.
 """
 
 from __future__ import annotations
@@ -52,10 +53,23 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from calico.protocols import flow_name
+from kernel.netlink import (
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_NETFILTER,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    attr,
+    build_nfmsg,
+    iter_nlmsgs,
+    netlink_error,
+    nfgen_header,
+    parse_attrs,
+)
 
 NFLOG_GROUP = 1
 PREFIX_MAX = 63  # bytes, without the NUL the kernel adds
@@ -154,78 +168,6 @@ def prefix_name_matches(parsed: dict, full_name: str) -> bool:
     if not parsed.get("truncated"):
         return parsed.get("name") == full_name
     return full_name.startswith(parsed["name"]) and _name_hash(full_name) == parsed["name_hash"]
-
-
-# ---------------------------------------------------------------- netlink helpers (pure)
-
-NETLINK_NETFILTER = 12
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
-NETLINK_NO_ENOBUFS = 5
-
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLA_TYPE_MASK = 0x3FFF  # drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NLATTR = struct.Struct("=HH")
-
-
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def iter_nlmsgs(buf: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(type, flags, payload) of every netlink message in one datagram."""
-    off = 0
-    end = len(buf)
-    while off + _NLMSGHDR.size <= end:
-        length, mtype, flags, _seq, _pid = _NLMSGHDR.unpack_from(buf, off)
-        if length < _NLMSGHDR.size or off + length > end:
-            break
-        yield mtype, flags, buf[off + _NLMSGHDR.size : off + length]
-        off += _align4(length)
-
-
-def parse_attrs(buf: bytes, start: int = 0) -> dict[int, bytes]:
-    """Netlink attributes from `start` to the end as {type: value}; the last one wins."""
-    out: dict[int, bytes] = {}
-    off = start
-    end = len(buf)
-    while off + 4 <= end:
-        length, atype = _NLATTR.unpack_from(buf, off)
-        if length < 4 or off + length > end:
-            break
-        out[atype & NLA_TYPE_MASK] = buf[off + 4 : off + length]
-        off += _align4(length)
-    return out
-
-
-def nfgen_header(payload: bytes) -> tuple[int, int]:
-    """(family, res_id) from the nfgenmsg at the start of a netfilter message."""
-    family, _version = payload[0], payload[1]
-    (res_id,) = struct.unpack_from("!H", payload, 2)
-    return family, res_id
-
-
-def build_attr(atype: int, value: bytes) -> bytes:
-    raw = _NLATTR.pack(4 + len(value), atype) + value
-    return raw + b"\0" * (_align4(len(raw)) - len(raw))
-
-
-def build_nfmsg(
-    subsys: int, msg: int, family: int, res_id: int, attrs: bytes, seq: int, flags: int
-) -> bytes:
-    body = struct.pack("=BB", family, 0) + struct.pack("!H", res_id) + attrs
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), (subsys << 8) | msg, flags, seq, 0) + body
-
-
-def netlink_error(payload: bytes) -> int:
-    """The (positive) errno of an NLMSG_ERROR payload, 0 for an ACK."""
-    (code,) = struct.unpack_from("=i", payload, 0)
-    return -code
 
 
 # ---------------------------------------------------------------- L3/L4 headers (pure)
@@ -395,7 +337,7 @@ def parse_nflog_messages(buf: bytes) -> list[NflogPacket]:
     """Every NFULNL packet in one datagram; config ACKs and other messages are skipped."""
     out = []
     packet_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
-    for mtype, _flags, payload in iter_nlmsgs(buf):
+    for mtype, _flags, _seq, payload in iter_nlmsgs(buf):
         if mtype == packet_type and len(payload) >= 4:
             out.append(parse_nflog_packet(payload))
     return out
@@ -408,7 +350,7 @@ def nflog_config_messages(group: int, copy_range: int, seq: int = 1) -> list[byt
     def cfg(family: int, res_id: int, attrs: bytes, n: int) -> bytes:
         return build_nfmsg(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, family, res_id, attrs, n, flags)
 
-    cmd = lambda c: build_attr(NFULA_CFG_CMD, bytes([c]))  # noqa: E731
+    cmd = lambda c: attr(NFULA_CFG_CMD, bytes([c]))  # noqa: E731
     mode = struct.pack("!IBx", copy_range, NFULNL_COPY_PACKET)
     return [
         cfg(socket.AF_INET, 0, cmd(NFULNL_CFG_CMD_PF_BIND), seq),
@@ -416,10 +358,10 @@ def nflog_config_messages(group: int, copy_range: int, seq: int = 1) -> list[byt
         cfg(
             socket.AF_UNSPEC,
             group,
-            build_attr(NFULA_CFG_MODE, mode)
-            + build_attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
-            + build_attr(NFULA_CFG_TIMEOUT, struct.pack("!I", 0))
-            + build_attr(NFULA_CFG_FLAGS, struct.pack("!H", NFULNL_CFG_F_SEQ)),
+            attr(NFULA_CFG_MODE, mode)
+            + attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
+            + attr(NFULA_CFG_TIMEOUT, struct.pack("!I", 0))
+            + attr(NFULA_CFG_FLAGS, struct.pack("!H", NFULNL_CFG_F_SEQ)),
             seq + 2,
         ),
     ]
@@ -508,7 +450,7 @@ class NflogSocket(NetfilterReader):
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             data = self.sock.recv(65536)
-            for mtype, _flags, payload in iter_nlmsgs(data):
+            for mtype, _flags, _seq, payload in iter_nlmsgs(data):
                 if mtype == NLMSG_ERROR:
                     code = netlink_error(payload)
                     if code:

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -479,8 +478,9 @@ def test_pods_cannot_reach_etcd(lab, api, httpd) -> None:
 def test_tcp_needs_the_bearer_token(tmp_path, lab) -> None:
     from agent.api.node import NodeService
     from agent.api.server import APIServer
+    from tests.unit.fake_agent import FakeAgent
 
-    agent = SimpleNamespace(nodename="stub-node", cache=None)
+    agent = FakeAgent("stub-node")
     service = NodeService(agent, rkt_dir=str(tmp_path / "rkt"), local_config=str(tmp_path))
     server = APIServer(service.router(), None, tcp=("127.0.0.1", 0), token="s3cret-token")
     server.start()

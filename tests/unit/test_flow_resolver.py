@@ -3,7 +3,7 @@ ingress on the destination's."""
 
 from types import SimpleNamespace
 
-from agent.api.node import agent_allow_resolver
+from agent.flows.enrich import agent_allow_resolver
 from tests.unit.console.fixtures import seed_state
 
 

@@ -16,15 +16,14 @@ from agent.flows.conntrack import (
 )
 from agent.flows.nflog import (
     PREFIX_MAX,
-    iter_nlmsgs,
     nflog_config_messages,
     nflog_prefix,
-    parse_attrs,
     parse_ip_header,
     parse_nflog_messages,
     parse_prefix,
     prefix_name_matches,
 )
+from kernel.netlink import iter_nlmsgs, parse_attrs
 
 NFLOG_SYN_81 = bytes.fromhex(
     "cc0000000004000000000000000000000200000108000100080001001e000a00447c497c706f6c7c"
@@ -136,10 +135,10 @@ def test_config_messages_are_well_formed():
     msgs = nflog_config_messages(group=7, copy_range=128)
     assert len(msgs) == 3
     for raw in msgs:
-        ((mtype, flags, payload),) = list(iter_nlmsgs(raw))
+        ((mtype, flags, _seq, payload),) = list(iter_nlmsgs(raw))
         assert mtype == (4 << 8) | 1  # NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG
         assert flags & 0x1  # request
-    _, _, payload = next(iter_nlmsgs(msgs[1]))
+    _, _, _, payload = next(iter_nlmsgs(msgs[1]))
     assert payload[2:4] == b"\x00\x07"  # group in res_id, big endian
     assert parse_attrs(payload, 4) == {1: b"\x01"}  # NFULA_CFG_CMD = BIND
 

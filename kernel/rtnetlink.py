@@ -1,45 +1,38 @@
-"""A minimal rtnetlink client: just the link, address and route messages the plugin sends.
+"""Links, addresses and routes over NETLINK_ROUTE: just the messages the CNI plugin sends.
 
-Why not pyroute2 (a project dependency): measured on this machine, importing it costs
-~165 ms (paid on every exec of the in-process fallback) and each call ~0.3-0.5 ms of
-Python on top of the kernel's ~0.05 ms, so a pod's ~10 netlink calls cost ~5 ms through
-pyroute2 and well under 1 ms here. The messages are few and fixed (`ip link add ... type
-veth peer ...`, `ip addr add`, `ip route add`, and the lookups CHECK needs), so they are
-encoded by hand with `struct` from the kernel's uapi layouts (linux/netlink.h,
-linux/rtnetlink.h, linux/if_link.h, linux/veth.h).
+The messages are few and fixed (`ip link add ... type veth peer ...`, `ip addr add`,
+`ip route add`, and the lookups CHECK needs), so they are encoded by hand with `struct` from
+the kernel's uapi layouts (linux/rtnetlink.h, linux/if_link.h, linux/veth.h) on top of
+kernel.netlink's framing; a pod's ~10 calls cost well under 1 ms (pyroute2: ~5 ms, plus
+~165 ms to import it).
 
 One `Netlink` object is one NETLINK_ROUTE socket, bound to the network namespace of the
-thread that opened it (see plugin/ns.py for opening one inside a pod's namespace). It is
-not shared between threads: every request of the CNI server opens its own (~20 us).
+thread that opened it (:func:`netlink_in` opens one inside a pod's namespace). It is not
+shared between threads: every request of the CNI server opens its own (~20 us).
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-# linux/netlink.h
-NETLINK_ROUTE = 0
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_ROOT = 0x100
-NLM_F_MATCH = 0x200
-NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
-NLM_F_REPLACE = 0x100
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NETLINK_EXT_ACK = 11
-SOL_NETLINK = 270  # linux/socket.h; not exported by Python's socket module
-NLMSGERR_ATTR_MSG = 1
-NLM_F_ACK_TLVS = 0x200  # on an error reply: extended ack attributes follow
-NLM_F_CAPPED = 0x100  # on an error reply: the original request is not echoed in full
+from kernel.netlink import (
+    NETLINK_ROUTE,
+    NLA_F_NESTED,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NetlinkError,
+    NetlinkSocket,
+    attr,
+    attr_str,
+    attr_u32,
+    parse_attrs,
+)
+from kernel.ns import entered
 
 # linux/rtnetlink.h
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -59,52 +52,11 @@ IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFF_UP = 0x1
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope,
 #                                       type, flags
-_RTATTR = struct.Struct("=HH")
-_ERRHDR = struct.Struct("=i")
-
-
-class NetlinkError(OSError):
-    """The kernel refused a request; errno as OSError has it, plus the kernel's own text
-    (extended ack) when it gave one."""
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def attr(kind: int, data: bytes) -> bytes:
-    """One rtattr, padded to 4 bytes."""
-    raw = _RTATTR.pack(_RTATTR.size + len(data), kind) + data
-    return raw + b"\0" * (_align(len(raw)) - len(raw))
-
-
-def attr_str(kind: int, text: str) -> bytes:
-    return attr(kind, text.encode() + b"\0")
-
-
-def attr_u32(kind: int, value: int) -> bytes:
-    return attr(kind, struct.pack("=I", value))
-
-
-def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """rtattrs -> {type: payload}; the last of a repeated type wins (none we read repeat)."""
-    out: dict[int, bytes] = {}
-    end = len(data)
-    while offset + _RTATTR.size <= end:
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < _RTATTR.size:
-            break
-        out[kind & NLA_TYPE_MASK] = data[offset + _RTATTR.size : offset + length]
-        offset += _align(length)
-    return out
 
 
 def mac_str(raw: bytes) -> str:
@@ -145,70 +97,11 @@ class RouteEntry:
     extra: dict[int, bytes] = field(default_factory=dict, repr=False)
 
 
-class Netlink:
+class Netlink(NetlinkSocket):
     """One rtnetlink socket in the namespace it was opened in."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
-        )
-        try:
-            self.sock.bind((0, 0))
-            # Ask for the kernel's error text ("Nexthop device is not up", ...): it goes
-            # into the CNI error's details as is.
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        except OSError:
-            self.sock.close()
-            raise
-        self.seq = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Netlink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- transport
-
-    def _send(self, msg_type: int, flags: int, payload: bytes) -> int:
-        self.seq += 1
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, flags, self.seq, 0)
-        self.sock.send(header + payload)
-        return self.seq
-
-    def _replies(self, seq: int) -> Iterator[tuple[int, bytes]]:
-        """(type, body) of each reply to `seq` until the ACK / end of dump; raises
-        NetlinkError on an error reply."""
-        while True:
-            data = self.sock.recv(65536)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, msg_type, flags, rseq, _ = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    return
-                body = data[offset + _NLMSGHDR.size : offset + length]
-                offset += _align(length)
-                if rseq != seq:
-                    continue  # a late reply to an earlier request on this socket
-                if msg_type == NLMSG_DONE:
-                    return
-                if msg_type == NLMSG_ERROR:
-                    (code,) = _ERRHDR.unpack_from(body)
-                    if code == 0:
-                        return
-                    raise NetlinkError(-code, _error_text(-code, flags, body))
-                yield msg_type, body
-
-    def request(self, msg_type: int, flags: int, payload: bytes) -> list[tuple[int, bytes]]:
-        seq = self._send(msg_type, flags | NLM_F_REQUEST | NLM_F_ACK, payload)
-        return list(self._replies(seq))
-
-    def dump(self, msg_type: int, payload: bytes) -> list[tuple[int, bytes]]:
-        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, payload)
-        return list(self._replies(seq))
+        super().__init__(NETLINK_ROUTE)
 
     # -- links
 
@@ -384,16 +277,8 @@ def _parse_route(body: bytes) -> RouteEntry:
     )
 
 
-def _error_text(code: int, flags: int, body: bytes) -> str:
-    text = os.strerror(code)
-    # The error header is followed by the request we sent (just its header when capped),
-    # then the extended-ack attributes.
-    if flags & NLM_F_ACK_TLVS and len(body) >= _ERRHDR.size + _NLMSGHDR.size:
-        orig_len = _NLMSGHDR.unpack_from(body, _ERRHDR.size)[0]
-        skip = _NLMSGHDR.size if flags & NLM_F_CAPPED else _align(orig_len)
-        attrs = parse_attrs(body, _ERRHDR.size + skip)
-        msg = attrs.get(NLMSGERR_ATTR_MSG)
-        if msg:
-            kernel_text = msg.rstrip(b"\x00").decode(errors="replace")
-            text += f" ({kernel_text})"
-    return text
+def netlink_in(fd: int) -> Netlink:
+    """A NETLINK_ROUTE socket bound to the namespace `fd` (this thread goes in to open it
+    and comes straight back)."""
+    with entered(fd):
+        return Netlink()

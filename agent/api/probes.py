@@ -1,0 +1,150 @@
+"""Connectivity probes: a TCP connect (and optionally an HTTP GET) from a pod's own network
+namespace, and the reusable probe pods that stand for "a fresh pod on network X".
+
+A probe opens its socket inside the pod's namespace from a thread of this process and comes
+straight back (setns is per thread), so a hundred concurrent probes cost threads, not
+processes. A probe pod is an ordinary pod started through the `rkt` CLI (it shows in `rkt
+list`), kept while it is used and removed after PROBE_POD_IDLE seconds without a probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.api.server import APIError
+from kernel.ns import NamespaceError, entered, open_netns
+from rkt.pods import Runtime
+
+MAX_PROBE_TIMEOUT = 30.0
+PROBE_POD_IDLE = 120.0  # seconds a reusable "fresh pod on network X" lives unused
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NOT_PROBE_NETWORKS = ("host", "none", "all")  # no pod network of their own to probe from
+
+RunRkt = Callable[..., subprocess.CompletedProcess]  # (args, timeout=...) -> the finished CLI
+
+
+def classify_connect_error(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if exc.errno == errno.ECONNREFUSED:
+        return "refused"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable"
+    return "error"
+
+
+def probe_in_netns(
+    netns: str | None, address: str, port: int, timeout: float, http: bool = False
+) -> dict[str, Any]:
+    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace).
+
+    Only the socket is made inside (this thread enters and comes straight back): the
+    connect then runs from the pod's namespace with no process or thread of its own."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    if netns:
+        try:
+            target = open_netns(netns)
+        except NamespaceError as exc:
+            return {
+                "result": "error",
+                "error": f"pod network namespace gone: {exc.strerror}",
+                "seconds": 0.0,
+            }
+        try:
+            with entered(target):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+        finally:
+            os.close(target)
+    else:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    start = time.monotonic()
+    out: dict[str, Any]
+    try:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+        out = {"result": "connected"}
+        if http:
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
+            line = sock.recv(256).split(b"\r\n", 1)[0].decode(errors="replace")
+            out["http_status"] = (
+                int(line.split()[1]) if line.startswith("HTTP/") and len(line.split()) > 1 else None
+            )
+    except OSError as exc:
+        out = {"result": classify_connect_error(exc)}
+        if out["result"] in ("error", "unreachable"):
+            out["error"] = exc.strerror or str(exc)
+    finally:
+        sock.close()
+    out["seconds"] = round(time.monotonic() - start, 4)
+    return out
+
+
+@dataclass
+class ProbePod:
+    uuid: str
+    netns: str
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ProbePods:
+    """One reusable probe pod per network, started on first use through `rkt`, reaped by a
+    thread once idle for PROBE_POD_IDLE."""
+
+    def __init__(self, rkt: RunRkt, runtime: Runtime) -> None:
+        self.rkt = rkt
+        self.runtime = runtime
+        self.pods: dict[str, ProbePod] = {}
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        threading.Thread(target=self._reap, name="probe-reaper", daemon=True).start()
+
+    def for_network(self, network: str) -> ProbePod:
+        """A reusable pod on `network` to probe from (started on first use)."""
+        if not NETWORK_NAME.match(network) or network in NOT_PROBE_NETWORKS:
+            # not `host`, and not `--net` syntax (`a:IP=..`, `a,b`) smuggled into rkt run
+            raise APIError(400, f"network must be the name of a pod network, not {network!r}")
+        with self.lock:
+            pod = self.pods.get(network)
+            if pod and os.path.exists(pod.netns) and self.runtime.is_managed(pod.uuid):
+                pod.last_used = time.monotonic()
+                return pod
+            proc = self.rkt(["run", f"--net={network}", "--detach", "docker://busybox",
+                             "--exec=/bin/sleep", "--name=probe", "--", "86400"])  # fmt: skip
+            if proc.returncode != 0:
+                raise APIError(
+                    400, (proc.stderr.strip().splitlines() or ["cannot start a probe pod"])[-1]
+                )
+            uuid = proc.stdout.strip().splitlines()[-1]
+            pod = ProbePod(uuid, os.path.join(self.runtime.pod_dir(uuid), "netns"))
+            self.pods[network] = pod
+            return pod
+
+    def _remove(self, pod: ProbePod) -> None:
+        self.rkt(["stop", "--force", pod.uuid], timeout=20)
+        self.rkt(["rm", pod.uuid], timeout=20)
+
+    def _reap(self) -> None:
+        """Probe pods live while they are used: one idle for PROBE_POD_IDLE is removed."""
+        while not self.closing.wait(min(30.0, PROBE_POD_IDLE / 2)):
+            now = time.monotonic()
+            with self.lock:
+                idle = [n for n, p in self.pods.items() if now - p.last_used > PROBE_POD_IDLE]
+                pods = [self.pods.pop(n) for n in idle]
+            for pod in pods:
+                self._remove(pod)
+
+    def close(self) -> None:
+        """Stop reaping and remove every probe pod."""
+        self.closing.set()
+        for pod in list(self.pods.values()):
+            self._remove(pod)
+        self.pods.clear()

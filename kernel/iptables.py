@@ -1,0 +1,102 @@
+"""iptables through `iptables-legacy-save` / `iptables-legacy-restore`, and the one parser of
+save output (with or without `-c` counters).
+
+Legacy backend everywhere: python-iptables (which may read counters) speaks only legacy, and
+whoever writes and whoever reads must share a backend. A restore with `--noflush` is one
+commit per table: the kernel swaps the whole table, so no packet sees a half-written chain.
+
+The parse keeps the text of every rule (what follows `-A <chain> `): the agent reads its
+`cali:<hash>` comments from it to plan a restore, the node API shows it with its counters.
+One pass, no regular expression, a tuple per rule: ~7 ms for 10,000 rules; the agent's
+read of its hashes on top of it takes 11.3 ms where its own parser took 12.0 ms.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+SAVE = "iptables-legacy-save"
+RESTORE = "iptables-legacy-restore"
+
+
+class IptablesError(RuntimeError):
+    pass
+
+
+class SavedRule(NamedTuple):
+    """One `-A` line: the rule's text after the chain name, and its counters (`-c` only)."""
+
+    spec: str
+    packets: int | None = None
+    bytes: int | None = None
+
+
+@dataclass
+class SavedTable:
+    """One `*table` section of save output."""
+
+    name: str
+    # chain -> policy ("ACCEPT", "DROP", ... for a built-in chain, "-" for a user chain), in
+    # the order declared: a chain is there even when it has no rule.
+    policies: dict[str, str] = field(default_factory=dict)
+    # chain -> its rules in order; a chain that appears only in `-A` lines is here too
+    rules: dict[str, list[SavedRule]] = field(default_factory=dict)
+
+
+def parse_save(text: str, _rule=SavedRule, _new=tuple.__new__) -> dict[str, SavedTable]:
+    """`iptables-save [-c]` output -> {table name: SavedTable}; lines outside a table section
+    and anything but chain declarations and `-A` rules are skipped. (Rules are made with
+    tuple.__new__: SavedRule(...) goes through Python code and cost 30 % more.)"""
+    tables: dict[str, SavedTable] = {}
+    table: SavedTable | None = None
+    rules_of: dict[str, list[SavedRule]] = {}
+    for line in text.splitlines():
+        packets = nbytes = None
+        if line[:1] == "[":  # `-c`: "[packets:bytes] -A chain spec"
+            counters, _, line = line.partition("] ")
+            p, _, b = counters[1:].partition(":")
+            packets, nbytes = int(p), int(b)
+        if line[:3] == "-A ":
+            if table is None:
+                continue
+            chain, _, spec = line[3:].partition(" ")
+            rules = rules_of.get(chain)
+            if rules is None:
+                rules = rules_of[chain] = []
+            rules.append(_new(_rule, (spec, packets, nbytes)))
+        elif line[:1] == ":":
+            if table is None:
+                continue
+            name, _, rest = line[1:].partition(" ")
+            table.policies[name] = rest.split(" ", 1)[0]
+            rules_of.setdefault(name, [])
+        elif line[:1] == "*":
+            table = tables[line[1:]] = SavedTable(line[1:])
+            rules_of = table.rules
+    return tables
+
+
+def run(args: list[str], stdin: str | None = None, timeout: float = 60) -> str:
+    """Run an iptables tool; its stdout, or IptablesError with its own words."""
+    try:
+        proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise IptablesError(f"{args[0]} is not installed (Debian package iptables)") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise IptablesError(f"{shlex.join(args[:2])} failed: {detail}")
+    return proc.stdout
+
+
+def save(table: str = "filter", counters: bool = False, timeout: float = 60) -> str:
+    """`iptables-legacy-save [-c] -t TABLE` of the current network namespace."""
+    return run([SAVE, *(["-c"] if counters else []), "-t", table], timeout=timeout)
+
+
+def restore(text: str) -> None:
+    """One atomic commit per table in `text`, other chains untouched (--noflush); waits up to
+    10 s for the xtables lock."""
+    run([RESTORE, "--noflush", "--wait=10"], stdin=text)
