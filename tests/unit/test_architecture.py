@@ -2,7 +2,8 @@
 
 Each top-level package may import only the packages listed for it below (the same table as
 in ARCHITECTURE.md), and no two modules import each other, directly or around a circle,
-counting imports inside functions too: a cycle broken only by a late import is still one.
+counting imports inside functions too: a cycle broken only by a late import is still one
+(imports under `if TYPE_CHECKING:` name types only and count for the rule, not for cycles).
 """
 
 from __future__ import annotations
@@ -43,14 +44,28 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports_of(name: str, path: Path) -> list[tuple[int, str]]:
+def _typing_only(tree: ast.Module) -> set[int]:
+    """Ids of import nodes under `if TYPE_CHECKING:`: they name types, run nothing."""
+    ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                ids.update(id(n) for n in ast.walk(inner))
+    return ids
+
+
+def imports_of(name: str, path: Path, *, runtime_only: bool = False) -> list[tuple[int, str]]:
     """(line, dotted module) for every import in a module, at any depth; `from pkg import
-    mod` names the submodule when there is one."""
+    mod` names the submodule when there is one. `runtime_only` leaves out imports made
+    only for type checkers."""
     known = modules()
     tree = ast.parse(path.read_text(), filename=str(path))
+    skip = _typing_only(tree) if runtime_only else set()
     is_package = path.name == "__init__.py"
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -63,9 +78,13 @@ def imports_of(name: str, path: Path) -> list[tuple[int, str]]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.append((node.lineno, sub if sub in known else base))
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
-            if node.args and isinstance(node.args[0], ast.Constant):
-                found.append((node.lineno, str(node.args[0].value)))
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "") == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            found.append((node.lineno, str(node.args[0].value)))
     return found
 
 
@@ -75,7 +94,7 @@ def project_edges() -> dict[str, set[str]]:
     for name, path in known.items():
         graph[name] = {
             target
-            for _, target in imports_of(name, path)
+            for _, target in imports_of(name, path, runtime_only=True)
             if target.split(".")[0] in PACKAGES and target in known and target != name
         }
     return graph
