@@ -22,6 +22,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from calico.policy import describe_rule
 from console.model import VIEWS, ClusterState, Row, RowFilter, View, complete_view, profile_members
 from console.nodes import NodePoller
 from console.screens.confirm import ConfirmScreen
@@ -530,42 +531,14 @@ def describe(row: Row, state: ClusterState) -> str:
         lines += [
             f"  {w.spec.node}  {','.join(w.spec.ip_networks)}  {w.metadata.name}" for w in members
         ]
+    if res is not None and res.KIND in ("Profile", "NetworkPolicy", "GlobalNetworkPolicy"):
         for direction in ("ingress", "egress"):
             rules = getattr(res.spec, direction)
             lines += ["", f"{direction.capitalize()} rules ({len(rules)}):"]
-            lines += [f"  {i}: {rule_text(r)}" for i, r in enumerate(rules)]
-    if res is not None and res.KIND in ("NetworkPolicy", "GlobalNetworkPolicy"):
-        for direction in ("ingress", "egress"):
-            rules = getattr(res.spec, direction)
-            lines += ["", f"{direction.capitalize()} rules ({len(rules)}):"]
-            lines += [f"  {i}: {rule_text(r)}" for i, r in enumerate(rules)]
+            lines += [f"  {i}: {describe_rule(r)}" for i, r in enumerate(rules)]
     if row.data:
         lines += ["", *(f"{k}: {v}" for k, v in row.data.items())]
     return "\n".join(lines)
-
-
-def rule_text(rule) -> str:
-    """One rule as a sentence-like line: `Allow TCP from has(network1) to port 80`."""
-    parts = [rule.action]
-    if rule.protocol is not None:
-        parts.append(str(rule.protocol))
-    for side, ent in (("from", rule.source), ("to", rule.destination)):
-        bits = []
-        if ent.selector:
-            bits.append(ent.selector)
-        if ent.not_selector:
-            bits.append(f"not {ent.not_selector}")
-        if ent.nets:
-            bits.append(",".join(ent.nets))
-        if ent.not_nets:
-            bits.append("not " + ",".join(ent.not_nets))
-        if ent.ports:
-            bits.append("port " + ",".join(map(str, ent.ports)))
-        if ent.not_ports:
-            bits.append("not port " + ",".join(map(str, ent.not_ports)))
-        if bits:
-            parts.append(f"{side} {' '.join(bits)}")
-    return " ".join(parts) if len(parts) > 1 else f"{rule.action} everything"
 
 
 def _columns_for(row: Row) -> tuple[str, ...]:
