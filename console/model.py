@@ -434,7 +434,9 @@ class RowFilter:
         return [r for r, h in zip(rows, hit, strict=True) if h != self.negate]
 
 
+SCREEN_VIEWS = ("matrix", "flows", "tutorial")  # views that are whole screens of their own
+
+
 def complete_view(prefix: str) -> list[str]:
     """View names for `:` completion."""
-    extra = ("matrix", "flows", "tutorial")
-    return [n for n in (*VIEWS, *extra) if n.startswith(prefix.lower().lstrip(":"))]
+    return [n for n in (*VIEWS, *SCREEN_VIEWS) if n.startswith(prefix.lower().lstrip(":"))]

@@ -69,7 +69,7 @@ class FlowsScreen(Screen):
         Binding("escape", "back", "back"),
     ]
 
-    def __init__(self, app: Any = None, follow: bool = True, capacity: int = CAPACITY):
+    def __init__(self, *, follow: bool = True, capacity: int = CAPACITY) -> None:
         super().__init__()
         self.follow = follow
         self.store = FlowStore(capacity, SPAN)

@@ -160,7 +160,7 @@ class MatrixScreen(Screen):
         Binding("escape", "back", "back"),
     ]
 
-    def __init__(self, app: Any = None):
+    def __init__(self) -> None:
         super().__init__()
         self.mode = "network"
         self.port = 80
