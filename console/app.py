@@ -22,6 +22,7 @@ from calico.datastore import Datastore
 from calico.resources import Node
 from console.model import SCREEN_VIEWS, VIEWS, ClusterState, NodeInfo, complete_view
 from console.nodes import NodePoller
+from console.screens.base import ClusterChanged
 from console.screens.browse import BrowseScreen
 from console.screens.flows import FlowsScreen
 from console.screens.matrix import MatrixScreen
@@ -115,7 +116,7 @@ class CalicoConsole(App):
             return  # the usual case: a poll that found nothing new costs no repaint
         self.state.nodes = infos
         self.node_infos = infos
-        self.browse.refresh_view()
+        self.cluster_changed()
 
     def on_unmount(self) -> None:
         if self.follower:
@@ -132,7 +133,13 @@ class CalicoConsole(App):
         self.sync_state = report.sync
         if report.error:
             self.last_error = report.error
-        self.browse.refresh_view()
+        self.cluster_changed()
+
+    def cluster_changed(self) -> None:
+        """Tell every screen on the stack (the browse screen is always there); each redraws
+        what it shows from the new state. A screen off the stack catches up when resumed."""
+        for screen in self.screen_stack:
+            screen.post_message(ClusterChanged(self.state))
 
     def datastore(self) -> Datastore:
         """The datastore for writes (made on first use, in a worker thread)."""

@@ -25,7 +25,7 @@ from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import describe_rule
 from calico.resources import Resource, ValidationError, load_documents
 from console.model import VIEWS, ClusterState, Row, RowFilter, View, profile_members
-from console.screens.base import ConsoleScreen
+from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
 from console.screens.launch import LaunchRequest, LaunchScreen
@@ -72,6 +72,9 @@ class BrowseScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.refresh_view()
         self.query_one(ResourceTable).focus()
+
+    def on_cluster_changed(self, event: ClusterChanged) -> None:
+        self.refresh_view()
 
     # ------------------------------------------------------------ the view
     def show_view(self, view: View) -> None:

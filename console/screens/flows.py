@@ -1,8 +1,9 @@
 """`:flows`: every node's flow stream merged, newest first, Hubble style.
 
 One worker thread per node follows `GET /v1/flows?follow=1` (console/flowstream.py) and
-drops records into an inbox; a 4 Hz timer moves them into a bounded `FlowStore` (the
-newest 2,000) and redraws. Filters are `hubble observe`-like (console/flows.py), applied
+drops records into an inbox (the nodes to follow are looked up again on each ClusterChanged
+from the app); a 4 Hz timer moves them into a bounded `FlowStore` (the newest 2,000) and
+redraws. Filters are `hubble observe`-like (console/flows.py), applied
 to what is kept, so changing one re-filters the history at once. A node that goes away
 shows as unreachable in the node line and is retried, never a crash.
 """
@@ -20,11 +21,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
 from console.flows import COLUMNS, DENIED, FlowEntry, FlowQuery, FlowStore, QueryError
 from console.flowstream import FlowFollower
+from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, flow_verdict, policy_set_of
 
@@ -57,7 +58,7 @@ class NetworkRates(Horizontal):
         self.query_one(".denied", Sparkline).data = denied
 
 
-class FlowsScreen(Screen):
+class FlowsScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
         Binding("space", "pause", "pause/resume"),
@@ -107,19 +108,29 @@ class FlowsScreen(Screen):
         self.query_one("#flows-filter", Input).display = False
         self.dirty = True
         self.tick()
+        # Timers about time, not the cluster: the streams' records are moved in and drawn at
+        # most 4 times a second (a burst is one redraw), and the sparklines' buckets are
+        # seconds. New or moved nodes come as ClusterChanged (on_cluster_changed).
         self.set_interval(0.25, self.tick)
         self.set_interval(1.0, self.refresh_rates)
         self.refresh_rates()
-        if self.follow:
-            self.discover_nodes()
-            self.set_interval(2.0, self.discover_nodes)
+        self.discover_nodes()
 
     def on_unmount(self) -> None:
         self.stop_followers()
 
     # ------------------------------------------------------------ streams
+    def on_cluster_changed(self, event: ClusterChanged) -> None:
+        self.discover_nodes()
+
+    def on_screen_resume(self) -> None:
+        """Back on screen: follow nodes that came while another screen was on top."""
+        self.discover_nodes()
+
     def discover_nodes(self) -> None:
         """Start a follower for each node (and again if its API address changed)."""
+        if not self.follow:
+            return
         for node, url in sorted(self.app.node_api_urls().items()):
             current = self.followers.get(node)
             if current is not None and current.url == url and not current.stopped.is_set():

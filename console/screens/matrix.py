@@ -19,13 +19,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import PolicySet
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
 from console.matrix import ALLOWED, DENIED, UNKNOWN, Cell, Matrix, Target, build
+from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
 
@@ -147,7 +147,7 @@ def legend() -> Text:
     )
 
 
-class MatrixScreen(Screen):
+class MatrixScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
         Binding("r", "probe", "probe again"),
@@ -187,7 +187,6 @@ class MatrixScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#matrix-port", Input).display = False
-        self.set_interval(1.0, self.watch_cluster)
         if self.matrix is None:
             self.action_probe()
         else:
@@ -308,6 +307,14 @@ class MatrixScreen(Screen):
         return self.matrix is not None and not self.building and not self.pending
 
     # ------------------------------------------------------------ watching the cluster
+    def on_cluster_changed(self, event: ClusterChanged) -> None:
+        self.watch_cluster()
+
+    def on_screen_resume(self) -> None:
+        """Back on screen: catch up with what changed while another screen was on top."""
+        if self.matrix is not None:
+            self.watch_cluster()
+
     def _policy_print(self) -> tuple:
         return tuple(
             sorted(
@@ -328,8 +335,9 @@ class MatrixScreen(Screen):
         )
 
     def watch_cluster(self) -> None:
-        """Policy changed: re-evaluate the expected marks now (observed ones are kept, and
-        marked stale). Pods changed: say so, or build at once if there was nothing yet."""
+        """On ClusterChanged from the app (no timer). Policy changed: re-evaluate the expected
+        marks now (observed ones are kept, and marked stale). Pods changed: say so, or build
+        at once if there was nothing yet."""
         if self.building:
             return
         pods = self._pods_print()
