@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterable
+from functools import partial
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,11 +21,12 @@ from textual.screen import Screen
 
 from calico.datastore import Datastore
 from calico.resources import Node
-from console.model import SCREEN_VIEWS, VIEWS, ClusterState, NodeInfo, complete_view
+from console.model import SCREEN_VIEWS, VIEWS, ClusterState, NodeInfo, complete_view, view_names
 from console.nodes import NodePoller
-from console.screens.base import ClusterChanged
+from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.browse import BrowseScreen
 from console.screens.flows import FlowsScreen
+from console.screens.help import key_help
 from console.screens.matrix import MatrixScreen
 from console.screens.probe import ProbeRecord
 from console.screens.tutorial import TutorialScreen
@@ -37,8 +39,12 @@ class CalicoConsole(App):
     TITLE = "calico-console"
     BINDINGS = [
         Binding("q", "quit", "quit"),
-        Binding("ctrl+s", "screenshot_svg", "screenshot", show=False),
-    ]
+        Binding("ctrl+s", "screenshot_svg", "screenshot", show=False,
+                tooltip="save a screenshot (SVG)"),
+        # Textual's own palette key, declared here to say what it offers
+        Binding("ctrl+p", "command_palette", "palette", show=False, priority=True,
+                tooltip="command palette: every action"),
+    ]  # fmt: skip
     # Made on first use and kept, so a screen's state (a probed matrix, the flows seen)
     # survives leaving it. Plain imports above, not importlib on demand: the matrix, flows
     # and tutorial screens add about 30 ms to importing the app (python -X importtime,
@@ -186,21 +192,20 @@ class CalicoConsole(App):
 
     # ------------------------------------------------------------ command palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own, a command per view, then the keys of the screen on top (the app's
+        keys, quit and screenshot, are among Textual's)."""
         yield from super().get_system_commands(screen)
-        for name, view in VIEWS.items():
-            yield SystemCommand(
-                f"View: {view.title}", f":{name}", lambda n=name: self.switch_view(n)
-            )
-        browse = self.browse
-        yield SystemCommand("Describe selected", "d", browse.action_describe)
-        yield SystemCommand("Show YAML of selected", "y", browse.action_yaml)
-        yield SystemCommand("Probe connectivity", "p", browse.action_probe)
-        if not self.read_only:
-            yield SystemCommand("Launch a test pod", "n", browse.action_launch)
-            yield SystemCommand("Edit selected in $EDITOR", "e", browse.action_edit)
-            yield SystemCommand("Delete selected", "ctrl+d", browse.action_delete)
-        yield SystemCommand("Clear filter", "escape", lambda: browse.set_filter(""))
-        yield SystemCommand("Screenshot (SVG)", "ctrl+s", self.action_screenshot_svg)
+        for name in view_names():
+            title = VIEWS[name].title if name in VIEWS else name
+            yield SystemCommand(f"View: {title}", f":{name}", partial(self.switch_view, name))
+        hidden = screen.hidden_actions() if isinstance(screen, ConsoleScreen) else ()
+        for entry in key_help(screen, hidden=hidden):
+            if entry.node is not self:
+                yield SystemCommand(
+                    entry.text[:1].upper() + entry.text[1:],
+                    f"key {entry.key_text}",
+                    partial(entry.node.run_action, entry.action),
+                )
 
 
 def find_lab_endpoints() -> tuple[str, str] | None:

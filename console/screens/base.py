@@ -4,6 +4,7 @@ posts when the cluster changes (screens react to it instead of polling the state
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, cast
 
 from textual.message import Message
@@ -36,3 +37,7 @@ class ConsoleScreen(Screen[None]):
     def console(self) -> CalicoConsole:
         """The app, typed: the cluster state, the datastore and navigation live there."""
         return cast("CalicoConsole", self.app)
+
+    def hidden_actions(self) -> Collection[str]:
+        """Actions bound here but left out of help and the command palette just now."""
+        return ()

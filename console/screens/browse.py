@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
@@ -24,7 +25,15 @@ from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import describe_rule
 from calico.resources import Resource, ValidationError, load_documents
-from console.model import VIEWS, ClusterState, Row, RowFilter, View, profile_members
+from console.model import (
+    VIEWS,
+    ClusterState,
+    Row,
+    RowFilter,
+    View,
+    profile_members,
+    view_names,
+)
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
@@ -36,23 +45,32 @@ from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
+WRITE_ACTIONS = ("edit", "delete", "launch")  # hidden from help and the palette when read-only
 
 
 class BrowseScreen(ConsoleScreen):
     """The main screen: one table showing the current view, k9s style."""
 
+    # description: the footer's word; tooltip: the sentence help and the command palette show
     BINDINGS = [
-        Binding("colon", "command", ":view", key_display=":"),
-        Binding("slash", "filter", "/filter", key_display="/"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("d", "describe", "describe"),
-        Binding("y", "yaml", "yaml"),
-        Binding("e", "edit", "edit"),
-        Binding("ctrl+d", "delete", "delete"),
-        Binding("n", "launch", "new pod"),
-        Binding("p", "probe", "probe"),
-        Binding("escape", "clear_filter", "clear", show=False),
-    ]
+        Binding("colon", "command", ":view", key_display=":",
+                tooltip=f"switch view: {' '.join(view_names())}"),
+        Binding("slash", "filter", "/filter", key_display="/",
+                tooltip="filter rows (regex; a leading ! negates)"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
+        Binding("d", "describe", "describe", tooltip="describe the selected row"),
+        Binding("y", "yaml", "yaml", tooltip="show the selected resource as YAML"),
+        Binding("e", "edit", "edit",
+                tooltip="edit the selected resource in $EDITOR, validate, apply"),
+        Binding("ctrl+d", "delete", "delete",
+                tooltip="delete the selected resource (asks first)"),
+        Binding("n", "launch", "new pod",
+                tooltip="launch a test pod (node, networks, IP=, image, command)"),
+        Binding("p", "probe", "probe",
+                tooltip="probe: from the selected pod, or a new pod on a network, to address:port"),
+        Binding("escape", "clear_filter", "clear", show=False,
+                tooltip="clear the filter (or close the command line)"),
+    ]  # fmt: skip
 
     def __init__(self, view: View | None = None) -> None:
         super().__init__()
@@ -179,8 +197,18 @@ class BrowseScreen(ConsoleScreen):
             self.set_filter(event.value)
 
     # ------------------------------------------------------------ actions on the selected row
+    def hidden_actions(self) -> Collection[str]:
+        return WRITE_ACTIONS if self.console.read_only else ()
+
     def action_help(self) -> None:
-        self.app.push_screen(help_screen(self.view.title, [], self.console.read_only))
+        note = "read-only: actions that change the cluster are hidden"
+        screen = help_screen(
+            f"Keys in {self.view.title}",
+            self,
+            hidden=self.hidden_actions(),
+            note=note if self.console.read_only else "",
+        )
+        self.app.push_screen(screen)
 
     def action_describe(self) -> None:
         row = self.selected()

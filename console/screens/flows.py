@@ -23,9 +23,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
-from console.flows import COLUMNS, DENIED, FlowEntry, FlowQuery, FlowStore, QueryError
+from console.flows import COLUMNS, DENIED, FIELDS, FlowEntry, FlowQuery, FlowStore, QueryError
 from console.flowstream import FlowFollower
 from console.screens.base import ClusterChanged, ConsoleScreen
+from console.screens.help import bound_key, help_screen
+from console.screens.matrix import MatrixScreen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, flow_verdict, policy_set_of
 
@@ -61,14 +63,17 @@ class NetworkRates(Horizontal):
 class FlowsScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
-        Binding("space", "pause", "pause/resume"),
-        Binding("slash,f", "filter", "filter", key_display="/"),
-        Binding("w", "why", "why?"),
-        Binding("enter", "details", "details", show=False),
-        Binding("x", "clear", "clear"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("escape", "back", "back"),
-    ]
+        Binding("space", "pause", "pause/resume",
+                tooltip="pause / resume the live list (streams keep being read)"),
+        Binding("slash,f", "filter", "filter", key_display="/",
+                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style)"),
+        Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),
+        Binding("enter", "details", "details", show=False,
+                tooltip="the selected flow record as JSON"),
+        Binding("x", "clear", "clear", tooltip="clear the kept flows"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
+        Binding("escape", "back", "back", tooltip="close the filter, clear it, then back"),
+    ]  # fmt: skip
 
     def __init__(self, *, follow: bool = True, capacity: int = CAPACITY) -> None:
         super().__init__()
@@ -221,7 +226,7 @@ class FlowsScreen(ConsoleScreen):
     def empty_text(self) -> str:
         if self.store.entries and not self.query_filter.is_empty():
             return (
-                f"No kept flow matches `{self.query_filter.text}`. Press / to change the "
+                f"No kept flow matches `{self.query_filter.text}`. Press {bound_key(self, 'filter')} to change the "
                 "filter (an empty filter shows everything)."
             )
         if self.follow and not self.followers and not self.node_status:
@@ -232,7 +237,8 @@ class FlowsScreen(ConsoleScreen):
         return (
             "No flows yet. Make some traffic, e.g. `calico-lab exec calico-02 -- rkt run "
             "--net=network1 docker://busybox --exec=/bin/wget -- -T 3 -O - "
-            "http://192.168.0.100/`, or press r in :matrix to probe every pair."
+            f"http://192.168.0.100/`, or press {bound_key(MatrixScreen, 'probe')} in :matrix to probe "
+            "every pair."
         )
 
     def update_title(self) -> None:
@@ -393,13 +399,4 @@ class FlowsScreen(ConsoleScreen):
         )
 
     def action_help(self) -> None:
-        keys = [
-            ("space", "pause / resume the live list (streams keep being read)"),
-            ("/", "filter: verdict: from: to: port: network: node: protocol: (hubble style)"),
-            ("w", "why? the policies and profiles behind the selected flow"),
-            ("enter", "the selected flow record as JSON"),
-            ("x", "clear the kept flows"),
-            ("escape", "close the filter, clear it, then back"),
-        ]
-        lines = ["Live flows", ""] + [f"  {k:<8} {what}" for k, what in keys]
-        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+        self.app.push_screen(help_screen("Live flows", self))

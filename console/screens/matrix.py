@@ -25,7 +25,9 @@ from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import PolicySet
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
 from console.matrix import ALLOWED, DENIED, UNKNOWN, Cell, Matrix, Target, build
+from console.model import ClusterState
 from console.screens.base import ClusterChanged, ConsoleScreen
+from console.screens.help import bound_key, help_screen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
 
@@ -91,26 +93,29 @@ def targets(state, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
     return policy_set, sources, destinations
 
 
-def empty_reason(state, matrix: Matrix | None) -> str:
-    """What to do when there is nothing to show (empty string: there is a matrix)."""
+def empty_reason(state: ClusterState, matrix: Matrix | None, *, again: str) -> str:
+    """What to do when there is nothing to show (empty string: there is a matrix); `again`
+    is the key that builds the matrix again."""
     if matrix is not None and matrix.sources and matrix.destinations:
         return ""
     if not state.nodes:
         return (
             "No nodes yet. The matrix probes through each node's agent: start a lab with "
-            "`calico-lab up`, or wait for the agents to answer, then press r."
+            f"`calico-lab up`, or wait for the agents to answer, then press {again}."
         )
     if not any(info.reachable for info in state.nodes.values()):
-        return "No node agent answers (see :nodes). Start the lab or the agents, then press r."
+        return (
+            f"No node agent answers (see :nodes). Start the lab or the agents, then press {again}."
+        )
     if not calico_networks(state):
         return (
             "No calico network in any node's /etc/rkt/net.d yet. Create network1 and network2 "
-            "(:tutorial step 2, or `calico-lab tutorial --step networks`), then press r."
+            f"(:tutorial step 2, or `calico-lab tutorial --step networks`), then press {again}."
         )
     return (
         "No running pod has an address on a calico network, so there is nothing to probe. "
         "Start one, e.g. `calico-lab exec calico-01 -- rkt run --net=network1 docker://busybox "
-        "--exec httpd -- -f -h / &` (or :tutorial step 3), then press r."
+        f"--exec httpd -- -f -h / &` (or :tutorial step 3), then press {again}."
     )
 
 
@@ -150,15 +155,16 @@ def legend() -> Text:
 class MatrixScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
-        Binding("r", "probe", "probe again"),
-        Binding("m", "toggle_mode", "by pod/network"),
-        Binding("p", "port", "port"),
-        Binding("w", "why", "why?"),
-        Binding("c", "reproduce", "command"),
-        Binding("n", "next_wrong", "next wrong"),
-        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("r", "probe", "probe again", tooltip="build the matrix again and probe every cell"),
+        Binding("m", "toggle_mode", "by pod/network",
+                tooltip="toggle sources: a fresh pod per network × node, or the pods themselves"),
+        Binding("p", "port", "port", tooltip="choose the destination port (default 80)"),
+        Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected cell"),
+        Binding("c", "reproduce", "command", tooltip="the command that reproduces the selected cell"),
+        Binding("n", "next_wrong", "next wrong", tooltip="jump to the next wrong cell"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back"),
-    ]
+    ]  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
@@ -234,7 +240,7 @@ class MatrixScreen(ConsoleScreen):
                 key=f"r{i}",
                 label=label,
             )
-        reason = empty_reason(self.app.state, matrix)
+        reason = empty_reason(self.console.state, matrix, again=bound_key(self, "probe"))
         empty = self.query_one("#matrix-empty", Static)
         empty.update(reason)
         empty.display = bool(reason)
@@ -346,7 +352,7 @@ class MatrixScreen(ConsoleScreen):
                 self.action_probe()
                 return
             self.pods_print = pods
-            self.stale = "pods changed: press r to rebuild"
+            self.stale = f"pods changed: press {bound_key(self, 'probe')} to rebuild"
             self.update_title()
         policy = self._policy_print()
         if policy != self.policy_print and self.matrix is not None:
@@ -370,7 +376,10 @@ class MatrixScreen(ConsoleScreen):
                 table.update_cell(f"r{i}", f"c{j}", cell_text(cell, (i, j) in self.pending))
             except Exception:
                 pass
-        self.stale = f"policy changed ({changed} expected cells moved): press r to probe again"
+        again = bound_key(self, "probe")
+        self.stale = (
+            f"policy changed ({changed} expected cells moved): press {again} to probe again"
+        )
         self.update_title()
         self.update_detail()
 
@@ -428,9 +437,10 @@ class MatrixScreen(ConsoleScreen):
             text.append(WORDS[cell.observed], style=MARK_STYLE[cell.observed])
             if cell.detail:
                 text.append(f" ({cell.detail})", style="dim")
+        why, command = bound_key(self, "why"), bound_key(self, "reproduce")
         if cell.wrong:
-            text.append("   WRONG: c shows the command to reproduce it", style="bold red")
-        text.append("\nw: why?   c: command to reproduce", style="dim")
+            text.append(f"   WRONG: {command} shows the command to reproduce it", style="bold red")
+        text.append(f"\n{why}: why?   {command}: command to reproduce", style="dim")
         detail.update(text)
 
     def _key(self, cell: Cell) -> tuple[int, int] | None:
@@ -542,14 +552,4 @@ class MatrixScreen(ConsoleScreen):
         table.move_cursor(row=i, column=j)
 
     def action_help(self) -> None:
-        keys = [
-            ("r", "build the matrix again and probe every cell"),
-            ("m", "toggle sources: a fresh pod per network × node, or the pods themselves"),
-            ("p", "choose the destination port (default 80)"),
-            ("w", "why? the policies and profiles behind the selected cell"),
-            ("c", "the command that reproduces the selected cell"),
-            ("n", "jump to the next wrong cell"),
-            ("escape", "back"),
-        ]
-        lines = ["Isolation matrix", ""] + [f"  {k:<8} {what}" for k, what in keys]
-        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+        self.app.push_screen(help_screen("Isolation matrix", self))
