@@ -341,7 +341,12 @@ class BrowseScreen(ConsoleScreen):
             nets = row.resource.spec.ip_networks
             target = f"{nets[0].split('/')[0]}:80" if nets else ""
         screen = ProbeScreen(
-            app, app.known_nodes(), app.known_networks(), source, target, app.probe_history
+            app.node_api_urls,
+            app.known_nodes(),
+            app.known_networks(),
+            source,
+            target,
+            app.probe_history,
         )
         app.push_screen(screen)
 

@@ -40,7 +40,7 @@ VERDICT_STYLE = {"ALLOWED": "bold green", "DENIED": "bold red"}
 class NetworkRates(Horizontal):
     """One network's line: name, totals, and allowed / denied per second sparklines."""
 
-    def __init__(self, network: str):
+    def __init__(self, network: str) -> None:
         super().__init__(classes="rates")
         self.network = network
 
@@ -136,7 +136,7 @@ class FlowsScreen(ConsoleScreen):
         """Start a follower for each node (and again if its API address changed)."""
         if not self.follow:
             return
-        for node, url in sorted(self.app.node_api_urls().items()):
+        for node, url in sorted(self.console.node_api_urls().items()):
             current = self.followers.get(node)
             if current is not None and current.url == url and not current.stopped.is_set():
                 continue
@@ -369,7 +369,7 @@ class FlowsScreen(ConsoleScreen):
         r = entry.record
         port = r.get("dport") if isinstance(r.get("dport"), int) else None
         verdict = flow_verdict(
-            policy_set_of(self.app.state),
+            policy_set_of(self.console.state),
             str(r.get("src", "")),
             str(r.get("dst", "")),
             str(r.get("protocol") or "TCP"),

@@ -41,7 +41,7 @@ POLICY_KINDS = (Profile, GlobalNetworkPolicy, NetworkPolicy, WorkloadEndpoint)
 # ---------------------------------------------------------------- targets from the state
 
 
-def calico_networks(state) -> list[str]:
+def calico_networks(state: ClusterState) -> list[str]:
     """Networks of type calico found in any reachable node's net.d."""
     names = set()
     for info in state.nodes.values():
@@ -51,7 +51,7 @@ def calico_networks(state) -> list[str]:
     return sorted(names)
 
 
-def network_sources(state, networks: list[str]) -> list[Target]:
+def network_sources(state: ClusterState, networks: list[str]) -> list[Target]:
     """ "A fresh pod on network N on node Y", for every calico network × node that has it."""
     out = []
     for net in networks:
@@ -61,7 +61,7 @@ def network_sources(state, networks: list[str]) -> list[Target]:
     return out
 
 
-def pod_targets(state, policy_set: PolicySet, networks: list[str]) -> list[Target]:
+def pod_targets(state: ClusterState, policy_set: PolicySet, networks: list[str]) -> list[Target]:
     """Every running pod's address on a calico network (probe pods left out)."""
     out = []
     for node, info in sorted(state.nodes.items()):
@@ -85,7 +85,7 @@ def pod_targets(state, policy_set: PolicySet, networks: list[str]) -> list[Targe
     return out
 
 
-def targets(state, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
+def targets(state: ClusterState, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
     policy_set = policy_set_of(state)
     nets = calico_networks(state)
     destinations = pod_targets(state, policy_set, nets)
@@ -119,7 +119,7 @@ def empty_reason(state: ClusterState, matrix: Matrix | None, *, again: str) -> s
     )
 
 
-def cell_text(cell: Cell, pending: bool) -> Text:
+def cell_text(cell: Cell, *, pending: bool) -> Text:
     """` e o ` with each mark coloured; a wrong cell on red."""
     observed = "…" if pending else cell.observed
     if cell.wrong:
@@ -206,15 +206,15 @@ class MatrixScreen(ConsoleScreen):
         self.policy_print = self._policy_print()
         self.pods_print = self._pods_print()
         self.update_title()
-        self.build_matrix(self.generation, self.app.state, self.mode, self.port)
+        self.build_matrix(self.generation, self.console.state, self.mode, self.port)
 
     @work(thread=True, exclusive=True, group="matrix-build", exit_on_error=False)
-    def build_matrix(self, generation: int, state, mode: str, port: int) -> None:
+    def build_matrix(self, generation: int, state: ClusterState, mode: str, port: int) -> None:
         policy_set, sources, destinations = targets(state, mode)
         matrix = build(policy_set, sources, destinations, port)
         self.app.call_from_thread(self.show_matrix, generation, matrix)
 
-    def show_matrix(self, generation: int, matrix: Matrix, probe: bool = True) -> None:
+    def show_matrix(self, generation: int, matrix: Matrix, *, probe: bool = True) -> None:
         if generation != self.generation:
             return
         self.building = False
@@ -234,7 +234,7 @@ class MatrixScreen(ConsoleScreen):
                 label.append(f" {src.network}@{src.node}", style="cyan")
             table.add_row(
                 *[
-                    cell_text(matrix.cell(i, j), (i, j) in self.pending)
+                    cell_text(matrix.cell(i, j), pending=(i, j) in self.pending)
                     for j in range(len(matrix.destinations))
                 ],
                 key=f"r{i}",
@@ -255,7 +255,7 @@ class MatrixScreen(ConsoleScreen):
             table.focus()
 
     def start_probes(self, generation: int, matrix: Matrix) -> None:
-        urls = self.app.node_api_urls()
+        urls = self.console.node_api_urls()
         by_node: dict[str, list[tuple[tuple[int, int], dict[str, Any]]]] = defaultdict(list)
         for key, req in matrix.probe_requests():
             if key not in self.pending:
@@ -299,7 +299,9 @@ class MatrixScreen(ConsoleScreen):
             self.pending.discard(key)
             i, j = key
             try:
-                table.update_cell(f"r{i}", f"c{j}", cell_text(self.matrix.cell(i, j), False))
+                table.update_cell(
+                    f"r{i}", f"c{j}", cell_text(self.matrix.cell(i, j), pending=False)
+                )
             except Exception:  # the table was rebuilt meanwhile
                 pass
         if not self.pending:
@@ -325,13 +327,13 @@ class MatrixScreen(ConsoleScreen):
         return tuple(
             sorted(
                 (key, res.metadata.resource_version or "")
-                for key, res in self.app.state.resources.items()
+                for key, res in self.console.state.resources.items()
                 if isinstance(res, POLICY_KINDS)
             )
         )
 
     def _pods_print(self) -> tuple:
-        state = self.app.state
+        state = self.console.state
         return (
             tuple(calico_networks(state)),
             tuple(
@@ -363,7 +365,7 @@ class MatrixScreen(ConsoleScreen):
         old = self.matrix
         if old is None:
             return
-        fresh = build(policy_set_of(self.app.state), old.sources, old.destinations, old.port)
+        fresh = build(policy_set_of(self.console.state), old.sources, old.destinations, old.port)
         changed = 0
         for key, cell in fresh.cells.items():
             before = old.cells[key]
@@ -373,7 +375,7 @@ class MatrixScreen(ConsoleScreen):
         table = self.query_one(DataTable)
         for (i, j), cell in fresh.cells.items():
             try:
-                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, (i, j) in self.pending))
+                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, pending=(i, j) in self.pending))
             except Exception:
                 pass
         again = bound_key(self, "probe")
