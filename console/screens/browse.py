@@ -227,15 +227,22 @@ class BrowseScreen(ConsoleScreen):
         body = yaml.safe_dump(row.resource.to_dict(), sort_keys=False)
         self.app.push_screen(TextScreen(f"{row.resource.ident}", body, syntax="yaml"))
 
-    def action_edit(self) -> None:
+    def _resource_to_change(self, doing: str, verb: str) -> Resource | None:
+        """The selected stored resource, when the console may change it; else say why."""
         if self.console.read_only:
-            self.notify("read-only: editing is off", severity="warning")
-            return
+            self.notify(f"read-only: {doing} is off", severity="warning")
+            return None
         row = self.selected()
         if row is None or row.resource is None:
-            self.notify("select a stored resource to edit", severity="warning")
+            self.notify(f"select a stored resource to {verb}", severity="warning")
+            return None
+        return row.resource
+
+    def action_edit(self) -> None:
+        res = self._resource_to_change("editing", "edit")
+        if res is None:
             return
-        original = yaml.safe_dump(row.resource.to_dict(), sort_keys=False)
+        original = yaml.safe_dump(res.to_dict(), sort_keys=False)
         path = Path(tempfile.mkstemp(prefix="calico-edit-", suffix=".yaml")[1])
         path.write_text(original)
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
@@ -275,14 +282,9 @@ class BrowseScreen(ConsoleScreen):
         self.refresh_view()
 
     def action_delete(self) -> None:
-        if self.console.read_only:
-            self.notify("read-only: deleting is off", severity="warning")
+        res = self._resource_to_change("deleting", "delete")
+        if res is None:
             return
-        row = self.selected()
-        if row is None or row.resource is None:
-            self.notify("select a stored resource to delete", severity="warning")
-            return
-        res = row.resource
 
         def answered(yes: bool | None) -> None:
             if yes:
