@@ -78,7 +78,7 @@ async def measure(endpoints: str, n: int) -> dict[str, float]:
     marks: dict[str, float] = {}
     t0 = time.perf_counter()
     app = CalicoConsole(endpoints=endpoints, cluster_name="bench")
-    app.view = __import__("console.model", fromlist=["VIEWS"]).VIEWS["endpoints"]
+    app.browse.view = __import__("console.model", fromlist=["VIEWS"]).VIEWS["endpoints"]
 
     async def ticker() -> None:
         last = time.perf_counter()

@@ -206,7 +206,10 @@ def end_text(address: str, port: Any, endpoint: dict[str, Any] | None) -> str:
     return f"{where} {net}" if net else where
 
 
-def rule_text(r: dict[str, Any]) -> str:
+def deciding_rule_text(r: dict[str, Any]) -> str:
+    """The DECIDED BY cell: which rule of which policy or profile the agent says decided the
+    flow (`profile network1 ingress rule 0`), not the rule's words (calico.policy.describe_rule
+    phrases those)."""
     if r.get("rule_text"):
         return str(r["rule_text"])
     rule = r.get("rule")
@@ -251,7 +254,7 @@ def make_cells(node: str, r: dict[str, Any]) -> tuple[str, ...]:
         end_text(r.get("src", "?"), r.get("sport"), r.get("src_endpoint")),
         dst,
         str(r.get("verdict", "?")).upper(),
-        rule_text(r),
+        deciding_rule_text(r),
         node,
     )
 

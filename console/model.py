@@ -434,7 +434,14 @@ class RowFilter:
         return [r for r, h in zip(rows, hit, strict=True) if h != self.negate]
 
 
+SCREEN_VIEWS = ("matrix", "flows", "tutorial")  # views that are whole screens of their own
+
+
+def view_names() -> tuple[str, ...]:
+    """Every name `:` takes: the table views, then the views that are screens."""
+    return (*VIEWS, *SCREEN_VIEWS)
+
+
 def complete_view(prefix: str) -> list[str]:
     """View names for `:` completion."""
-    extra = ("matrix", "flows", "tutorial")
-    return [n for n in (*VIEWS, *extra) if n.startswith(prefix.lower().lstrip(":"))]
+    return [n for n in view_names() if n.startswith(prefix.lower().lstrip(":"))]

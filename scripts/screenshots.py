@@ -41,7 +41,9 @@ async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
             path.write_text(app.export_screenshot(title=f"calico-console {name}"))
             saved.append(path)
 
-        await settle(lambda: len([r for r in app.current_rows() if r.cells[2] == "ready"]) == 2)
+        await settle(
+            lambda: len([r for r in app.browse.current_rows() if r.cells[2] == "ready"]) == 2
+        )
 
         # The walkthrough, run from the console against the fresh lab: one shot per step.
         app.switch_view("tutorial")
@@ -66,7 +68,7 @@ async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
         prepare()  # a web server in each network for the views below
         for name in VIEWS:
             app.switch_view(name)
-            await settle(lambda: bool(app.current_rows()), timeout=5)
+            await settle(lambda: bool(app.browse.current_rows()), timeout=5)
             await pilot.pause(0.3)
             save(name)
 

@@ -1,8 +1,9 @@
 """`:flows`: every node's flow stream merged, newest first, Hubble style.
 
 One worker thread per node follows `GET /v1/flows?follow=1` (console/flowstream.py) and
-drops records into an inbox; a 4 Hz timer moves them into a bounded `FlowStore` (the
-newest 2,000) and redraws. Filters are `hubble observe`-like (console/flows.py), applied
+drops records into an inbox (the nodes to follow are looked up again on each ClusterChanged
+from the app); a 4 Hz timer moves them into a bounded `FlowStore` (the newest 2,000) and
+redraws. Filters are `hubble observe`-like (console/flows.py), applied
 to what is kept, so changing one re-filters the history at once. A node that goes away
 shows as unreachable in the node line and is retried, never a crash.
 """
@@ -20,11 +21,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
-from console.flows import COLUMNS, DENIED, FlowEntry, FlowQuery, FlowStore, QueryError
+from console.flows import COLUMNS, DENIED, FIELDS, FlowEntry, FlowQuery, FlowStore, QueryError
 from console.flowstream import FlowFollower
+from console.screens.base import ClusterChanged, ConsoleScreen
+from console.screens.help import bound_key, help_screen
+from console.screens.matrix import MatrixScreen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, flow_verdict, policy_set_of
 
@@ -37,7 +40,7 @@ VERDICT_STYLE = {"ALLOWED": "bold green", "DENIED": "bold red"}
 class NetworkRates(Horizontal):
     """One network's line: name, totals, and allowed / denied per second sparklines."""
 
-    def __init__(self, network: str):
+    def __init__(self, network: str) -> None:
         super().__init__(classes="rates")
         self.network = network
 
@@ -57,19 +60,22 @@ class NetworkRates(Horizontal):
         self.query_one(".denied", Sparkline).data = denied
 
 
-class FlowsScreen(Screen):
+class FlowsScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
-        Binding("space", "pause", "pause/resume"),
-        Binding("slash,f", "filter", "filter", key_display="/"),
-        Binding("w", "why", "why?"),
-        Binding("enter", "details", "details", show=False),
-        Binding("x", "clear", "clear"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("escape", "back", "back"),
-    ]
+        Binding("space", "pause", "pause/resume",
+                tooltip="pause / resume the live list (streams keep being read)"),
+        Binding("slash,f", "filter", "filter", key_display="/",
+                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style)"),
+        Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),
+        Binding("enter", "details", "details", show=False,
+                tooltip="the selected flow record as JSON"),
+        Binding("x", "clear", "clear", tooltip="clear the kept flows"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
+        Binding("escape", "back", "back", tooltip="close the filter, clear it, then back"),
+    ]  # fmt: skip
 
-    def __init__(self, app: Any = None, follow: bool = True, capacity: int = CAPACITY):
+    def __init__(self, *, follow: bool = True, capacity: int = CAPACITY) -> None:
         super().__init__()
         self.follow = follow
         self.store = FlowStore(capacity, SPAN)
@@ -107,20 +113,30 @@ class FlowsScreen(Screen):
         self.query_one("#flows-filter", Input).display = False
         self.dirty = True
         self.tick()
+        # Timers about time, not the cluster: the streams' records are moved in and drawn at
+        # most 4 times a second (a burst is one redraw), and the sparklines' buckets are
+        # seconds. New or moved nodes come as ClusterChanged (on_cluster_changed).
         self.set_interval(0.25, self.tick)
         self.set_interval(1.0, self.refresh_rates)
         self.refresh_rates()
-        if self.follow:
-            self.discover_nodes()
-            self.set_interval(2.0, self.discover_nodes)
+        self.discover_nodes()
 
     def on_unmount(self) -> None:
         self.stop_followers()
 
     # ------------------------------------------------------------ streams
+    def on_cluster_changed(self, event: ClusterChanged) -> None:
+        self.discover_nodes()
+
+    def on_screen_resume(self) -> None:
+        """Back on screen: follow nodes that came while another screen was on top."""
+        self.discover_nodes()
+
     def discover_nodes(self) -> None:
         """Start a follower for each node (and again if its API address changed)."""
-        for node, url in sorted(self.app.node_api_urls().items()):
+        if not self.follow:
+            return
+        for node, url in sorted(self.console.node_api_urls().items()):
             current = self.followers.get(node)
             if current is not None and current.url == url and not current.stopped.is_set():
                 continue
@@ -210,7 +226,7 @@ class FlowsScreen(Screen):
     def empty_text(self) -> str:
         if self.store.entries and not self.query_filter.is_empty():
             return (
-                f"No kept flow matches `{self.query_filter.text}`. Press / to change the "
+                f"No kept flow matches `{self.query_filter.text}`. Press {bound_key(self, 'filter')} to change the "
                 "filter (an empty filter shows everything)."
             )
         if self.follow and not self.followers and not self.node_status:
@@ -221,7 +237,8 @@ class FlowsScreen(Screen):
         return (
             "No flows yet. Make some traffic, e.g. `calico-lab exec calico-02 -- rkt run "
             "--net=network1 docker://busybox --exec=/bin/wget -- -T 3 -O - "
-            "http://192.168.0.100/`, or press r in :matrix to probe every pair."
+            f"http://192.168.0.100/`, or press {bound_key(MatrixScreen, 'probe')} in :matrix to probe "
+            "every pair."
         )
 
     def update_title(self) -> None:
@@ -352,7 +369,7 @@ class FlowsScreen(Screen):
         r = entry.record
         port = r.get("dport") if isinstance(r.get("dport"), int) else None
         verdict = flow_verdict(
-            policy_set_of(self.app.state),
+            policy_set_of(self.console.state),
             str(r.get("src", "")),
             str(r.get("dst", "")),
             str(r.get("protocol") or "TCP"),
@@ -382,13 +399,4 @@ class FlowsScreen(Screen):
         )
 
     def action_help(self) -> None:
-        keys = [
-            ("space", "pause / resume the live list (streams keep being read)"),
-            ("/", "filter: verdict: from: to: port: network: node: protocol: (hubble style)"),
-            ("w", "why? the policies and profiles behind the selected flow"),
-            ("enter", "the selected flow record as JSON"),
-            ("x", "clear the kept flows"),
-            ("escape", "close the filter, clear it, then back"),
-        ]
-        lines = ["Live flows", ""] + [f"  {k:<8} {what}" for k, what in keys]
-        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+        self.app.push_screen(help_screen("Live flows", self))

@@ -19,13 +19,15 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import PolicySet
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
 from console.matrix import ALLOWED, DENIED, UNKNOWN, Cell, Matrix, Target, build
+from console.model import ClusterState
+from console.screens.base import ClusterChanged, ConsoleScreen
+from console.screens.help import bound_key, help_screen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
 
@@ -39,7 +41,7 @@ POLICY_KINDS = (Profile, GlobalNetworkPolicy, NetworkPolicy, WorkloadEndpoint)
 # ---------------------------------------------------------------- targets from the state
 
 
-def calico_networks(state) -> list[str]:
+def calico_networks(state: ClusterState) -> list[str]:
     """Networks of type calico found in any reachable node's net.d."""
     names = set()
     for info in state.nodes.values():
@@ -49,7 +51,7 @@ def calico_networks(state) -> list[str]:
     return sorted(names)
 
 
-def network_sources(state, networks: list[str]) -> list[Target]:
+def network_sources(state: ClusterState, networks: list[str]) -> list[Target]:
     """ "A fresh pod on network N on node Y", for every calico network × node that has it."""
     out = []
     for net in networks:
@@ -59,7 +61,7 @@ def network_sources(state, networks: list[str]) -> list[Target]:
     return out
 
 
-def pod_targets(state, policy_set: PolicySet, networks: list[str]) -> list[Target]:
+def pod_targets(state: ClusterState, policy_set: PolicySet, networks: list[str]) -> list[Target]:
     """Every running pod's address on a calico network (probe pods left out)."""
     out = []
     for node, info in sorted(state.nodes.items()):
@@ -83,7 +85,7 @@ def pod_targets(state, policy_set: PolicySet, networks: list[str]) -> list[Targe
     return out
 
 
-def targets(state, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
+def targets(state: ClusterState, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
     policy_set = policy_set_of(state)
     nets = calico_networks(state)
     destinations = pod_targets(state, policy_set, nets)
@@ -91,30 +93,33 @@ def targets(state, mode: str) -> tuple[PolicySet, list[Target], list[Target]]:
     return policy_set, sources, destinations
 
 
-def empty_reason(state, matrix: Matrix | None) -> str:
-    """What to do when there is nothing to show (empty string: there is a matrix)."""
+def empty_reason(state: ClusterState, matrix: Matrix | None, *, again: str) -> str:
+    """What to do when there is nothing to show (empty string: there is a matrix); `again`
+    is the key that builds the matrix again."""
     if matrix is not None and matrix.sources and matrix.destinations:
         return ""
     if not state.nodes:
         return (
             "No nodes yet. The matrix probes through each node's agent: start a lab with "
-            "`calico-lab up`, or wait for the agents to answer, then press r."
+            f"`calico-lab up`, or wait for the agents to answer, then press {again}."
         )
     if not any(info.reachable for info in state.nodes.values()):
-        return "No node agent answers (see :nodes). Start the lab or the agents, then press r."
+        return (
+            f"No node agent answers (see :nodes). Start the lab or the agents, then press {again}."
+        )
     if not calico_networks(state):
         return (
             "No calico network in any node's /etc/rkt/net.d yet. Create network1 and network2 "
-            "(:tutorial step 2, or `calico-lab tutorial --step networks`), then press r."
+            f"(:tutorial step 2, or `calico-lab tutorial --step networks`), then press {again}."
         )
     return (
         "No running pod has an address on a calico network, so there is nothing to probe. "
         "Start one, e.g. `calico-lab exec calico-01 -- rkt run --net=network1 docker://busybox "
-        "--exec httpd -- -f -h / &` (or :tutorial step 3), then press r."
+        f"--exec httpd -- -f -h / &` (or :tutorial step 3), then press {again}."
     )
 
 
-def cell_text(cell: Cell, pending: bool) -> Text:
+def cell_text(cell: Cell, *, pending: bool) -> Text:
     """` e o ` with each mark coloured; a wrong cell on red."""
     observed = "…" if pending else cell.observed
     if cell.wrong:
@@ -147,20 +152,21 @@ def legend() -> Text:
     )
 
 
-class MatrixScreen(Screen):
+class MatrixScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
-        Binding("r", "probe", "probe again"),
-        Binding("m", "toggle_mode", "by pod/network"),
-        Binding("p", "port", "port"),
-        Binding("w", "why", "why?"),
-        Binding("c", "reproduce", "command"),
-        Binding("n", "next_wrong", "next wrong"),
-        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("r", "probe", "probe again", tooltip="build the matrix again and probe every cell"),
+        Binding("m", "toggle_mode", "by pod/network",
+                tooltip="toggle sources: a fresh pod per network × node, or the pods themselves"),
+        Binding("p", "port", "port", tooltip="choose the destination port (default 80)"),
+        Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected cell"),
+        Binding("c", "reproduce", "command", tooltip="the command that reproduces the selected cell"),
+        Binding("n", "next_wrong", "next wrong", tooltip="jump to the next wrong cell"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back"),
-    ]
+    ]  # fmt: skip
 
-    def __init__(self, app: Any = None):
+    def __init__(self) -> None:
         super().__init__()
         self.mode = "network"
         self.port = 80
@@ -187,7 +193,6 @@ class MatrixScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#matrix-port", Input).display = False
-        self.set_interval(1.0, self.watch_cluster)
         if self.matrix is None:
             self.action_probe()
         else:
@@ -201,15 +206,15 @@ class MatrixScreen(Screen):
         self.policy_print = self._policy_print()
         self.pods_print = self._pods_print()
         self.update_title()
-        self.build_matrix(self.generation, self.app.state, self.mode, self.port)
+        self.build_matrix(self.generation, self.console.state, self.mode, self.port)
 
     @work(thread=True, exclusive=True, group="matrix-build", exit_on_error=False)
-    def build_matrix(self, generation: int, state, mode: str, port: int) -> None:
+    def build_matrix(self, generation: int, state: ClusterState, mode: str, port: int) -> None:
         policy_set, sources, destinations = targets(state, mode)
         matrix = build(policy_set, sources, destinations, port)
         self.app.call_from_thread(self.show_matrix, generation, matrix)
 
-    def show_matrix(self, generation: int, matrix: Matrix, probe: bool = True) -> None:
+    def show_matrix(self, generation: int, matrix: Matrix, *, probe: bool = True) -> None:
         if generation != self.generation:
             return
         self.building = False
@@ -229,13 +234,13 @@ class MatrixScreen(Screen):
                 label.append(f" {src.network}@{src.node}", style="cyan")
             table.add_row(
                 *[
-                    cell_text(matrix.cell(i, j), (i, j) in self.pending)
+                    cell_text(matrix.cell(i, j), pending=(i, j) in self.pending)
                     for j in range(len(matrix.destinations))
                 ],
                 key=f"r{i}",
                 label=label,
             )
-        reason = empty_reason(self.app.state, matrix)
+        reason = empty_reason(self.console.state, matrix, again=bound_key(self, "probe"))
         empty = self.query_one("#matrix-empty", Static)
         empty.update(reason)
         empty.display = bool(reason)
@@ -250,7 +255,7 @@ class MatrixScreen(Screen):
             table.focus()
 
     def start_probes(self, generation: int, matrix: Matrix) -> None:
-        urls = self.app.node_api_urls()
+        urls = self.console.node_api_urls()
         by_node: dict[str, list[tuple[tuple[int, int], dict[str, Any]]]] = defaultdict(list)
         for key, req in matrix.probe_requests():
             if key not in self.pending:
@@ -294,7 +299,9 @@ class MatrixScreen(Screen):
             self.pending.discard(key)
             i, j = key
             try:
-                table.update_cell(f"r{i}", f"c{j}", cell_text(self.matrix.cell(i, j), False))
+                table.update_cell(
+                    f"r{i}", f"c{j}", cell_text(self.matrix.cell(i, j), pending=False)
+                )
             except Exception:  # the table was rebuilt meanwhile
                 pass
         if not self.pending:
@@ -308,17 +315,25 @@ class MatrixScreen(Screen):
         return self.matrix is not None and not self.building and not self.pending
 
     # ------------------------------------------------------------ watching the cluster
+    def on_cluster_changed(self, event: ClusterChanged) -> None:
+        self.watch_cluster()
+
+    def on_screen_resume(self) -> None:
+        """Back on screen: catch up with what changed while another screen was on top."""
+        if self.matrix is not None:
+            self.watch_cluster()
+
     def _policy_print(self) -> tuple:
         return tuple(
             sorted(
                 (key, res.metadata.resource_version or "")
-                for key, res in self.app.state.resources.items()
+                for key, res in self.console.state.resources.items()
                 if isinstance(res, POLICY_KINDS)
             )
         )
 
     def _pods_print(self) -> tuple:
-        state = self.app.state
+        state = self.console.state
         return (
             tuple(calico_networks(state)),
             tuple(
@@ -328,8 +343,9 @@ class MatrixScreen(Screen):
         )
 
     def watch_cluster(self) -> None:
-        """Policy changed: re-evaluate the expected marks now (observed ones are kept, and
-        marked stale). Pods changed: say so, or build at once if there was nothing yet."""
+        """On ClusterChanged from the app (no timer). Policy changed: re-evaluate the expected
+        marks now (observed ones are kept, and marked stale). Pods changed: say so, or build
+        at once if there was nothing yet."""
         if self.building:
             return
         pods = self._pods_print()
@@ -338,7 +354,7 @@ class MatrixScreen(Screen):
                 self.action_probe()
                 return
             self.pods_print = pods
-            self.stale = "pods changed: press r to rebuild"
+            self.stale = f"pods changed: press {bound_key(self, 'probe')} to rebuild"
             self.update_title()
         policy = self._policy_print()
         if policy != self.policy_print and self.matrix is not None:
@@ -349,7 +365,7 @@ class MatrixScreen(Screen):
         old = self.matrix
         if old is None:
             return
-        fresh = build(policy_set_of(self.app.state), old.sources, old.destinations, old.port)
+        fresh = build(policy_set_of(self.console.state), old.sources, old.destinations, old.port)
         changed = 0
         for key, cell in fresh.cells.items():
             before = old.cells[key]
@@ -359,10 +375,13 @@ class MatrixScreen(Screen):
         table = self.query_one(DataTable)
         for (i, j), cell in fresh.cells.items():
             try:
-                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, (i, j) in self.pending))
+                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, pending=(i, j) in self.pending))
             except Exception:
                 pass
-        self.stale = f"policy changed ({changed} expected cells moved): press r to probe again"
+        again = bound_key(self, "probe")
+        self.stale = (
+            f"policy changed ({changed} expected cells moved): press {again} to probe again"
+        )
         self.update_title()
         self.update_detail()
 
@@ -420,9 +439,10 @@ class MatrixScreen(Screen):
             text.append(WORDS[cell.observed], style=MARK_STYLE[cell.observed])
             if cell.detail:
                 text.append(f" ({cell.detail})", style="dim")
+        why, command = bound_key(self, "why"), bound_key(self, "reproduce")
         if cell.wrong:
-            text.append("   WRONG: c shows the command to reproduce it", style="bold red")
-        text.append("\nw: why?   c: command to reproduce", style="dim")
+            text.append(f"   WRONG: {command} shows the command to reproduce it", style="bold red")
+        text.append(f"\n{why}: why?   {command}: command to reproduce", style="dim")
         detail.update(text)
 
     def _key(self, cell: Cell) -> tuple[int, int] | None:
@@ -534,14 +554,4 @@ class MatrixScreen(Screen):
         table.move_cursor(row=i, column=j)
 
     def action_help(self) -> None:
-        keys = [
-            ("r", "build the matrix again and probe every cell"),
-            ("m", "toggle sources: a fresh pod per network × node, or the pods themselves"),
-            ("p", "choose the destination port (default 80)"),
-            ("w", "why? the policies and profiles behind the selected cell"),
-            ("c", "the command that reproduces the selected cell"),
-            ("n", "jump to the next wrong cell"),
-            ("escape", "back"),
-        ]
-        lines = ["Isolation matrix", ""] + [f"  {k:<8} {what}" for k, what in keys]
-        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+        self.app.push_screen(help_screen("Isolation matrix", self))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -52,15 +54,15 @@ class ProbeScreen(ModalScreen[None]):
 
     def __init__(
         self,
-        app_ref,
+        node_api_urls: Callable[[], dict[str, str]],  # node name -> API URL, asked per probe
         nodes: list[str],
         networks: list[str],
-        source_pod: dict | None,
+        source_pod: dict[str, Any] | None,
         target: str = "",
         history: list[ProbeRecord] | None = None,
-    ):
+    ) -> None:
         super().__init__()
-        self.console = app_ref
+        self.node_api_urls = node_api_urls
         self.nodes = nodes
         self.networks = networks
         self.source_pod = source_pod
@@ -162,7 +164,7 @@ class ProbeScreen(ModalScreen[None]):
     ) -> None:
         from calico.nodeapi import NodeAPIError, NodeClient
 
-        url = self.console.node_api_urls().get(node, "")
+        url = self.node_api_urls().get(node, "")
         try:
             if not url:
                 raise NodeAPIError(f"node {node} publishes no API address")

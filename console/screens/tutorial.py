@@ -7,15 +7,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, ListItem, ListView, Static
 
 from calico.tutorial import Shell, Tutorial
+from console.screens.base import ConsoleScreen
 
 MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
 
 
-class TutorialScreen(Screen):
+class TutorialScreen(ConsoleScreen):
     BINDINGS = [
         Binding("enter,r", "run_step", "run step"),
         Binding("a", "run_all", "run all"),
@@ -23,9 +23,9 @@ class TutorialScreen(Screen):
         Binding("escape", "app.pop_screen", "back"),
     ]
 
-    def __init__(self, shell: Shell, tutorial: Tutorial | None = None):
+    def __init__(self, shell: Shell | None = None, tutorial: Tutorial | None = None) -> None:
         super().__init__()
-        self.shell = shell
+        self.shell = shell  # None: the app's lab shell, asked for on mount
         self.tutorial = tutorial or Tutorial()
         self.running: int | None = None
 
@@ -44,6 +44,8 @@ class TutorialScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.shell is None:
+            self.shell = self.console.lab_shell()
         self.query_one(ListView).index = 0
         self.show_detail(0)
 
@@ -103,6 +105,7 @@ class TutorialScreen(Screen):
         for i in indexes:
             self.running = i
             self.app.call_from_thread(self._progress, i)
+            assert self.shell is not None  # set on mount
             result = self.tutorial.run_step(i, self.shell)
             self.running = None
             self.app.call_from_thread(self._progress, i)

@@ -18,9 +18,10 @@ from textual.widgets import Static
 
 from calico.policy import Flow, PolicySet, Verdict, evaluate
 from calico.resources import WorkloadEndpoint
+from console.model import ClusterState
 
 
-def policy_set_of(state) -> PolicySet:
+def policy_set_of(state: ClusterState) -> PolicySet:
     """The policy set of a console ClusterState (profiles, policies, endpoints)."""
     return PolicySet.from_resources(state.resources.values())
 

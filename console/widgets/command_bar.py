@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-from console.model import complete_view
+from console.model import complete_view, view_names
 
 
 class ViewSuggester(Suggester):
@@ -22,16 +24,14 @@ class CommandBar(Input):
     CommandBar.-active { display: block; }
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(suggester=ViewSuggester(case_sensitive=False), **kwargs)
         self.mode = ":"
 
     def open(self, mode: str, value: str = "") -> None:
         self.mode = mode
         self.placeholder = (
-            "view: nodes networks profiles pools pods endpoints policies"
-            if mode == ":"
-            else "filter (regex, ! negates)"
+            f"view: {' '.join(view_names())}" if mode == ":" else "filter (regex, ! negates)"
         )
         self.value = value
         self.add_class("-active")

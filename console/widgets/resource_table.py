@@ -9,6 +9,8 @@ stays on the same row when data changes under it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -68,7 +70,7 @@ class ResourceTable(ScrollView, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.view: View | None = None
         self.rows: list[Row] = []

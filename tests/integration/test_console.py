@@ -70,13 +70,13 @@ def test_every_view_shows_the_live_cluster(networks):
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(
                 pilot,
-                lambda: len([r for r in app.current_rows() if r.cells[2] == "ready"]) == 2,
+                lambda: len([r for r in app.browse.current_rows() if r.cells[2] == "ready"]) == 2,
                 what="both agents ready in :nodes",
             )
             for name in VIEWS:
                 await pilot.press("colon", *name, "enter")
                 await pilot.pause()
-                assert app.view.name == name
+                assert app.browse.view.name == name
                 assert (
                     app.screen.query_one("#view-title")
                     .render()
@@ -85,9 +85,9 @@ def test_every_view_shows_the_live_cluster(networks):
                 )
             # pools and networks come from etcd and the nodes' net.d files
             app.switch_view("pools")
-            assert any(r.cells[1] == "192.168.0.0/16" for r in app.current_rows())
+            assert any(r.cells[1] == "192.168.0.0/16" for r in app.browse.current_rows())
             app.switch_view("networks")
-            await wait_for(pilot, lambda: {"network1", "network2"} <= {r.cells[0] for r in app.current_rows()},
+            await wait_for(pilot, lambda: {"network1", "network2"} <= {r.cells[0] for r in app.browse.current_rows()},
                            what="networks from net.d")  # fmt: skip
 
     asyncio.run(run())
@@ -121,7 +121,7 @@ def test_launch_a_pod_through_the_form_then_probe_it(networks):
             seen_after = time.monotonic() - t0
             app.switch_view("pods")
             await pilot.pause()
-            assert any(r.cells[0] == new["uuid"][:8] for r in app.current_rows())
+            assert any(r.cells[0] == new["uuid"][:8] for r in app.browse.current_rows())
             ip = next(n["ip"] for n in new["networks"] if n["name"] == "network1")
             print(f"launched pod visible in Pods after {seen_after:.2f} s")
 
@@ -185,11 +185,11 @@ def test_edit_a_profile_in_yaml(networks, tmp_path, monkeypatch):
             app.switch_view("profiles")
             await wait_for(
                 pilot,
-                lambda: any(r.cells[0] == "network1" for r in app.current_rows()),
+                lambda: any(r.cells[0] == "network1" for r in app.browse.current_rows()),
                 what="profiles",
             )
             table = app.screen.query_one("#table")
-            table.move_cursor(row=[r.cells[0] for r in app.current_rows()].index("network1"))
+            table.move_cursor(row=[r.cells[0] for r in app.browse.current_rows()].index("network1"))
             await pilot.pause()
 
             monkeypatch.setenv("EDITOR", str(bad))
@@ -236,7 +236,7 @@ def test_an_unreachable_node_is_shown_not_a_crash(networks):
                 pilot,
                 lambda: any(
                     r.cells[0] == "calico-02" and r.cells[2] == "unreachable"
-                    for r in app.current_rows()
+                    for r in app.browse.current_rows()
                 ),
                 what="calico-02 unreachable",
             )

@@ -170,9 +170,10 @@ FLOWS = [
 
 def flows_app():
     app = make_app()
-    screen = FlowsScreen(app, follow=False)
+    screen = FlowsScreen(follow=False)
     screen.clock = lambda: NOW
-    app.screens_by_view["flows"] = screen
+    app.uninstall_screen("flows")  # instead of the FlowsScreen made on first use
+    app.install_screen(screen, "flows")
     return app, screen
 
 

@@ -1,0 +1,43 @@
+"""What every full console screen shares: the typed app it runs in, and the message the app
+posts when the cluster changes (screens react to it instead of polling the state on timers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING, cast
+
+from textual.message import Message
+from textual.screen import Screen
+
+from console.model import ClusterState
+
+if TYPE_CHECKING:
+    from console.app import CalicoConsole
+
+
+class ClusterChanged(Message):
+    """The cluster state changed: a batch from etcd, or node agents that answered differently.
+
+    The app posts it to every screen on its stack (messages bubble up, not down, so it is
+    delivered to each screen rather than bubbled); `state` is the app's state after the change.
+    """
+
+    bubble = False
+
+    def __init__(self, state: ClusterState) -> None:
+        super().__init__()
+        self.state = state
+
+
+class ConsoleScreen(Screen[None]):
+    """A full screen of calico-console."""
+
+    @property
+    def console(self) -> CalicoConsole:
+        """The app, typed: the cluster state, the datastore and navigation live there."""
+        return cast("CalicoConsole", self.app)
+
+    def hidden_actions(self) -> Collection[str]:
+        """Actions bound here but left out of help and the command palette just now."""
+        return ()
