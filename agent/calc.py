@@ -46,6 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from agent.flows.prefix import NFLOG_GROUP, nflog_prefix
 from calico.policy import EGRESS, INGRESS, PolicySet, applicable_policies
 from calico.protocols import PORT_PROTOCOLS, iptables_token, protocol_number
 from calico.resources import (
@@ -301,16 +302,11 @@ def _set_mark(value: int, mask: int) -> tuple[str, ...]:
     return ("-j", "MARK", "--set-xmark", f"{value:#x}/{mask:#x}")
 
 
-NFLOG_GROUP = "1"  # agent/flows/nflog.py: the collector listens on this group
-
-
 def _nflog(
     direction: str, kind: str, name: str, index: int | None, match: tuple[str, ...] = ()
 ) -> IptRule:
     """Report a denied NEW packet to the flow log before it is dropped (contract in
     agent/flows/nflog.py: the prefix names the direction, policy/profile and rule)."""
-    from agent.flows.nflog import nflog_prefix
-
     prefix = nflog_prefix("I" if direction == INGRESS else "E", kind, name or "-", index)
     return IptRule(
         (*match, "-m", "conntrack", "--ctstate", "NEW"),
@@ -318,7 +314,7 @@ def _nflog(
             "-j",
             "NFLOG",
             "--nflog-group",
-            NFLOG_GROUP,
+            str(NFLOG_GROUP),
             "--nflog-prefix",
             prefix,
             "--nflog-threshold",
