@@ -18,7 +18,8 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from agent.calc import CHAIN_PREFIX, Chain, Dataplane
+from agent.calc.model import Chain, Dataplane
+from agent.calc.names import CHAIN_PREFIX
 
 SAVE = "iptables-legacy-save"
 RESTORE = "iptables-legacy-restore"

@@ -15,7 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.calc import ROUTE_PROTO, Dataplane, Route
+from agent.calc.model import Dataplane, Route
+from agent.calc.names import ROUTE_PROTO
 
 
 class RouteError(RuntimeError):
