@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 from agent.calc import names
-from agent.calc.calculator import calculate
+from agent.calc.calculator import Calculator, calculate
 from agent.calc.model import Dataplane, Inputs, IptRule, make_chain
 from agent.calc.static import hook_chains
 from agent.dataplane import ipsets, iptables, routes
@@ -82,6 +82,22 @@ def test_profile_change_rewrites_only_that_chain():
     assert changed == ["cali-pri-network2"] and stale == []
     assert text.count("\n-A ") == len(after.chains["cali-pri-network2"].rules)
     assert ":cali-pri-network2 - [0:0]" in text
+
+
+def test_one_calculator_reuses_what_did_not_change():
+    """Why the agent keeps one Calculator: across calculations an unchanged endpoint's
+    chains, the programs and the dispatch tree are the very objects of the last one."""
+    calculator = Calculator()
+    inputs = seed_inputs(n_per_net=20)
+    before = calculator.calculate(inputs)
+    changed_inputs = copy.deepcopy(inputs)
+    changed_inputs.profiles["network2"].spec.ingress[0].protocol = "TCP"
+    after = calculator.calculate(changed_inputs)
+    assert after.chains["cali-pri-network2"] != before.chains["cali-pri-network2"]
+    memoized = ("cali-fw-", "cali-tw-", "cali-fp-", "cali-tp-", "cali-from-wl-", "cali-to-wl-")
+    reused = [n for n in before.chains if n.startswith(memoized)]
+    assert len(reused) > 80 and all(after.chains[n] is before.chains[n] for n in reused)
+    assert after.endpoints == before.endpoints
 
 
 def test_new_endpoint_touches_its_chains_and_dispatch_only():
