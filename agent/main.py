@@ -45,6 +45,7 @@ class Agent:
         health_file: Path | None = None,
         status_interval: float = 5.0,
     ):
+        from agent.calc.calculator import Calculator
         from agent.dataplane.apply import Applier
         from agent.status import Health
         from agent.sync import ClusterCache
@@ -59,6 +60,9 @@ class Agent:
         self.health = Health(nodename, refresh_interval=refresh_interval)
         self.cache = ClusterCache()
         self.applier = Applier()
+        # One calculator for the agent's lifetime: its memo tables are what make an
+        # incremental apply cheap (an unchanged endpoint costs a lookup).
+        self.calculator = Calculator()
         self.desired: Any = None
         self.last_result: Any = None
         self._route_errors: list[str] = []
@@ -166,12 +170,10 @@ class Agent:
         return self.cache.update(prefix, item)
 
     def _apply(self, full: bool) -> Any:
-        from agent.calc import calculate
-
         t0 = time.perf_counter()
         inputs = self.cache.inputs(self.nodename)
         inputs.protected_hosts = self.protected_hosts
-        desired = calculate(inputs)
+        desired = self.calculator.calculate(inputs)
         calc_ms = (time.perf_counter() - t0) * 1000
         result = self.applier.apply(desired, full=full)
         self.desired, self.last_result = desired, result

@@ -2,7 +2,7 @@
 
 Two `PrefixSyncer`s run in threads, one for the Calico resources and one for the IPAM
 blocks, and feed one queue. `ClusterCache` folds their updates into typed maps that
-`agent.calc.Inputs` reads. The cache is "ready" only once both prefixes have delivered their
+`agent.calc.model.Inputs` reads. The cache is "ready" only once both prefixes have delivered their
 first complete snapshot: the agent writes nothing to the dataplane before that, since a
 partial view (profiles but no endpoints yet, say) would program the wrong isolation.
 After a disconnect or a compaction the syncers resume or re-list and emit only the
@@ -17,7 +17,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from agent.calc import Inputs
+from agent.calc.model import Inputs
 from calico.datastore import KV, Change, Datastore, PrefixSyncer, Snapshot, SyncStatus
 from calico.keys import BLOCK_PREFIX, RESOURCE_ROOT, cidr_from_block_key, plural_of_key
 from calico.resources import (

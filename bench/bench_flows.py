@@ -48,12 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent.flows.collector import FlowCollector  # noqa: E402
 from agent.flows.conntrack import ConntrackEventSocket  # noqa: E402
-from agent.flows.nflog import (  # noqa: E402
-    NetfilterReader,
-    NflogSocket,
-    nflog_prefix,
-    parse_nflog_messages,
-)
+from agent.flows.nflog import NetfilterReader, NflogSocket, parse_nflog_messages  # noqa: E402
+from agent.flows.prefix import nflog_prefix  # noqa: E402
 from agent.flows.records import ALLOWED, EndpointInfo, FlowRecord, FlowRing  # noqa: E402
 
 PY = sys.executable

@@ -9,7 +9,7 @@ from agent.flows.enrich import SyncedAgent
 
 if TYPE_CHECKING:  # annotations only: agent.sync loads the etcd client (~84 ms)
     from agent.api.metrics import Histogram
-    from agent.calc import Dataplane
+    from agent.calc.model import Dataplane
     from agent.status import Health
     from agent.sync import ClusterCache
 

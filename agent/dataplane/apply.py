@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agent.calc import Dataplane
+from agent.calc.model import Dataplane
 from agent.dataplane import ipsets, iptables, routes
 
 

@@ -12,7 +12,8 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from agent.calc import IPSET_PREFIX, TEMP_IPSET_PREFIX, Dataplane, IPSet, temp_ipset_name
+from agent.calc.model import Dataplane, IPSet
+from agent.calc.names import IPSET_PREFIX, TEMP_IPSET_PREFIX, temp_ipset_name
 
 IPSET = "ipset"
 

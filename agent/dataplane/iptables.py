@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.calc import CHAIN_PREFIX, Chain, Dataplane
+from agent.calc.model import Chain, Dataplane
+from agent.calc.names import CHAIN_PREFIX
 from kernel import iptables as kernel_iptables
 from kernel.iptables import IptablesError as IptablesError  # the applier catches it here
 

@@ -5,6 +5,10 @@ deleted: a remote block via its node, a blackhole for this node's own blocks, a 
 hosting node for a borrowed address. A local endpoint's `/32 dev cali...` route is normally
 made by the CNI plugin; any route for that address on that interface will do, and the agent
 only adds one (with proto 80) when it is missing. Changes go in one `ip -batch`.
+
+Subprocesses, not pyroute2: in a namespace with 2,000 routes, `ip -j route show` reads them
+in 16 ms against 200 ms through `IPRoute.get_routes()`, and one `ip -batch` applies 1,000
+changes in 16 ms against 450 ms of one acknowledged request each (bench/bench_kernel_libs.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.calc import ROUTE_PROTO, Dataplane, Route
+from agent.calc.model import Dataplane, Route
+from agent.calc.names import ROUTE_PROTO
 
 
 class RouteError(RuntimeError):

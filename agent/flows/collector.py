@@ -20,14 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from agent.flows.conntrack import ConntrackEvent, ConntrackEventSocket, parse_conntrack_messages
-from agent.flows.nflog import (
-    NFLOG_GROUP,
-    TCP_FLAG_NAMES,
-    NflogPacket,
-    NflogSocket,
-    parse_nflog_messages,
-    parse_prefix,
-)
+from agent.flows.nflog import TCP_FLAG_NAMES, NflogPacket, NflogSocket, parse_nflog_messages
+from agent.flows.prefix import NFLOG_GROUP, parse_prefix
 from agent.flows.records import (
     ALLOWED,
     DEFAULT_CAPACITY,

@@ -373,7 +373,7 @@ def eventually_blocked(topo, src, dst_ip, port, timeout=10.0):
 
 def desired_for(ds, node: str):
     """What the agent should have programmed, computed here from etcd (pure calc)."""
-    from agent.calc import calculate
+    from agent.calc.calculator import calculate
     from agent.sync import PREFIXES, ClusterCache
     from calico.datastore import Snapshot
 

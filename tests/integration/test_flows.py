@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent.flows.nflog import nflog_prefix
+from agent.flows.prefix import nflog_prefix
 
 pytestmark = pytest.mark.root
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.api.metrics import Histogram
-from agent.calc import Dataplane
+from agent.calc.model import Dataplane
 from agent.status import Health
 from agent.sync import ClusterCache
 

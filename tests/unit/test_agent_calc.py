@@ -8,8 +8,10 @@ import random
 
 import pytest
 
-from agent import calc
-from agent.calc import Inputs, calculate
+from agent.calc import names
+from agent.calc.calculator import calculate
+from agent.calc.dispatch import DISPATCH_FANOUT
+from agent.calc.model import Dataplane, Inputs, IptRule, Route
 from calico import policy
 from calico.resources import Resource
 
@@ -157,12 +159,12 @@ def test_seed_tutorial_chains():
     for ep in local:
         iface = ep.spec.interface_name
         fw = flat_rules(dp, f"cali-fw-{iface}")
-        assert fw[0] == calc.IptRule(("!", "-s", ep.spec.ip_networks[0]), ("-j", "DROP"))
+        assert fw[0] == IptRule(("!", "-s", ep.spec.ip_networks[0]), ("-j", "DROP"))
         assert fw[1].target == ("-j", "MARK", "--set-xmark", "0x0/0x30000")
         assert fw[-1].target == ("-j", "DROP")
         tw = flat_rules(dp, f"cali-tw-{iface}")
         assert ("-j", f"cali-pri-{ep.spec.profiles[0]}") in [r.target for r in tw]
-        assert tw[-1] == calc.IptRule((), ("-j", "DROP"))
+        assert tw[-1] == IptRule((), ("-j", "DROP"))
         # The endpoint's own chain is tiny; endpoints of one network share the rest.
         assert len(dp.chains[f"cali-tw-{iface}"].rules) == 1
         assert len(dp.chains[f"cali-fw-{iface}"].rules) == 2
@@ -185,10 +187,10 @@ def test_seed_tutorial_chains():
 
 def test_seed_routes():
     dp = calculate(seed_inputs())
-    assert dp.routes["10.65.0.0/26"] == calc.Route("10.65.0.0/26", kind="blackhole")
-    assert dp.routes["10.65.0.64/26"] == calc.Route("10.65.0.64/26", via="192.168.200.12")
+    assert dp.routes["10.65.0.0/26"] == Route("10.65.0.0/26", kind="blackhole")
+    assert dp.routes["10.65.0.64/26"] == Route("10.65.0.64/26", via="192.168.200.12")
     for ep in dp.endpoints:
-        assert dp.endpoint_routes[ep.nets[0]] == calc.Route(ep.nets[0], dev=ep.iface)
+        assert dp.endpoint_routes[ep.nets[0]] == Route(ep.nets[0], dev=ep.iface)
     assert len(dp.endpoint_routes) == len(dp.endpoints)
 
 
@@ -197,13 +199,13 @@ def test_borrowed_address_gets_a_host_route():
     # n2 runs a pod whose address comes from n1's block.
     inputs.endpoints = [*inputs.endpoints, wep("n2", cid(99), ["10.65.0.50"], ["network1"])]
     dp = calculate(inputs)
-    assert dp.routes["10.65.0.50/32"] == calc.Route("10.65.0.50/32", via="192.168.200.12")
+    assert dp.routes["10.65.0.50/32"] == Route("10.65.0.50/32", via="192.168.200.12")
 
 
 def test_no_local_endpoints_still_guards_cali_interfaces():
     inputs = seed_inputs()
     dp = calculate(Inputs(node="n3", profiles=inputs.profiles, endpoints=inputs.endpoints))
-    assert dp.chains["cali-from-wl-dispatch"].rules == (calc.IptRule((), ("-j", "DROP")),)
+    assert dp.chains["cali-from-wl-dispatch"].rules == (IptRule((), ("-j", "DROP")),)
     assert not any(n.startswith("cali-pri-") for n in dp.chains)
 
 
@@ -259,8 +261,8 @@ def test_rule_count_grows_with_endpoints_only_in_endpoint_and_dispatch_chains():
     # Dispatch: O(endpoints) rules, and no dispatch chain is long.
     dispatch = [c for n, c in big.chains.items() if n.startswith("cali-from-wl-dispatch")]
     assert sum(len(c.rules) for c in dispatch) < 1000 * 1.5
-    assert max(len(c.rules) for c in dispatch) <= calc.DISPATCH_FANOUT + 2
-    assert all(len(n) <= calc.MAX_CHAIN_NAME for n in big.chains)
+    assert max(len(c.rules) for c in dispatch) <= DISPATCH_FANOUT + 2
+    assert all(len(n) <= names.MAX_CHAIN_NAME for n in big.chains)
     per_endpoint = (big.rule_count() - small.rule_count()) / 990
     assert per_endpoint < 6  # fw + tw chains and dispatch entries: a small constant
 
@@ -290,20 +292,20 @@ def test_two_level_dispatch_reaches_every_endpoint():
 
 
 def test_chain_names_hash_when_too_long():
-    assert calc.chain_name("cali-pi-", "short") == "cali-pi-short"
+    assert names.chain_name("cali-pi-", "short") == "cali-pi-short"
     long = "a-very-long-policy-name-that-goes-on-and-on"
-    name = calc.chain_name("cali-pi-", long)
+    name = names.chain_name("cali-pi-", long)
     assert len(name) == 28 and name.startswith("cali-pi-_")
-    assert name == calc.chain_name("cali-pi-", long)
-    assert name != calc.chain_name("cali-pi-", long + "x")
+    assert name == names.chain_name("cali-pi-", long)
+    assert name != names.chain_name("cali-pi-", long + "x")
     exact = "x" * (28 - len("cali-pri-"))
-    assert calc.chain_name("cali-pri-", exact) == "cali-pri-" + exact
+    assert names.chain_name("cali-pri-", exact) == "cali-pri-" + exact
 
 
 def test_ipset_names():
-    a = calc.ipset_name("s", "sel=has(a)")
+    a = names.ipset_name("s", "sel=has(a)")
     assert a.startswith("cali40s:") and len(a) == 31
-    assert calc.temp_ipset_name(a).startswith("cali4ts:") and len(calc.temp_ipset_name(a)) == 31
+    assert names.temp_ipset_name(a).startswith("cali4ts:") and len(names.temp_ipset_name(a)) == 31
     # Canonical selectors: two spellings, one set.
     p1 = seed_profile("x")
     p1.spec.ingress[0].source.selector = "has(a) && b == 'c'"
@@ -316,15 +318,15 @@ def test_ipset_names():
 
 def test_namespaced_policy_chain_names():
     np_ = gnp("allow", {"selector": "all()"}, kind="NetworkPolicy", namespace="team")
-    assert calc.policy_chain(np_, "Ingress") == "cali-pi-team/allow"
-    assert calc.policy_chain(gnp("allow", {}), "Egress") == "cali-po-allow"
+    assert names.policy_chain(np_, "Ingress") == "cali-pi-team/allow"
+    assert names.policy_chain(gnp("allow", {}), "Egress") == "cali-po-allow"
 
 
 # ---------------------------------------------------------------- policy rendering
 
 
 def _endpoint_targets(dp, iface, direction="Ingress"):
-    return [r.target for r in flat_rules(dp, calc.endpoint_chain(iface, direction))]
+    return [r.target for r in flat_rules(dp, names.endpoint_chain(iface, direction))]
 
 
 def test_policy_order_pass_deny_log():
@@ -360,7 +362,7 @@ def test_policy_order_pass_deny_log():
         "cali-pi-a-no-order",
         "cali-pri-network1",
     ]
-    tw = flat_rules(dp, calc.endpoint_chain(iface, "Ingress"))
+    tw = flat_rules(dp, names.endpoint_chain(iface, "Ingress"))
     # Policy jumps are skipped once the pass bit is set; end-of-tier drop before profiles.
     pol_rules = [r for r in tw if r.target[-1].startswith("cali-pi-")]
     assert all(r.match == ("-m", "mark", "--mark", "0x0/0x20000") for r in pol_rules)
@@ -373,13 +375,13 @@ def test_policy_order_pass_deny_log():
     assert z[0].match == ("-p", "tcp") and z[0].target[:2] == ("-j", "LOG")
     assert z[1].match == ("-s", "10.9.0.0/16")
     assert z[1].target == ("-j", "MARK", "--set-xmark", "0x20000/0x20000")
-    assert z[2] == calc.IptRule(("-m", "mark", "--mark", "0x20000/0x20000"), ("-j", "RETURN"))
+    assert z[2] == IptRule(("-m", "mark", "--mark", "0x20000/0x20000"), ("-j", "RETURN"))
     # A Deny reports the NEW packet to the flow log (NFLOG group 1), then drops it.
     udp53 = ("-p", "udp", "-m", "multiport", "--dports", "53")
     assert z[3].match == (*udp53, "-m", "conntrack", "--ctstate", "NEW")
     assert z[3].target[:4] == ("-j", "NFLOG", "--nflog-group", "1")
     assert z[3].target[5].startswith("D|I|pol|z-first|")
-    assert z[4] == calc.IptRule(udp53, ("-j", "DROP"))
+    assert z[4] == IptRule(udp53, ("-j", "DROP"))
     # Egress: no policy has egress types here, so no end-of-tier drop, profiles only.
     fw_targets = _endpoint_targets(dp, iface, "Egress")
     assert ("-j", "cali-pro-network1") in fw_targets
@@ -394,7 +396,7 @@ def test_profile_pass_just_returns():
     ).spec.ingress[0]]  # fmt: skip
     e = wep("n1", cid(1), ["10.0.0.2"], ["p"])
     dp = calculate(Inputs(node="n1", profiles={"p": p}, endpoints=[e]))
-    assert dp.chains["cali-pri-p"].rules == (calc.IptRule((), ("-j", "RETURN")),)
+    assert dp.chains["cali-pri-p"].rules == (IptRule((), ("-j", "RETURN")),)
 
 
 def test_ports_nets_protocols():
@@ -450,9 +452,9 @@ def test_ipv6_only_rules_are_skipped():
 def test_multiple_addresses_anti_spoofing():
     e = wep("n1", cid(1), ["10.0.0.2", "10.0.0.3"], [])
     dp = calculate(Inputs(node="n1", endpoints=[e]))
-    fw = dp.chains[calc.endpoint_chain(e.spec.interface_name, "Egress")].rules
+    fw = dp.chains[names.endpoint_chain(e.spec.interface_name, "Egress")].rules
     assert fw[1].match == ("-s", "10.0.0.2/32") and fw[2].match == ("-s", "10.0.0.3/32")
-    assert fw[3] == calc.IptRule(("-m", "mark", "--mark", "0x0/0x40000"), ("-j", "DROP"))
+    assert fw[3] == IptRule(("-m", "mark", "--mark", "0x0/0x40000"), ("-j", "DROP"))
 
 
 # ---------------------------------------------------------------- simulator cross-check
@@ -463,7 +465,7 @@ _PROTO = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "udplite": 136}
 class Sim:
     """Just enough iptables to run what calc renders: matches, marks, -j/-g, RETURN."""
 
-    def __init__(self, dp: calc.Dataplane):
+    def __init__(self, dp: Dataplane):
         self.chains = {n: c.rules for n, c in dp.chains.items()}
         self.chains.update({n: c.rules for n, c in dp.hooks.items()})
         self.sets = {n: s for n, s in dp.ipsets.items()}

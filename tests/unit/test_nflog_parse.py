@@ -14,15 +14,8 @@ from agent.flows.conntrack import (
     IPS_CONFIRMED,
     parse_conntrack_messages,
 )
-from agent.flows.nflog import (
-    PREFIX_MAX,
-    nflog_config_messages,
-    nflog_prefix,
-    parse_ip_header,
-    parse_nflog_messages,
-    parse_prefix,
-    prefix_name_matches,
-)
+from agent.flows.nflog import nflog_config_messages, parse_ip_header, parse_nflog_messages
+from agent.flows.prefix import PREFIX_MAX, nflog_prefix, parse_prefix, prefix_name_matches
 from kernel.netlink import iter_nlmsgs, parse_attrs
 
 NFLOG_SYN_81 = bytes.fromhex(
