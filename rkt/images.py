@@ -11,6 +11,10 @@ Anything else must have been imported (`rkt image import SOURCE NAME`), from a r
 directory or tarball.
 
 Layout: ``<dir>/images/<quoted name>@<version>/manifest.json`` and ``rootfs/``.
+
+`rkt run` resolves an image on its critical path, so `tarfile` (13 ms to import here),
+`hashlib`, `shutil` and `subprocess` are imported only by the code that imports or builds an
+image.
 """
 
 from __future__ import annotations
