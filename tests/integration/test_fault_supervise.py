@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import socket
-import time
 
 import pytest
 
@@ -29,22 +28,12 @@ from kernel.ns import entered, open_netns
 from lab import fabric
 from lab.cluster import Lab
 from tests.integration.conftest import lab_prerequisites_missing
+from tests.integration.test_agent import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.fault]
 
 PORT = 7070
 NETWORKS = ("network1", "network2")
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
