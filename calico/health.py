@@ -54,15 +54,20 @@ def assess(
     health: dict[str, Any] | None,
     now: float | None = None,
     writer_alive: bool | None = None,
+    live: bool = False,
 ) -> Verdict:
     """Judge one health record. `writer_alive`: whether the agent process that wrote it
-    still runs (False: dead, whatever the record says; None: not known to the reader)."""
+    still runs (False: dead, whatever the record says; None: not known to the reader).
+    `live`: the record was just answered by the agent (`/v1/health`), so its own `age`
+    (measured on the agent's clock) is used, and a reader's clock skew does not matter."""
     now = time.time() if now is None else now
     if not health:
         return Verdict(False, False, None, "no health record")
     rejected = int(health.get("rejected") or 0)
     beat = parse_stamp(health.get("heartbeat")) or parse_stamp(health.get("time"))
     age = None if beat is None else max(0.0, now - beat)
+    if live and isinstance(health.get("age"), int | float):
+        age = float(health["age"])
     try:
         limit = float(health.get("stale_after") or DEFAULT_STALE_AFTER)
     except (TypeError, ValueError):

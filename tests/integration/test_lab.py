@@ -137,6 +137,7 @@ def test_up_twice_is_idempotent(fresh_lab):
     assert second["already_up"]
     assert second["etcd"]["pid"] == first["etcd"]["pid"]
     assert second["fabric"] == first["fabric"]
+
     def steady(nodes):  # the health file's age moves on between two calls
         return [{**n, "agent": {**n["agent"], "health_age": None}} for n in nodes]
 
