@@ -102,6 +102,9 @@ class Agent:
         finally:
             syncer.close()
             reporter.stop()
+            # The last word in the file: this agent is gone (a reader also sees the pid die).
+            self.health.in_sync = False
+            self.health.error = "agent stopped"
             self._write_health(force=True)
             try:
                 self.datastore.close()
@@ -130,6 +133,7 @@ class Agent:
                     dirty |= self._fold(prefix, item)
             except queue.Empty:
                 pass
+            self.health.beat()
             self.health.in_sync = self.cache.in_sync
             self.health.datastore_ok = self.cache.in_sync and reporter_ok(reporter)
             now = time.monotonic()
@@ -182,6 +186,7 @@ class Agent:
             self.resyncs += 1
         counts = desired.summary()
         self.health.counts = counts
+        self.health.rejected = self.rejected_here()
         self.health.ready = True
         self.health.last_apply_ms = calc_ms + result.ms
         self.health.last_apply = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -217,16 +222,41 @@ class Agent:
         )
         return result
 
+    def rejected_here(self) -> dict[str, str]:
+        """Resources this agent cannot program that concern it: endpoints on this node, and
+        anything whose node cannot be told (a profile or policy applies everywhere)."""
+        return {
+            key: r.reason
+            for key, r in self.cache.rejected.items()
+            if r.node is None or r.node == self.nodename
+        }
+
     def endpoint_status(self) -> dict[str, dict[str, Any]]:
-        """Status key -> value for every local endpoint (what the console shows)."""
+        """Status key -> value for every local endpoint (what the console shows), and an
+        "error" key for each endpoint of this node that cannot be programmed."""
         from agent.status import _now
         from calico.keys import endpoint_status_key
 
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         if self.desired is None:
             return out
-        ok = self.last_result is None or self.last_result.ok
         now = _now()
+        for r in self.cache.rejected.values():
+            if r.kind != "workloadendpoints" or r.node != self.nodename or not r.name:
+                continue
+            key = endpoint_status_key(self.nodename, r.orchestrator, r.name, r.endpoint)
+            previous = self._since.get(key)
+            if previous is None or previous[0] != "error":
+                previous = self._since[key] = ("error", now)
+            out[key] = {
+                "status": "error",
+                "namespace": r.namespace,
+                "name": r.name,
+                "interface": r.interface,
+                "since": previous[1],
+                "reason": r.reason[:300],
+            }
+        ok = self.last_result is None or self.last_result.ok
         for ep in self.desired.endpoints:
             state = "up" if ep.iface in self.applier.ifindex else "down"
             if not ok:
@@ -261,9 +291,13 @@ class Agent:
     def _write_health(self, force: bool = False) -> None:
         if not self.health_file:
             return
-        state = (self.health.healthy, self.health.in_sync, self.health.ready, self.health.error)
+        from agent.status import HEALTH_FILE_INTERVAL
+
+        h = self.health
+        state = (h.healthy, h.in_sync, h.ready, h.error, len(h.rejected))
         now = time.monotonic()
-        if not force and state == self._health_written and now - self._health_written_at < 1:
+        fresh_enough = now - self._health_written_at < HEALTH_FILE_INTERVAL
+        if not force and state == self._health_written and fresh_enough:
             return
         try:
             self.health.write_file(self.health_file)

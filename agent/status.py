@@ -3,11 +3,18 @@
 Keys (Felix's status layout, region "no-region"):
 
     /calico/felix/v2/no-region/host/<node>/status
-        {"time", "started", "uptime", "pid", "healthy", "in_sync", "ready",
-         "last_apply_ms", "last_apply", "refresh_interval", "endpoints", "rules",
-         "ipsets", "ipset_members", "routes", "error"}
+        {"time", "heartbeat", "age", "stale_after", "started", "uptime", "pid", "healthy",
+         "in_sync", "ready", "last_apply_ms", "last_apply", "refresh_interval", "endpoints",
+         "rules", "ipsets", "ipset_members", "routes", "error", "rejected", "rejected_keys"}
     /calico/felix/v2/no-region/host/<node>/workload/<orchestrator>/<wep name>/endpoint/<endpoint>
         {"status": "up" | "down" | "error", "namespace", "name", "interface", "since"}
+
+`heartbeat` is when the agent's main loop last ran and `stale_after` how long a reader may
+believe the record (a few of its writer's intervals: the health file and `/v1/health` are
+refreshed every second, the etcd key every `interval`); `calico.health.assess` is how
+every reader judges it. `rejected` counts the resources this agent cannot program (a
+WorkloadEndpoint that fails validation, say) and `rejected_keys` lists them with the
+reason; such an endpoint on this node also gets an endpoint key with status "error".
 
 `status` is "up" once the endpoint's chains are in the kernel and its interface exists and
 is configured, "down" while the interface is missing, "error" while applies fail.
@@ -36,13 +43,24 @@ from pathlib import Path
 from typing import Any
 
 from calico.datastore import Datastore
+from calico.health import stamp
 from calico.keys import host_prefix, host_status_key
 
 log = logging.getLogger("calico-agent")
 
 
+HEALTH_FILE_INTERVAL = 1.0  # seconds between rewrites of --health-file by the main loop
+STALE_INTERVALS = 3  # a record older than this many of its writer's intervals is stale
+MIN_STALE_AFTER = 5.0  # seconds: never call a record stale sooner (a busy 2-core machine)
+MAX_REJECTED_LISTED = 50  # keys listed in `rejected_keys` (the count is always complete)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stale_after_for(interval: float) -> float:
+    return max(MIN_STALE_AFTER, STALE_INTERVALS * interval)
 
 
 @dataclass
@@ -61,6 +79,13 @@ class Health:
     refresh_interval: float = 10.0
     counts: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    heartbeat: float = field(default_factory=time.time)  # the main loop's last turn
+    stale_after: float = field(default_factory=lambda: stale_after_for(HEALTH_FILE_INTERVAL))
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> why it cannot be programmed
+
+    def beat(self) -> None:
+        """The main loop is alive (called every turn; the record's freshness stamp)."""
+        self.heartbeat = time.time()
 
     @property
     def healthy(self) -> bool:
@@ -69,10 +94,18 @@ class Health:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         counts = data.pop("counts")
+        rejected = data.pop("rejected")
         data.update(counts)
+        now = time.time()
         data.update(
             healthy=self.healthy,
-            time=_now(),
+            time=stamp(now),
+            heartbeat=stamp(self.heartbeat),
+            age=round(max(0.0, now - self.heartbeat), 3),
+            rejected=len(rejected),
+            rejected_keys=[
+                {"key": k, "reason": rejected[k]} for k in sorted(rejected)[:MAX_REJECTED_LISTED]
+            ],
             uptime=round(time.time() - self.started, 1),
             started=datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
@@ -144,7 +177,10 @@ class StatusReporter:
             for key in [k for k in self._written if k not in wanted]:
                 self.datastore.kv_delete(key)
                 del self._written[key]
-            status = json.dumps(self.health.to_dict(), sort_keys=True)
+            record = self.health.to_dict()
+            # The key is rewritten every interval: stale after a few of them.
+            record["stale_after"] = stale_after_for(self.interval)
+            status = json.dumps(record, sort_keys=True)
             self._put(host_status_key(self.node), status, lease)
             self.last_ok = True
             return True

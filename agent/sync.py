@@ -7,6 +7,11 @@ first complete snapshot: the agent writes nothing to the dataplane before that, 
 partial view (profiles but no endpoints yet, say) would program the wrong isolation.
 After a disconnect or a compaction the syncers resume or re-list and emit only the
 difference, so the cache converges to etcd again without being rebuilt.
+
+A resource that does not load (fails validation, not JSON) is not silently dropped: it is
+kept in `ClusterCache.rejected` with the reason and, for a WorkloadEndpoint, the node,
+orchestrator, name and endpoint read from its raw JSON, so the agent can report it (its
+health, and an endpoint status key with status "error" on its node).
 """
 
 from __future__ import annotations
@@ -36,6 +41,46 @@ log = logging.getLogger("calico-agent")
 PREFIXES = (RESOURCE_ROOT, BLOCK_PREFIX)
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A resource in etcd the agent cannot program, and what its raw JSON tells of it."""
+
+    key: str
+    reason: str
+    kind: str  # the key's plural ("workloadendpoints")
+    node: str | None = None  # WorkloadEndpoint: spec.node, when the JSON has one
+    orchestrator: str = ""
+    name: str = ""
+    namespace: str = ""
+    endpoint: str = ""
+    interface: str = ""
+
+    @classmethod
+    def of(cls, key: str, reason: str, raw: object) -> Rejected:
+        kind = plural_of_key(key) or ""
+        data = raw if isinstance(raw, dict) else {}
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+
+        def text(d: dict, name: str) -> str:
+            value = d.get(name)
+            return value if isinstance(value, str) else ""
+
+        node = (text(spec, "node") or None) if kind == "workloadendpoints" else None
+        return cls(
+            key=key,
+            reason=reason,
+            kind=kind,
+            node=node,
+            orchestrator=text(spec, "orchestrator") or "cni",
+            # The key's last part is the name as stored, whatever the JSON claims.
+            name=key.rstrip("/").rsplit("/", 1)[-1],
+            namespace=text(meta, "namespace"),
+            endpoint=text(spec, "endpoint") or "eth0",
+            interface=text(spec, "interfaceName"),
+        )
+
+
 @dataclass
 class ClusterCache:
     """Everything the calculation reads, keyed by etcd key."""
@@ -46,6 +91,7 @@ class ClusterCache:
     snapshots: set[str] = field(default_factory=set)  # prefixes with a first snapshot
     status: dict[str, str] = field(default_factory=dict)  # prefix -> syncer state
     revision: int = 0
+    rejected: dict[str, Rejected] = field(default_factory=dict)  # key -> why it did not load
 
     @property
     def ready(self) -> bool:
@@ -73,8 +119,9 @@ class ClusterCache:
         return self._set(item.key, item.kv)
 
     def _keys(self, prefix: str) -> list[str]:
-        pool = self.block_cidrs if prefix == BLOCK_PREFIX else self.resources
-        return list(pool)
+        if prefix == BLOCK_PREFIX:
+            return list(self.block_cidrs)
+        return list(self.resources) + [k for k in self.rejected if k not in self.resources]
 
     def _set(self, key: str, kv: KV | None) -> bool:
         if key.startswith(BLOCK_PREFIX):
@@ -82,12 +129,21 @@ class ClusterCache:
         if plural_of_key(key) not in KINDS_BY_PLURAL:
             return False  # a kind the dataplane does not read
         if kv is None:
-            return self.resources.pop(key, None) is not None
+            was_rejected = self.rejected.pop(key, None) is not None
+            return (self.resources.pop(key, None) is not None) or was_rejected
+        raw: object = None
         try:
-            res = Resource.from_dict(kv.json())
-        except (ValidationError, ValueError) as exc:
-            log.warning("ignoring %s: %s", key, exc)
-            return self.resources.pop(key, None) is not None
+            raw = kv.json()
+            res = Resource.from_dict(raw)
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            reason = str(exc) or type(exc).__name__
+            known = self.rejected.get(key)
+            if known is None or known.reason != reason:
+                log.warning("cannot program %s: %s", key, reason)
+            self.rejected[key] = Rejected.of(key, reason, raw)
+            self.resources.pop(key, None)
+            return True  # what to report changed, and the resource left the calculation
+        self.rejected.pop(key, None)
         res.metadata.resource_version = str(kv.mod_revision)
         self.resources[key] = res
         return True

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico.datastore import KV
+from calico.health import assess
 from calico.keys import (
     BLOCK_PREFIX,
     FELIX_ROOT,
@@ -201,13 +202,30 @@ def node_rows(state: ClusterState) -> list[Row]:
         info = state.nodes.get(name, NodeInfo())
         blocks = [c for c, b in state.blocks.items() if b.get("affinity") == f"host:{name}"]
         addr = node.ipv4_address if isinstance(node, Node) else ""
+        why = ""
         if info.reachable is None:
             agent, st = "unknown", "pending"
-        elif info.reachable:
+        elif info.reachable and "heartbeat" in info.health:
+            # The agent's own answer, judged as every reader judges it: a stale heartbeat
+            # (its main loop stuck while the API thread answers) is unhealthy.
+            verdict = assess(info.health, live=True)
+            if verdict.healthy:
+                agent, st = "ready", "running"
+            elif verdict.fresh and not info.health.get("ready"):
+                agent, st = "syncing", "pending"
+            else:
+                agent, st, why = "unhealthy", "down", verdict.reason
+            if verdict.rejected:
+                n = verdict.rejected
+                agent += f", {n} rejected"
+                keys = info.health.get("rejected_keys") or []
+                listed = "; ".join(f"{r.get('key')}: {r.get('reason')}" for r in keys[:5])
+                why = "; ".join(x for x in (why, f"cannot program {n}: {listed}") if x)
+        elif info.reachable:  # an agent older than health stamps
             in_sync = info.health.get("in_sync", info.health.get("ready"))
             agent, st = ("ready", "running") if in_sync else ("syncing", "pending")
         else:
-            agent, st = "unreachable", "down"
+            agent, st, why = "unreachable", "down", info.error or "the node API does not answer"
         running = sum(1 for p in info.pods if p.get("state") == "running")
         rows.append(
             Row(
@@ -221,6 +239,7 @@ def node_rows(state: ClusterState) -> list[Row]:
                 ),
                 state=st,
                 resource=node,
+                data={"health": why} if why else None,
             )
         )
     return rows
@@ -354,6 +373,24 @@ def endpoint_rows(state: ClusterState) -> list[Row]:
                 resource=w,
             )
         )
+    # An endpoint no agent can program (it did not load, here either): its node's agent
+    # says so with an "error" status key; show it rather than nothing.
+    shown = {(r.resource.spec.node, r.resource.metadata.name) for r in rows}  # type: ignore[union-attr]
+    for key, value in sorted(state.felix.items()):
+        parsed = parse_endpoint_status_key(key)
+        if parsed is None or not isinstance(value, dict) or value.get("status") != "error":
+            continue
+        if (parsed.node, parsed.wep_name) in shown:
+            continue
+        rows.append(
+            Row(
+                key=f"wep-error/{key}",
+                cells=(parsed.wep_name, parsed.node, "", str(value.get("interface") or ""), "",
+                       "error"),
+                state="error",
+                data={"status key": key, "reason": value.get("reason", "")},
+            )
+        )  # fmt: skip
     return rows
 
 

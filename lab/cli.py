@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("up", help="make the lab (a no-op if it is up)")
+    p = sub.add_parser("up", help="make the lab, or repair its dead parts (a no-op if it is up)")
     _add_name(p)
     p.add_argument("--nodes", type=int, default=DEFAULT_NODES, help="number of nodes (2)")
     p.add_argument(
@@ -95,22 +95,35 @@ def _print_status(st: dict) -> None:
             f"  root link {fab['root_link']} {fab['root_address']}"
         )
     if st["nodes"]:
-        rows = [("NODE", "NETNS", "ADDRESS", "NS", "AGENT")]
+        rows = [("NODE", "NETNS", "ADDRESS", "NS", "SERVICE", "AGENT", "HEALTH")]
         for n in st["nodes"]:
             ns = "ok" if n["netns_present"] and n["mntns_present"] else "MISSING"
-            agent = n["agent"]
-            if agent["pid"] is None:
-                a = "not started"
+            a = n["agent"]
+            if a["service_pid"] is None:
+                service = "not started"
             else:
-                a = f"pid {agent['pid']} " + ("alive" if agent["alive"] else "dead")
-            rows.append((n["name"], n["netns"], n["address"], ns, a))
+                service = f"pid {a['service_pid']} " + ("alive" if a["service_alive"] else "dead")
+            agent = a["state"] + (f" pid {a['pid']}" if a["pid"] else "")
+            if a["restarts"]:
+                agent += f" ({a['restarts']} restarts)"
+            health = a["health"]
+            if a["health_age"] is not None:
+                health += f" {a['health_age']:.0f}s"
+            health += ", healthy" if a["healthy"] else ", UNHEALTHY"
+            if a.get("rejected"):
+                health += f", {a['rejected']} rejected"
+            rows.append((n["name"], n["netns"], n["address"], ns, service, agent, health))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for line in st.get("why", []):
+        print(f"unhealthy: {line}")
     if st["state"] == "broken":
-        print(
-            f"(leftovers of a dead lab: run calico-lab up or calico-lab down --name {st['name']})"
-        )
+        name = st["name"]
+        print(f"calico-lab up --name {name} will: " + "; ".join(st.get("repairs") or ["rebuild"]))
+        print(f"(or calico-lab down --name {name} removes it)")
+    elif st["state"] == "degraded":
+        print("nothing for calico-lab up to repair: the node services restart their agents")
 
 
 def _exports(env: dict[str, str]) -> str:
@@ -126,6 +139,8 @@ def cmd_up(args) -> int:
     _print_status(st)
     if st["already_up"]:
         print(f"lab {lab.name} was already up")
+    elif st.get("repaired"):
+        print(f"repaired in {st['seconds']:.2f}s: " + "; ".join(st["repaired"]))
     else:
         print(f"up in {st['seconds']:.2f}s")
     name = "" if lab.name == default_lab_name() else f" --name {lab.name}"

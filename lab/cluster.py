@@ -78,13 +78,19 @@ from pathlib import Path
 
 from calico.datastore import Datastore
 from calico.errors import AlreadyExists
+from calico.health import assess
 from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
 from lab import fabric
 from lab.etcd import EtcdProcess, free_port
 from lab.fabric import LabError
 from plugin.build_launcher import install as install_plugins
 
-AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to open its API socket
+AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to answer and say healthy
+# One member: no peer to lose, so a short election timeout only makes the first leader
+# election (most of etcd's start-up time) quicker.
+ETCD_EXTRA_ARGS = ("--heartbeat-interval", "20", "--election-timeout", "200")
+NODE_SERVICE_STATE = "node-service.json"  # calico-node's --state-file, in the node's dir
+HEALTH_FILE = "agent-health.json"  # calico-agent's --health-file, in the node's dir
 
 
 def _socket_answers(path: Path) -> bool:
@@ -192,6 +198,63 @@ def _etcd_healthy(url: str, timeout: float = 1.0) -> bool:
             return b'"health":"true"' in resp.read()
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def node_health(ndir: Path, service: dict) -> dict:
+    """A node's service, agent and health as `status` reports them, read from the kernel
+    (pids with their start times), the service's state file and the agent's health file.
+
+    `state`: "running", "restarting" (dead, its supervisor will start it again), "dead"
+    (its supervisor is gone too) or "not started"; `health`: "fresh", "stale" or
+    "missing"; `healthy` only for a running agent whose own fresh record says healthy."""
+    service_alive = fabric.same_process(service.get("pid"), service.get("starttime"))
+    supervised = _read_json(ndir / NODE_SERVICE_STATE).get("programs", {}).get("calico-agent", {})
+    agent_pid = supervised.get("pid")
+    alive = service_alive and fabric.same_process(agent_pid, supervised.get("starttime"))
+    if not service.get("pid"):
+        state = "not started"
+    elif alive:
+        state = "running"
+    elif service_alive:
+        state = "restarting"
+    else:
+        state = "dead"
+    record = _read_json(ndir / HEALTH_FILE)
+    verdict = assess(record, writer_alive=alive)
+    if record and alive and record.get("pid") != agent_pid:
+        why, healthy = f"no health yet from agent pid {agent_pid} (file from a previous one)", False
+    elif not service_alive and service.get("pid"):
+        why, healthy = f"node service pid {service.get('pid')} is dead", False
+    elif state == "restarting":
+        last = supervised.get("last_exit") or "exited"
+        why, healthy = f"calico-agent {last}; calico-node restarts it", False
+    else:
+        why, healthy = verdict.reason, verdict.healthy
+    return {
+        "pid": agent_pid if alive else None,
+        "alive": alive,
+        "state": state,
+        "restarts": int(supervised.get("restarts") or 0),
+        "last_exit": supervised.get("last_exit"),
+        "service_pid": service.get("pid"),
+        "service_alive": service_alive,
+        "pod": service.get("uuid"),
+        "socket": str(ndir / "agent.sock"),
+        "socket_present": (ndir / "agent.sock").exists(),
+        "health": "missing" if not record else verdict.freshness,
+        "health_age": None if verdict.age is None else round(verdict.age, 1),
+        "healthy": healthy,
+        "why": why,
+        "rejected": verdict.rejected,
+    }
 
 
 class Lab:
@@ -392,9 +455,13 @@ class Lab:
     # --- up -----------------------------------------------------------------------
 
     def up(self, nodes: int = DEFAULT_NODES, subnet: str | None = None) -> dict:
-        """Make the lab (cleaning a dead one's leftovers first); a no-op if it is up.
+        """Make the lab; a no-op if it is up. A lab with a dead part gets that part
+        repaired and keeps the rest (pods, etcd data, net.d): a dead etcd is restarted on
+        its data dir and port, a dead node service started again. Only a lab whose
+        namespaces are missing (or a half-made one) is torn down and rebuilt. `status()`
+        lists exactly these repairs as `repairs`.
 
-        Returns `status()` plus `already_up` and `seconds`."""
+        Returns `status()` plus `already_up`, `repaired` and `seconds`."""
         require_root()
         if not 1 <= nodes <= MAX_NODES:
             raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
@@ -407,7 +474,24 @@ class Lab:
                         f"lab {self.name} is already up with {len(current['nodes'])} nodes;"
                         f" run calico-lab down --name {self.name} first"
                     )
-                return {**current, "already_up": True, "seconds": time.monotonic() - t0}
+                return {
+                    **current, "already_up": True, "repaired": [], "seconds": time.monotonic() - t0
+                }  # fmt: skip
+            if current["state"] in ("broken", "degraded") and not any(
+                r.startswith("rebuild") for r in current["repairs"]
+            ):
+                if len(current["nodes"]) != nodes:
+                    raise LabError(
+                        f"lab {self.name} has {len(current['nodes'])} nodes;"
+                        f" run calico-lab down --name {self.name} first"
+                    )
+                self._repair(current)
+                return {
+                    **self.status(),
+                    "already_up": False,
+                    "repaired": current["repairs"],
+                    "seconds": time.monotonic() - t0,
+                }
             elsewhere = registered_state_dir(self.name)
             if elsewhere and elsewhere != self.state_dir:
                 raise LabError(
@@ -421,7 +505,49 @@ class Lab:
                 with contextlib.suppress(Exception):
                     self._teardown()
                 raise
-        return {**self.status(), "already_up": False, "seconds": time.monotonic() - t0}
+        return {
+            **self.status(),
+            "already_up": False,
+            "repaired": current["repairs"] if current["state"] != "down" else [],
+            "seconds": time.monotonic() - t0,
+        }
+
+    def _repair(self, current: dict) -> None:
+        """Do what `current["repairs"]` says (never a rebuild), then wait for every agent."""
+        state = self._up_state()
+        if not current["etcd"]["alive"]:
+            self._restart_etcd(state)
+        dead = [n["name"] for n in current["nodes"] if not n["agent"]["service_alive"]]
+        if dead:
+            self._start_agents(state, only=dead)
+        # An agent reconnects to a restarted etcd by itself; one restarting under its
+        # supervisor comes back by itself: wait for both.
+        self._wait_agents_healthy(state)
+
+    def _restart_etcd(self, state: dict) -> None:
+        """etcd again on the same data dir, ports and name: every key survives."""
+        info = state["etcd"]
+        ports = {info["loopback_url"].rsplit(":", 1)[-1], info["fabric_url"].rsplit(":", 1)[-1]}
+        if len(ports) != 1:
+            raise LabError(f"etcd client URLs of lab {self.name} disagree on the port")
+        peer = info.get("peer_url") or f"http://127.0.0.1:{free_port('127.0.0.1')}"
+        etcd = EtcdProcess(
+            name=info.get("name") or f"{self.name}-etcd",
+            data_dir=Path(info["data_dir"]),
+            client_urls=[info["loopback_url"], info["fabric_url"]],
+            peer_url=peer,
+            log_path=Path(info.get("log") or self.state_dir / "etcd.log"),
+            extra_args=list(ETCD_EXTRA_ARGS),
+        )
+        # Recorded as soon as it runs (start() waits for health), so `down` finds it.
+        try:
+            etcd.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise LabError(f"etcd did not restart: {exc}") from None
+        finally:
+            if etcd.pid:
+                info.update(pid=etcd.pid, starttime=fabric.proc_starttime(etcd.pid), peer_url=peer)
+                self._save(state)
 
     def _choose_subnet(self, wanted: str | None) -> ipaddress.IPv4Network:
         taken = fabric.root_ipv4_networks()
@@ -534,6 +660,8 @@ class Lab:
             "log": str(etcd.log_path),
             "loopback_url": etcd.client_urls[0],
             "fabric_url": etcd.client_urls[1],
+            "peer_url": etcd.peer_url,
+            "name": etcd.name,
             "pid": None,
             "starttime": None,
         }
@@ -619,9 +747,7 @@ class Lab:
             client_urls=[f"http://127.0.0.1:{port}", f"http://{fabric_addr}:{port}"],
             peer_url=f"http://127.0.0.1:{peer}",
             log_path=self.state_dir / "etcd.log",
-            # One member: no peer to lose, so a short election timeout only makes the
-            # first leader election (most of etcd's start-up time) quicker.
-            extra_args=["--heartbeat-interval", "20", "--election-timeout", "200"],
+            extra_args=list(ETCD_EXTRA_ARGS),
         )
 
     def _make_node(self, state: dict, index: int, net: ipaddress.IPv4Network) -> None:
@@ -701,33 +827,38 @@ class Lab:
         finally:
             store.close()
 
-    def _start_agents(self, state: dict) -> None:
-        """Each node runs `calico-agent` as an rkt pod named `node` on the host network, as
-        the Calico service ran under rkt; the pid is recorded before waiting for its API."""
+    def _start_agents(self, state: dict, only: list[str] | None = None) -> None:
+        """Each node runs its node service as an rkt pod named `node` on the host network, as
+        Calico's calico/node ran under rkt: `calico-node`, which runs `calico-agent` and
+        restarts it when it dies. The service's pid is recorded before waiting for the
+        agent's health, so `down` can stop it after a crash. `only`: these nodes (a repair);
+        a node whose service runs keeps it."""
         agents = state.setdefault("agents", {})
         bindir = plugin_dir()
-        for node in sorted(state["nodes"]):
+        rkt = str(Path(bindir) / "rkt")
+        for node in sorted(only if only is not None else state["nodes"]):
             known = agents.get(node, {})
             if fabric.same_process(known.get("pid"), known.get("starttime")):
-                continue  # `up` on a running lab: keep the agent it has
+                continue  # `up` on a running lab: keep the service it has
             ndir = Path(state["nodes"][node]["dir"])
+            if known.get("uuid"):  # the exited pod of a service that died: make room
+                self.exec(node, [rkt, "rm", known["uuid"]], timeout=60)
             argv = [
-                str(Path(bindir) / "rkt"), "run", "--detach", "--net=host", "calico/node",
-                f"--exec={Path(bindir) / 'calico-agent'}", "--",
+                rkt, "run", "--detach", "--net=host", "calico/node",
+                f"--exec={Path(bindir) / 'calico-node'}", "--",
+                "--state-file", str(ndir / NODE_SERVICE_STATE),
                 "--nodename", node,
                 "--api-socket", str(ndir / "agent.sock"),
                 "--cni-socket", str(ndir / "cni.sock"),
-                "--health-file", str(ndir / "agent-health.json"),
+                "--health-file", str(ndir / HEALTH_FILE),
             ]  # fmt: skip
             proc = self.exec(node, argv, timeout=60)
             if proc.returncode != 0:
                 raise LabError(
-                    f"{node}: cannot start calico-agent: {(proc.stderr or proc.stdout).strip()}"
+                    f"{node}: cannot start calico-node: {(proc.stderr or proc.stdout).strip()}"
                 )
             uuid = proc.stdout.strip().splitlines()[-1]
-            status = self.exec(
-                node, [str(Path(bindir) / "rkt"), "status", "--format=json", uuid], timeout=30
-            )
+            status = self.exec(node, [rkt, "status", "--format=json", uuid], timeout=30)
             try:
                 pid = int(json.loads(status.stdout).get("pid") or 0)
             except ValueError:
@@ -738,18 +869,30 @@ class Lab:
                 "starttime": fabric.proc_starttime(pid) if pid else None,
             }
             self._save(state)
-        deadline = time.monotonic() + AGENT_START_TIMEOUT
-        for node in sorted(state["nodes"]):
-            sock = Path(state["nodes"][node]["dir"]) / "agent.sock"
-            while not _socket_answers(sock):
+        self._wait_agents_healthy(state, only)
+
+    def _wait_agents_healthy(
+        self, state: dict, only: list[str] | None = None, timeout: float = AGENT_START_TIMEOUT
+    ) -> None:
+        """Until every node's agent answers on its socket and its own health says healthy."""
+        deadline = time.monotonic() + timeout
+        agents = state.get("agents", {})
+        for node in sorted(only if only is not None else state["nodes"]):
+            ndir = Path(state["nodes"][node]["dir"])
+            sock = ndir / "agent.sock"
+            while True:
+                h = node_health(ndir, agents.get(node, {}))
+                if h["healthy"] and _socket_answers(sock):
+                    break
                 if time.monotonic() > deadline:
                     raise LabError(
-                        f"{node}: calico-agent did not open {sock} within {AGENT_START_TIMEOUT:.0f} s"
+                        f"{node}: calico-agent not healthy within {timeout:.0f} s ({h['why']});"
+                        f" see its log: rkt status {agents.get(node, {}).get('uuid')}"
                     )
-                pid = agents[node].get("pid")
-                if pid and not fabric.same_process(pid, agents[node].get("starttime")):
+                if not h["service_alive"]:
                     raise LabError(
-                        f"{node}: calico-agent exited; see its log: rkt status {agents[node]['uuid']}"
+                        f"{node}: calico-node exited; see its log: "
+                        f"rkt status {agents.get(node, {}).get('uuid')}"
                     )
                 time.sleep(0.05)
 
@@ -862,8 +1005,11 @@ class Lab:
     def status(self) -> dict:
         """What is there now, checked against the kernel, not just the state file.
 
-        `state` is "up" (everything present and etcd healthy), "down" (nothing at all)
-        or "broken" (leftovers of a crash, or a piece died: `up` or `down` repairs it)."""
+        `state` is "up" (everything present, etcd healthy, every agent running with fresh,
+        healthy health), "down" (nothing at all), "broken" (a piece is missing or dead:
+        `repairs` lists what `up` will do about it, in order) or "degraded" (everything
+        runs but something is unhealthy: an agent restarting under its supervisor, stale
+        or not in sync; `why` says what; `up` waits for it, and repairs nothing)."""
         state = self._read_state()
         etcd = state.get("etcd", {})
         etcd_alive = fabric.same_process(etcd.get("pid"), etcd.get("starttime"))
@@ -871,8 +1017,7 @@ class Lab:
         fab = state.get("fabric", {})
         nodes = []
         for node, info in sorted(state.get("nodes", {}).items()):
-            agent = state.get("agents", {}).get(node, {})
-            sock = Path(info["dir"]) / "agent.sock"
+            service = state.get("agents", {}).get(node, {})
             nodes.append(
                 {
                     "name": node,
@@ -880,34 +1025,54 @@ class Lab:
                     "netns_present": fabric.netns_exists(info["netns"]),
                     "mntns_present": fabric.is_mountpoint(Path(info["mntns"])),
                     "address": info["address"],
-                    "agent": {  # HOOK(agents): filled once agents are started by `up`
-                        "pid": agent.get("pid"),
-                        "alive": fabric.same_process(agent.get("pid"), agent.get("starttime")),
-                        "socket": str(sock),
-                        "socket_present": sock.exists(),
-                    },
+                    "agent": node_health(Path(info["dir"]), service),
                 }
             )
         leftovers = self._leftover_netns(state)
         fabric_ok = bool(fab) and fabric.netns_exists(fab.get("netns", ""))
-        all_ok = (
-            state.get("phase") == "up"
-            and healthy
-            and fabric_ok
-            and fabric.link_exists(fab["root_link"])
-            and all(n["netns_present"] and n["mntns_present"] for n in nodes)
-        )
-        if all_ok:
-            overall = "up"
-        elif not state and not leftovers and not self.state_dir.exists():
-            overall = "down"
+        missing = []
+        if state.get("phase") != "up":
+            missing.append(f"phase {state.get('phase')!r}")
+        if not fabric_ok:
+            missing.append("fabric namespace")
+        elif not fabric.link_exists(fab["root_link"]):
+            missing.append(f"root link {fab['root_link']}")
+        missing += [
+            f"{n['name']} namespaces"
+            for n in nodes
+            if not (n["netns_present"] and n["mntns_present"])
+        ]
+        repairs: list[str] = []
+        why: list[str] = []
+        if missing:
+            repairs.append(f"rebuild the lab ({', '.join(missing)} missing): pods and etcd data go")
         else:
+            if not etcd_alive:
+                port = (etcd.get("loopback_url") or "").rsplit(":", 1)[-1]
+                repairs.append(f"restart etcd on its data dir and port {port}")
+            elif not healthy:
+                why.append("etcd runs but does not answer /health")
+            for n in nodes:
+                agent = n["agent"]
+                if not agent["service_alive"]:
+                    repairs.append(f"start the node service on {n['name']}")
+                elif not agent["healthy"]:
+                    why.append(f"{n['name']}: {agent['why']}")
+        if not state and not leftovers and not self.state_dir.exists():
+            overall, repairs = "down", []
+        elif repairs:
             overall = "broken"
+        elif why:
+            overall = "degraded"
+        else:
+            overall = "up"
         return {
             "name": self.name,
             "state": overall,
             "phase": state.get("phase"),
             "state_dir": str(self.state_dir),
+            "repairs": repairs,
+            "why": why,
             "etcd": {
                 "endpoints": etcd.get("loopback_url"),
                 "node_endpoints": etcd.get("fabric_url"),

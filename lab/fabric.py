@@ -21,6 +21,9 @@ import subprocess
 import time
 from pathlib import Path
 
+# One definition for the lab and the node service; lab callers use them from here.
+from kernel.proc import proc_starttime, same_process  # noqa: F401
+
 NETNS_DIR = Path("/run/netns")
 IFNAMSIZ = 15  # longest interface name the kernel takes
 
@@ -190,27 +193,6 @@ def make_private_bind(path: Path) -> None:
 
 
 # --- processes ----------------------------------------------------------------------
-
-
-def proc_starttime(pid: int) -> int | None:
-    """Start time (clock ticks since boot) of a live process; None if gone or a zombie.
-
-    A pid plus its start time names one process for good: after a crash or a reboot the
-    pid may belong to someone else, and then the start time differs."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name is in parentheses and may contain spaces; fields follow the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def same_process(pid: int | None, starttime: int | None) -> bool:
-    return bool(pid) and starttime is not None and proc_starttime(pid) == starttime
 
 
 def _reap(pid: int) -> None:

@@ -5,11 +5,17 @@ A probe opens its socket inside the pod's namespace from a thread of this proces
 straight back (setns is per thread), so a hundred concurrent probes cost threads, not
 processes. A probe pod is an ordinary pod started through the `rkt` CLI (it shows in `rkt
 list`), kept while it is used and removed after PROBE_POD_IDLE seconds without a probe.
+
+Probe pods are found by what they are, not remembered: app name `probe` running
+`/bin/sleep 86400` (PROBE_APP, PROBE_EXEC). An agent that starts (after a crash, say)
+removes every such pod in the node's runtime that it did not start itself: a previous
+incarnation's pods would otherwise never be reaped.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import socket
@@ -24,10 +30,15 @@ from agent.api.server import APIError
 from kernel.ns import NamespaceError, entered, open_netns
 from rkt.pods import Runtime
 
+log = logging.getLogger("calico-agent")
+
 MAX_PROBE_TIMEOUT = 30.0
 PROBE_POD_IDLE = 120.0  # seconds a reusable "fresh pod on network X" lives unused
 NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NOT_PROBE_NETWORKS = ("host", "none", "all")  # no pod network of their own to probe from
+
+PROBE_APP = "probe"  # the app name of a probe pod (the console's matrix skips it too)
+PROBE_EXEC = ["/bin/sleep", "86400"]
 
 RunRkt = Callable[..., subprocess.CompletedProcess]  # (args, timeout=...) -> the finished CLI
 
@@ -105,7 +116,25 @@ class ProbePods:
         self.pods: dict[str, ProbePod] = {}
         self.lock = threading.Lock()
         self.closing = threading.Event()
+        # Listed now, before this agent can start one of its own: everything found is a
+        # previous incarnation's.
+        self.leftovers = self.find_probe_pods()
         threading.Thread(target=self._reap, name="probe-reaper", daemon=True).start()
+
+    def find_probe_pods(self) -> list[str]:
+        """UUIDs of every probe pod in this node's runtime, running or not."""
+        found = []
+        for pod, _state in self.runtime.pods():
+            if pod.app.name == PROBE_APP and list(pod.app.exec) == PROBE_EXEC:
+                found.append(pod.uuid)
+        return found
+
+    def reap_leftovers(self) -> list[str]:
+        """Remove the probe pods a previous agent left; returns their UUIDs."""
+        leftovers, self.leftovers = self.leftovers, []
+        for uuid in leftovers:
+            self._remove(ProbePod(uuid, ""))
+        return leftovers
 
     def for_network(self, network: str) -> ProbePod:
         """A reusable pod on `network` to probe from (started on first use)."""
@@ -118,7 +147,8 @@ class ProbePods:
                 pod.last_used = time.monotonic()
                 return pod
             proc = self.rkt(["run", f"--net={network}", "--detach", "docker://busybox",
-                             "--exec=/bin/sleep", "--name=probe", "--", "86400"])  # fmt: skip
+                             f"--exec={PROBE_EXEC[0]}", f"--name={PROBE_APP}", "--",
+                             *PROBE_EXEC[1:]])  # fmt: skip
             if proc.returncode != 0:
                 raise APIError(
                     400, (proc.stderr.strip().splitlines() or ["cannot start a probe pod"])[-1]
@@ -133,7 +163,12 @@ class ProbePods:
         self.rkt(["rm", pod.uuid], timeout=20)
 
     def _reap(self) -> None:
-        """Probe pods live while they are used: one idle for PROBE_POD_IDLE is removed."""
+        """Probe pods live while they are used: one idle for PROBE_POD_IDLE is removed.
+        First, the ones a previous agent left."""
+        if self.leftovers:
+            removed = self.reap_leftovers()
+            log.info("removed %d probe pod(s) left by a previous agent: %s", len(removed),
+                     " ".join(u[:8] for u in removed))  # fmt: skip
         while not self.closing.wait(min(30.0, PROBE_POD_IDLE / 2)):
             now = time.monotonic()
             with self.lock:

@@ -1,0 +1,304 @@
+"""calico-node: the node service, a small supervisor of the node's programs.
+
+    calico-node [--state-file PATH] [--backoff-max S] [--] [calico-agent options...]
+
+As Calico's calico/node container supervises felix (and BIRD), this process starts each
+program of its list (today `calico-agent`, given the options after its own), restarts one
+that dies, with a backoff (0.5 s doubling to `--backoff-max`, back to 0.5 s once a run
+lasted STABLE_AFTER seconds), and logs every exit with its status or signal. SIGTERM or
+SIGINT is forwarded to every program; the service waits for them (SIGKILL after
+STOP_TIMEOUT) and exits 0. Run as the rkt pod `node` (`rkt run --net=host calico/node
+--exec=calico-node`) it is what `rkt list` shows as app `node`.
+
+If the service itself dies (kill -9), its programs die with it (each gets SIGTERM from
+the kernel as its parent goes: PR_SET_PDEATHSIG; rkt also kills the pod's process group),
+and the pod exits: `rkt list` shows it exited and `calico-lab up` starts a new one. The
+dataplane stays as the agent left it, so isolation holds while nothing runs.
+
+`--state-file` keeps what a reader (`calico-lab status`) needs, rewritten atomically on
+every change: the service's pid, and per program its pid and start time (clock ticks since
+boot, so a reused pid is told apart), state ("running", "restarting", "stopped"),
+restarts so far and the last exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calico.tools import program
+from kernel.proc import proc_starttime
+
+log = logging.getLogger("calico-node")
+
+BACKOFF_INITIAL = 0.5  # seconds before the first restart
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 30.0  # a run this long resets the backoff
+STOP_TIMEOUT = 10.0  # seconds a program gets to stop after SIGTERM
+PR_SET_PDEATHSIG = 1
+
+
+def describe_exit(status: int) -> str:
+    """`waitpid` status as words: "exited with status 2", "killed by signal SIGKILL"."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = str(-code)
+    return f"killed by signal {name}"
+
+
+@dataclass
+class Program:
+    """One supervised program."""
+
+    name: str
+    argv: list[str]
+    pid: int | None = None
+    starttime: int | None = None
+    started: float = 0.0  # monotonic, of the current or last run
+    started_at: float = 0.0  # wall clock, of the current or last run
+    state: str = "stopped"  # running | restarting | stopped
+    restarts: int = 0
+    last_exit: str = ""
+    last_exit_at: float | None = None
+    backoff: float = BACKOFF_INITIAL
+    due: float = 0.0  # monotonic time of the next start while restarting
+
+    def record(self) -> dict:
+        return {
+            "argv": self.argv,
+            "pid": self.pid,
+            "starttime": self.starttime,
+            "state": self.state,
+            "restarts": self.restarts,
+            "started_at": self.started_at or None,
+            "last_exit": self.last_exit or None,
+            "last_exit_at": self.last_exit_at,
+        }
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child: SIGTERM when the service goes, however it goes."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it went before the request took effect
+        os._exit(0)
+
+
+@dataclass
+class Supervisor:
+    programs: list[Program]
+    state_file: Path | None = None
+    backoff_max: float = BACKOFF_MAX
+    stable_after: float = STABLE_AFTER
+    stop_timeout: float = STOP_TIMEOUT
+    stopping: bool = False
+    _wake_r: int = -1
+    _wake_w: int = -1
+    _signals: list[int] = field(default_factory=list)
+
+    # -- running
+    def run(self) -> int:
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select
+        log.info(
+            "calico-node (pid %d) supervising %s",
+            os.getpid(),
+            ", ".join(p.name for p in self.programs),
+        )
+        for prog in self.programs:
+            self._start(prog)
+        while not self.stopping:
+            self._reap()
+            if self.stopping:
+                break
+            now = time.monotonic()
+            for prog in self.programs:
+                if prog.state == "restarting" and now >= prog.due:
+                    self._start(prog)
+            self._wait(self._next_timeout())
+        why = signal.Signals(self._signals[0]).name if self._signals else "asked"
+        log.info("%s: stopping %s", why, self._names() or "(nothing running)")
+        self._stop_all()
+        log.info("calico-node stopped")
+        return 0
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        # Only a flag and kill(2) here: the main loop logs, outside the signal handler.
+        if not self.stopping:
+            self._signals.append(signum)
+        self.stopping = True
+        self._forward(signal.SIGTERM)
+
+    def _names(self) -> str:
+        return ", ".join(p.name for p in self.programs if p.pid)
+
+    def _forward(self, sig: int) -> None:
+        for prog in self.programs:
+            if prog.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(prog.pid, sig)
+
+    def _next_timeout(self) -> float:
+        due = [p.due for p in self.programs if p.state == "restarting"]
+        if not due:
+            return 5.0
+        return max(0.0, min(due) - time.monotonic())
+
+    def _wait(self, timeout: float) -> None:
+        with contextlib.suppress(InterruptedError):
+            select.select([self._wake_r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 256):
+                pass
+
+    def _start(self, prog: Program) -> None:
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self._schedule(prog, f"could not fork: {exc}")
+            return
+        if pid == 0:  # the child: no Python of ours runs past exec
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                _die_with_parent(parent)
+                os.execvp(prog.argv[0], prog.argv)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"calico-node: cannot run {prog.argv[0]}: {exc}\n".encode())
+            finally:
+                os._exit(127)
+        prog.pid, prog.starttime = pid, proc_starttime(pid)
+        prog.started, prog.started_at = time.monotonic(), time.time()
+        prog.state = "running"
+        log.info("started %s (pid %d)", prog.name, pid)
+        self._save()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for prog in self.programs:
+                if prog.pid == pid:
+                    self._exited(prog, status)
+
+    def _exited(self, prog: Program, status: int) -> None:
+        ran = time.monotonic() - prog.started
+        prog.pid = prog.starttime = None
+        prog.last_exit, prog.last_exit_at = describe_exit(status), time.time()
+        if self.stopping:
+            prog.state = "stopped"
+            log.info("%s %s", prog.name, prog.last_exit)
+            self._save()
+            return
+        if ran >= self.stable_after:
+            prog.backoff = BACKOFF_INITIAL
+        self._schedule(prog, f"{prog.last_exit} after {ran:.1f} s")
+
+    def _schedule(self, prog: Program, why: str) -> None:
+        delay = prog.backoff
+        prog.backoff = min(self.backoff_max, prog.backoff * 2)
+        prog.restarts += 1
+        prog.state, prog.due = "restarting", time.monotonic() + delay
+        log.warning("%s %s; restart %d in %.1f s", prog.name, why, prog.restarts, delay)
+        self._save()
+
+    def _stop_all(self) -> None:
+        deadline = time.monotonic() + self.stop_timeout
+        self._forward(signal.SIGTERM)
+        killed = False
+        while any(p.pid for p in self.programs):
+            self._reap()
+            if not any(p.pid for p in self.programs):
+                break
+            if time.monotonic() > deadline and not killed:
+                log.warning("%s did not stop in %.0f s: SIGKILL", self._names(), self.stop_timeout)
+                self._forward(signal.SIGKILL)
+                killed = True
+            self._wait(0.1)
+        for prog in self.programs:
+            prog.state = "stopped"
+        self._save()
+
+    def _save(self) -> None:
+        if not self.state_file:
+            return
+        data = {
+            "pid": os.getpid(),
+            "starttime": proc_starttime(os.getpid()),
+            "stopping": self.stopping,
+            "time": time.time(),
+            "programs": {p.name: p.record() for p in self.programs},
+        }
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.state_file, exc)
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="calico-node",
+        allow_abbrev=False,  # the agent's options pass through untouched
+        description="The node service: runs calico-agent (the rest of the arguments) and "
+        "restarts it when it dies.",
+    )
+    p.add_argument("--state-file", metavar="PATH", help="keep the supervised programs' state here")
+    p.add_argument(
+        "--backoff-max", type=float, default=BACKOFF_MAX, metavar="S",
+        help=f"longest wait before a restart (default {BACKOFF_MAX:g} s)",
+    )  # fmt: skip
+    args, rest = p.parse_known_args(argv)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return args, rest
+
+
+def programs_for(agent_args: list[str]) -> list[Program]:
+    """What the node service runs. BIRD will join this list."""
+    return [Program("calico-agent", [program("calico-agent"), *agent_args])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, agent_args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s calico-node[%(process)d] %(levelname)s %(message)s",
+    )
+    sup = Supervisor(
+        programs_for(agent_args),
+        state_file=Path(args.state_file) if args.state_file else None,
+        backoff_max=max(BACKOFF_INITIAL, args.backoff_max),
+    )
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
