@@ -7,8 +7,8 @@ program of its list (today `calico-agent`, given the options after its own), res
 that dies, with a backoff (0.5 s doubling to `--backoff-max`, back to 0.5 s once a run
 lasted STABLE_AFTER seconds), and logs every exit with its status or signal. SIGTERM or
 SIGINT is forwarded to every program; the service waits for them (SIGKILL after
-STOP_TIMEOUT) and exits 0. Run as the rkt pod `node` (`rkt run --net=host calico/node
---exec=calico-node`) it is what `rkt list` shows as app `node`.
+STOP_TIMEOUT) and exits 0. Run as the rkt pod `node` (`rkt run --net=host calico/node`, whose
+app is `calico-node`) it is what `rkt list` shows as app `node`.
 
 If the service itself dies (kill -9), its programs die with it (each gets SIGTERM from
 the kernel as its parent goes: PR_SET_PDEATHSIG; rkt also kills the pod's process group),

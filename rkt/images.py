@@ -6,7 +6,8 @@ Nothing is ever fetched from a registry. Two images are built in:
   /bin/busybox with its applet links, /etc/passwd and /etc/group, the usual mount points -
   plus a /bin/wget wrapper that makes ``wget -T`` work (see WGET_WRAPPER).
 - ``calico/node``: the host's own root (no chroot), app name ``node``, running
-  ``calico-agent``; the lab runs the node agent as this pod with ``--net=host``.
+  ``calico-node`` (the node service, which supervises ``calico-agent``); the lab runs it as
+  this pod with ``--net=host``.
 Anything else must have been imported (`rkt image import SOURCE NAME`), from a rootfs
 directory or tarball.
 
@@ -368,7 +369,7 @@ class ImageStore:
             version=ref.version,
             display_name=f"{ref.name}:{ref.version}",
             app_name="node",
-            exec=["calico-agent"],
+            exec=["calico-node"],
             host_root=True,
             imported=time.time(),
             source="host root filesystem",
