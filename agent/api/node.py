@@ -25,7 +25,7 @@ from agent.api.server import APIError, APIServer, Request, Router, Stream, Text
 from agent.api.view import AgentView
 from agent.flows.collector import FlowCollector
 from agent.flows.enrich import agent_allow_resolver, agent_lookup
-from agent.flows.records import FlowFilter
+from calico.flowfilter import FlowFilter, QueryError
 from calico.resources import WorkloadEndpoint
 from calico.tools import program
 from rkt.format import humanize_since, pod_json
@@ -324,7 +324,7 @@ class NodeService:
         query = {k: v for k, v in req.query.items() if k not in ("follow", "last")}
         try:
             flt = FlowFilter.from_query(query)
-        except ValueError as exc:
+        except QueryError as exc:
             raise APIError(400, str(exc)) from None
         last = req.q("last")
         sub = self.flows.subscribe(flt, follow=req.q("follow") in ("1", "true", "yes"),

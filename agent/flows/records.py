@@ -1,22 +1,26 @@
-"""Flow records (Hubble-like), the bounded ring they live in, and `hubble observe` filters.
+"""Flow records (Hubble-like) and the bounded ring they live in.
 
 Pure: no sockets, no kernel. The collector pushes; every reader has its own cursor, so a
 slow reader never blocks the collector. A reader that falls more than the ring's capacity
 behind gets ``Dropped(count)`` (``{"type": "dropped", "count": N}`` on the wire) for the
 records it missed, then continues with the oldest record still kept.
+
+The `hubble observe`-style filter readers pass is `calico.flowfilter.FlowFilter`, shared with
+the console so that what the console asks for is what the agent sends; it is re-exported
+here for the ring's readers, and matches a FlowRecord as it is (no dict made per record).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from calico.flowfilter import FlowFilter as FlowFilter  # re-exported for the ring's readers
+from calico.flowfilter import matches_any as matches_any
 from calico.flowwords import ALLOWED, DENIED
-from calico.flowwords import VERDICT_WORDS as _VERDICT_ALIASES
 
 VERDICTS = (ALLOWED, DENIED)
 DEFAULT_CAPACITY = 10_000
@@ -251,164 +255,6 @@ class FlowRing:
             cap, slots = self.capacity, self._slots
             items.extend(slots[i % cap] for i in range(cursor, end))  # type: ignore[misc]
             return end, items
-
-
-# ---------------------------------------------------------------- filters
-
-
-def _match_end(term: str, addr: str, ep: EndpointInfo | None) -> bool:
-    kind, sep, value = term.partition(":")
-    if not sep or kind not in ("pod", "ep", "endpoint", "net", "network", "ip", "profile"):
-        kind, value = "", term
-    if kind in ("", "ip"):
-        if value == addr:
-            return True
-        if "/" in value:
-            try:
-                if ipaddress.ip_address(addr) in ipaddress.ip_network(value, strict=False):
-                    return True
-            except ValueError:
-                pass
-    if ep is None:
-        return False
-    if kind in ("", "ep", "endpoint") and value == ep.name:
-        return True
-    if kind in ("", "pod") and value == ep.pod:
-        return True
-    if kind in ("", "net", "network") and (value == ep.network or value in ep.networks):
-        return True
-    return kind == "profile" and value in ep.profiles
-
-
-def _as_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str | int):
-        value = [value]
-    out: list[str] = []
-    for item in value:
-        out.extend(part.strip() for part in str(item).split(",") if part.strip())
-    return tuple(out)
-
-
-def _ports(value: Any, what: str) -> tuple[int, ...]:
-    out = []
-    for item in _as_tuple(value):
-        if not item.isdigit() or not 0 <= int(item) <= 65535:
-            raise ValueError(f"{what}: {item!r} is not a port number")
-        out.append(int(item))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class FlowFilter:
-    """`hubble observe`-style filter. Values of one field are OR'ed, fields are AND'ed.
-
-    `from_`/`to`/`endpoint` terms match an endpoint name, pod, network, address or CIDR;
-    prefix a term with ``pod:``, ``ep:``, ``net:``, ``ip:`` or ``profile:`` to say which.
-    `endpoint` matches either side, `port` either port (like hubble's ``--port``),
-    `network` either side's network.
-    """
-
-    verdict: tuple[str, ...] = ()
-    from_: tuple[str, ...] = ()
-    to: tuple[str, ...] = ()
-    endpoint: tuple[str, ...] = ()
-    port: tuple[int, ...] = ()
-    from_port: tuple[int, ...] = ()
-    to_port: tuple[int, ...] = ()
-    network: tuple[str, ...] = ()
-    protocol: tuple[str, ...] = ()
-    rule: tuple[str, ...] = field(default=())  # substring of the deciding rule's name
-
-    @classmethod
-    def from_query(cls, query: Mapping[str, Any]) -> FlowFilter:
-        """From query parameters (``verdict``, ``from``, ``to``, ``endpoint``/``pod``,
-        ``port``, ``from-port``, ``to-port``, ``network``, ``protocol``, ``rule``); each a
-        string, a comma list or a list. Raises ValueError naming a bad value."""
-
-        def get(*names: str) -> tuple[str, ...]:
-            out: tuple[str, ...] = ()
-            for name in names:
-                out += _as_tuple(query.get(name))
-            return out
-
-        verdicts = []
-        for v in get("verdict"):
-            if v.lower() not in _VERDICT_ALIASES:
-                raise ValueError(f"verdict: {v!r} is not one of allowed, denied")
-            verdicts.append(_VERDICT_ALIASES[v.lower()])
-        return cls(
-            verdict=tuple(verdicts),
-            from_=get("from", "from_"),
-            to=get("to"),
-            endpoint=get("endpoint", "pod"),
-            port=_ports(query.get("port"), "port"),
-            from_port=_ports(query.get("from-port", query.get("from_port")), "from-port"),
-            to_port=_ports(query.get("to-port", query.get("to_port")), "to-port"),
-            network=get("network"),
-            protocol=tuple(p.lower() for p in get("protocol")),
-            rule=get("rule"),
-        )
-
-    def is_empty(self) -> bool:
-        return not any(
-            (
-                self.verdict,
-                self.from_,
-                self.to,
-                self.endpoint,
-                self.port,
-                self.from_port,
-                self.to_port,
-                self.network,
-                self.protocol,
-                self.rule,
-            )
-        )
-
-    def matches(self, r: FlowRecord) -> bool:
-        if self.verdict and r.verdict not in self.verdict:
-            return False
-        if self.protocol and r.protocol not in self.protocol:
-            return False
-        if self.port and r.sport not in self.port and r.dport not in self.port:
-            return False
-        if self.from_port and r.sport not in self.from_port:
-            return False
-        if self.to_port and r.dport not in self.to_port:
-            return False
-        if self.from_ and not any(_match_end(t, r.src, r.src_endpoint) for t in self.from_):
-            return False
-        if self.to and not any(_match_end(t, r.dst, r.dst_endpoint) for t in self.to):
-            return False
-        if self.endpoint and not any(
-            _match_end(t, r.src, r.src_endpoint) or _match_end(t, r.dst, r.dst_endpoint)
-            for t in self.endpoint
-        ):
-            return False
-        if self.network and not any(
-            _match_end("net:" + n, r.src, r.src_endpoint)
-            or _match_end("net:" + n, r.dst, r.dst_endpoint)
-            for n in self.network
-        ):
-            return False
-        if self.rule:
-            name = str((r.rule or {}).get("name", ""))
-            text = r.rule_text or ""
-            if not any(t in name or t in text for t in self.rule):
-                return False
-        return True
-
-
-def matches_any(filters: FlowFilter | Iterable[FlowFilter] | None, record: FlowRecord) -> bool:
-    """True when there is no filter or any one of them matches (hubble's allow-list)."""
-    if filters is None:
-        return True
-    if isinstance(filters, FlowFilter):
-        return filters.matches(record)
-    flist = list(filters)
-    return not flist or any(f.matches(record) for f in flist)
 
 
 def iter_items(items: Iterable[FlowRecord | Dropped]) -> Iterator[dict[str, Any]]:

@@ -23,7 +23,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
-from console.flows import COLUMNS, DENIED, FIELDS, FlowEntry, FlowQuery, FlowStore, QueryError
+from calico.flowfilter import FIELDS, FlowFilter, QueryError
+from console.flows import COLUMNS, DENIED, FlowEntry, FlowStore
 from console.flowstream import FlowFollower
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.help import bound_key, help_screen
@@ -79,7 +80,7 @@ class FlowsScreen(ConsoleScreen):
         super().__init__()
         self.follow = follow
         self.store = FlowStore(capacity, SPAN)
-        self.query_filter = FlowQuery()
+        self.query_filter = FlowFilter()
         self.paused = False
         self.inbox: deque[tuple[str, dict[str, Any]]] = deque()
         self.node_status: dict[str, tuple[bool | None, str]] = {}
@@ -320,13 +321,13 @@ class FlowsScreen(ConsoleScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            query = FlowQuery.parse(event.value)
+            query = FlowFilter.parse(event.value)
         except QueryError as exc:
             self.notify(f"filter: {exc}", severity="error")
             return
         self.set_filter(query)
 
-    def set_filter(self, query: FlowQuery) -> None:
+    def set_filter(self, query: FlowFilter) -> None:
         box = self.query_one("#flows-filter", Input)
         box.display = False
         self.query_filter = query
@@ -341,7 +342,7 @@ class FlowsScreen(ConsoleScreen):
             box.display = False
             self.query_one(DataTable).focus()
         elif not self.query_filter.is_empty():
-            self.set_filter(FlowQuery())
+            self.set_filter(FlowFilter())
         else:
             self.app.pop_screen()
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import console.screens.matrix as matrix_screen
+from calico.flowfilter import FlowFilter
 from console.app import CalicoConsole
-from console.flows import FlowQuery
 from console.model import NodeInfo
 from console.screens.flows import FlowsScreen
 
@@ -218,7 +218,7 @@ def test_why_on_a_flow(snap_compare):
 
     async def go(pilot):
         await open_flows(pilot, screen)
-        screen.set_filter(FlowQuery.parse("port:81"))
+        screen.set_filter(FlowFilter.parse("port:81"))
         await pilot.press("w")
         await pilot.pause()
 
