@@ -28,12 +28,11 @@ from agent.flows.records import (
     DENIED,
     Dropped,
     EndpointInfo,
-    FlowFilter,
     FlowRecord,
     FlowRing,
     iter_items,
-    matches_any,
 )
+from calico.flowfilter import FlowFilter, matches_any
 from calico.protocols import flow_name
 
 EndpointLookup = Callable[[str], "EndpointInfo | Mapping[str, Any] | None"]

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from calico.flowfilter import FlowFilter as FlowFilter  # re-exported for the ring's readers
-from calico.flowfilter import matches_any as matches_any
 from calico.flowwords import ALLOWED, DENIED
 
 VERDICTS = (ALLOWED, DENIED)

@@ -214,7 +214,7 @@ def test_denied_record_arrives_within_one_second(pair: Pair):
     script = r"""
 import json, socket, subprocess, sys, time
 from agent.flows.collector import FlowCollector
-from agent.flows.records import FlowFilter
+from calico.flowfilter import FlowFilter
 node_ip, pod_ns = sys.argv[1], sys.argv[2]
 c = FlowCollector(); c.start()
 sub = c.subscribe(FlowFilter(verdict=("denied",)), follow=True, heartbeat=0.2)

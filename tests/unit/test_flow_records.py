@@ -15,11 +15,10 @@ from agent.flows.records import (
     DENIED,
     Dropped,
     EndpointInfo,
-    FlowFilter,
     FlowRecord,
     FlowRing,
-    matches_any,
 )
+from calico.flowfilter import FlowFilter, matches_any
 from tests.unit.test_nflog_parse import CT_NEW_TCP_80, CT_NEW_UDP_5353, NFLOG_SYN_81, with_seq
 
 WEB = EndpointInfo(
