@@ -30,7 +30,9 @@ from typing import Any
 
 import pytest
 
+from plugin.endpoint import endpoint_name
 from plugin.result import parse_result
+from plugin.veth import host_ifname
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
@@ -77,7 +79,6 @@ class Cni:
         }
 
     def cid(self, i: int) -> str:
-        # The first 11 characters name the host veth: keep them unique per pod.
         return f"{self.token}c{i:04d}x"
 
     def node_env(self) -> dict[str, str]:
@@ -228,7 +229,9 @@ def _delete_test_keys(lab, harness: Cni) -> None:
 # ---- checks ------------------------------------------------------------------------------
 
 
-def leftovers(cni: Cni, ds, cids: list[str]) -> dict[str, list[str]]:
+def leftovers(
+    cni: Cni, ds, cids: list[str], ifnames: tuple[str, ...] = ("eth0", "eth1")
+) -> dict[str, list[str]]:
     """What the test's attachments still hold: handles, allocations, endpoints, links."""
     from calico import ipam, keys
 
@@ -242,13 +245,14 @@ def leftovers(cni: Cni, ds, cids: list[str]) -> dict[str, list[str]]:
     weps = [
         kv.key
         for kv in ds.kv_list("/calico/resources/v3/projectcalico.org/workloadendpoints/")[0]
-        if any(c.replace("-", "--") in kv.key for c in cids)
+        if any((kv.json().get("spec") or {}).get("containerID") == c for c in cids)
     ]
+    hosts = {host_ifname(c, i) for c in cids for i in ifnames}
     links = cni.sh("ip -o link show").split("\n")
     cali = [
-        line.split(":")[1].strip().split("@")[0]
+        name
         for line in links
-        if any(f"cali{c[:11]}" in line for c in cids)
+        if line.count(":") >= 2 and (name := line.split(":")[1].strip().split("@")[0]) in hosts
     ]
     return {
         "handles": handles,
@@ -302,7 +306,7 @@ def test_add_check_del_per_version(cni: Cni, ds, version: str) -> None:
     cid = cni.cid(0)
 
     # What ADD made, as ARCHITECTURE.md's pod plumbing says.
-    host = f"cali{cid[:11]}"
+    host = host_ifname(cid, "eth0")
     # `proto 80` when the node agent restored the route first (it watches endpoints too)
     route = rf"^{re.escape(ip)} dev {host} (proto \S+ )?scope link"
     assert re.search(route, cni.sh("ip route"), re.M), cni.sh("ip route")
@@ -318,7 +322,7 @@ def test_add_check_del_per_version(cni: Cni, ds, version: str) -> None:
     assert "169.254.1.1 dev eth0 scope link" in pod_routes
     wep = ds.kv_get(
         f"/calico/resources/v3/projectcalico.org/workloadendpoints/default/"
-        f"{NODE.replace('-', '--')}-cni-{cid}-eth0"
+        f"{endpoint_name(NODE, cid, 'eth0')}"
     )
     assert wep is not None
     spec = wep.json()["spec"]
@@ -445,7 +449,7 @@ def test_gc_releases_what_the_runtime_no_longer_lists(cni: Cni, ds) -> None:
         kept = leftovers(cni, ds, [cids[0]])
         assert kept["handles"] == [f"/calico/ipam/v2/handle/{cni.network}.{cids[0]}"]
         assert kept["allocations"] == [ips[0]]
-        assert len(kept["endpoints"]) == 1 and kept["links"] == [f"cali{cids[0][:11]}"], kept
+        assert len(kept["endpoints"]) == 1 and kept["links"] == [host_ifname(cids[0], "eth0")], kept
 
 
 # ---- bad input: the right code, a clear message, nothing left behind ---------------------
