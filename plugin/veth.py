@@ -372,13 +372,14 @@ def _check_pod_routes(
     where = ""
     if not any(r.dst == DEFAULT_NET and r.oif == index for r in routes):
         table = route_table(ifname)
-        rules = [r for r in pod.rules() if r.table == table]
-        if rules:
+        own = pod.routes(table)
+        if any(r.oif == index for r in own):  # a secondary interface
+            rules = [r for r in pod.rules() if r.table == table]
             for ip in ips:
                 src = ipaddress.IPv4Network(f"{ip.ip}/32")
                 if not any(r.src == src for r in rules):
                     raise CheckFailed(f"the pod's rule from {src} lookup {table} is missing")
-            routes, where = pod.routes(table), f" in table {table}"
+            routes, where = own, f" in table {table}"
     if not any(r.dst == GATEWAY_NET and r.oif == index for r in routes):
         raise CheckFailed(f"the pod's route {GATEWAY} dev {ifname}{where} is missing")
     if not any(r.dst == DEFAULT_NET and r.gateway == GATEWAY and r.oif == index for r in routes):
