@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +30,6 @@ from tests.integration.test_cni import (
     PY,
     Cni,
     _delete_test_keys,
-    assert_clean,
     cni_server,  # noqa: F401 - a fixture, used through `request`
     leftovers,
 )
@@ -249,7 +251,8 @@ def test_pod_on_two_networks_is_two_endpoints_with_their_own_policy(nets: Nets, 
 def assert_gone(nets: Nets, ds, cids: list[str], netns: list[str] = ()) -> None:
     """Nothing of `cids` left: handles, addresses (both networks), endpoints, veths, node
     routes to their addresses, and no source rule in the pods still there."""
-    assert_clean(nets, ds, cids)
+    left = leftovers(nets, ds, cids)
+    assert left["endpoints"] == [] and left["links"] == [], left
     from calico import ipam, keys
 
     mine = tuple(f"{net}.{c}" for net in (nets.network, nets.network_b) for c in cids)
@@ -326,3 +329,164 @@ def test_id_the_spec_forbids_is_refused_at_add(nets_exec: Nets, ds, bad: str) ->
     reply = nets_exec.call("ADD", nets_exec.conf(), bad, netns)
     assert reply.error["code"] == 4 and "CNI_CONTAINERID" in reply.error["details"]
     assert_gone(nets_exec, ds, [bad], [netns])
+
+
+# ---- kill -9 at random points of ADD -----------------------------------------------------
+
+
+def _add_then_kill(nets: Nets, conf: dict[str, Any], cid: str, netns: str, ifname: str,
+                   delay: float) -> float:  # fmt: skip
+    """Start an in-process ADD (the launcher execs python in this very pid, no agent) and
+    SIGKILL it `delay` seconds later, wherever it is. Returns how long it ran."""
+    env = {
+        **nets.node_env(),
+        "CALICO_CNI_SOCKET": "",
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": nets.lab.node_env(NODE)["CNI_PATH"],
+    }
+    nets.attachments.append((conf, cid, ifname))  # cleaned up even if the test fails
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        nets.lab.exec_argv(NODE, [str(nets.lab.cni_bin_dir / "calico")]),
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(delay)  # the random point: it may also have finished by then
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return time.monotonic() - t0
+
+
+@pytest.mark.fault
+def test_kill_9_at_random_points_of_add_leaks_nothing(nets_exec: Nets, ds) -> None:
+    from calico import ipam_store
+
+    nets = nets_exec
+    seed = int(os.environ.get("CALICO_TEST_SEED") or secrets.randbits(32))
+    print(f"seed {seed} (CALICO_TEST_SEED={seed} repeats this run)")
+    rng = random.Random(seed)
+    base, base_ns = nets.cid(0), nets.pod(0)
+    base_ip = nets.attach(base, base_ns, nets.conf(), "eth0")
+
+    # How long a whole in-process ADD takes here: the kills land across all of it, and
+    # mostly in its last part, where the address, veth, endpoint, routes and rule appear.
+    probe_cid, probe_ns = nets.cid(99), nets.pod(99)
+    full = _add_then_kill(nets, nets.conf(), probe_cid, probe_ns, "eth0", 30)
+    assert nets.call("DEL", nets.conf(), probe_cid, probe_ns).code == 0
+    rounds = 10
+    for i in range(rounds):
+        delay = full * rng.uniform(0.3, 1.05)
+        secondary = i % 2 == 1
+        if secondary:  # eth1 of the base pod, on network b: the source-rule path
+            cid, netns, conf, ifname = base, base_ns, nets.conf_b(), "eth1"
+        else:
+            cid, netns, conf, ifname = nets.cid(i + 1), nets.pod(i + 1), nets.conf(), "eth0"
+        ran = _add_then_kill(nets, conf, cid, netns, ifname, delay)
+        held = [str(ip) for ip in ipam_store.handle_ips(ds, f"{conf['name']}.{cid}")]
+        where = f"round {i} ({ifname}, killed after {ran * 1000:.0f} ms of {full * 1000:.0f})"
+        made = leftovers(nets, ds, [cid], (ifname,))
+        print(f"{where}: address {held}, endpoint {len(made['endpoints'])}, veth {made['links']}")
+        if secondary or i % 4 == 0:
+            reply = nets.call("DEL", conf, cid, netns, ifname=ifname)
+            assert reply.code == 0, (where, reply.out)
+        else:  # the pod is gone without a DEL: the runtime removes its netns, then GC
+            nets.sh(f"ip netns del {os.path.basename(netns)}")
+            gc = {
+                **nets.conf("1.1.0"),
+                "cni.dev/valid-attachments": [{"containerID": base, "ifname": "eth0"}],
+            }
+            reply = nets.call("GC", gc)
+            assert reply.code == 0, (where, reply.out)
+        if secondary:
+            assert nets.wep(ds, base, "eth1") is None, where
+            assert f"lookup {route_table('eth1')}" not in pod_rules(nets, base_ns), where
+            assert nets.check(base, base_ns, nets.conf(), "eth0").code == 0, where
+            left = leftovers(nets, ds, [base], ("eth1",))
+            assert left["links"] == [], (where, left)
+        else:
+            assert_gone(nets, ds, [cid], [netns])
+            assert os.path.basename(netns) not in nets.sh("ip netns list") or i % 4 == 0
+        for ip in held:
+            assert nets.sh(f"ip route show {ip}/32").strip() == "", (where, ip)
+        assert not ipam_store.handle_ips(ds, f"{conf['name']}.{cid}"), where
+    # The base pod was never disturbed.
+    assert nets.check(base, base_ns, nets.conf(), "eth0").code == 0
+    assert nets.call("DEL", nets.conf(), base, base_ns).code == 0
+    assert base_ip and assert_gone(nets, ds, [base], [base_ns]) is None
+
+
+# ---- malformed input: the spec's code, nothing left behind -------------------------------
+
+# (stdin: a conf override dict, or raw text; env overrides; env to drop; expected code)
+BAD_INPUTS: dict[str, tuple[Any, dict[str, str], tuple[str, ...], int]] = {
+    "truncated JSON": ('{"cniVersion": "1.0.0", "name": ', {}, (), 6),
+    "empty stdin": ("", {}, (), 6),
+    "a JSON list": ("[1, 2]", {}, (), 6),
+    "a JSON string": ('"calico"', {}, (), 6),
+    "a JSON number": ("42", {}, (), 6),
+    "cniVersion a number": ({"cniVersion": 1}, {}, (), 6),
+    "unknown cniVersion": ({"cniVersion": "0.9.9"}, {}, (), 1),
+    "cniVersion 2.0.0": ({"cniVersion": "2.0.0"}, {}, (), 1),
+    "CHECK before 0.4.0": ({"cniVersion": "0.3.1"}, {"CNI_COMMAND": "CHECK"}, (), 1),
+    "GC before 1.1.0": ({"cniVersion": "1.0.0"}, {"CNI_COMMAND": "GC"}, (), 1),
+    "no CNI_COMMAND": ({}, {}, ("CNI_COMMAND",), 4),
+    "unknown CNI_COMMAND": ({}, {"CNI_COMMAND": "FROB"}, (), 4),
+    "no CNI_CONTAINERID": ({}, {}, ("CNI_CONTAINERID",), 4),
+    "no CNI_NETNS": ({}, {}, ("CNI_NETNS",), 4),
+    "no CNI_IFNAME": ({}, {}, ("CNI_IFNAME",), 4),
+    "no CNI_PATH": ({}, {}, ("CNI_PATH",), 4),
+    "ifname too long": ({}, {"CNI_IFNAME": "a-very-long-ifname0"}, (), 4),
+    "ifname with a slash": ({}, {"CNI_IFNAME": "eth/0"}, (), 4),
+    "ifname ..": ({}, {"CNI_IFNAME": ".."}, (), 4),
+    "CNI_ARGS unknown key": ({}, {"CNI_ARGS": "FOO=bar"}, (), 4),
+    "CNI_ARGS without =": ({}, {"CNI_ARGS": "IP"}, (), 4),
+    "CNI_ARGS bad IP": ({}, {"CNI_ARGS": "IP=not-an-ip"}, (), 4),
+    "empty name": ({"name": ""}, {}, (), 7),
+    "name not a string": ({"name": 5}, {}, (), 7),
+    "name with a slash": ({"name": "bad/name"}, {}, (), 7),
+    "mtu a string": ({"mtu": "1500"}, {}, (), 7),
+    "mtu too small": ({"mtu": 20}, {}, (), 7),
+    "no ipam": ({"ipam": None}, {}, (), 7),
+    "ipam without type": ({"ipam": {"ipv4_pools": []}}, {}, (), 7),
+    "ipam a string": ({"ipam": "calico-ipam"}, {}, (), 7),
+    "unknown ipam type": ({"ipam": {"type": "no-such-ipam"}}, {}, (), 7),
+    "ipv4_pools a string": ({"ipam": {"type": "calico-ipam", "ipv4_pools": "10/8"}}, {}, (), 7),
+    "etcd_endpoints a list": ({"etcd_endpoints": ["http://a:2379"]}, {}, (), 7),
+    "args ips not a list": ({"args": {"cni": {"ips": "10.0.0.1"}}}, {}, (), 7),
+    "args ips bad address": ({"args": {"cni": {"ips": ["10.0.0.300"]}}}, {}, (), 7),
+    "runtimeConfig ips numbers": ({"runtimeConfig": {"ips": [1]}}, {}, (), 7),
+    "dns nameservers a string": ({"dns": {"nameservers": "8.8.8.8"}}, {}, (), 7),
+    "IP outside every pool": ({}, {"CNI_ARGS": "IP=10.250.3.4"}, (), 101),
+    "netns does not exist": ({}, {"CNI_NETNS": "/run/netns/ct-no-such-netns"}, (), 100),
+    "ID with a space": ({}, {"CNI_CONTAINERID": "Bad ID"}, (), 4),
+}
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_malformed_input_gets_the_spec_code_and_leaves_nothing(
+    nets_exec: Nets, ds, case: str
+) -> None:
+    nets = nets_exec
+    stdin, env, drop, code = BAD_INPUTS[case]
+    netns = nets.pod(0)
+    if isinstance(stdin, dict):
+        stdin = json.dumps({k: v for k, v in {**nets.conf(), **stdin}.items() if v is not None})
+    env = {"CALICO_CNI_SOCKET": "", **env}
+    reply = nets.call(env.pop("CNI_COMMAND", "ADD"), stdin, nets.cid(0), netns, env=env, drop=drop)
+    err = reply.error
+    assert err["code"] == code, (case, err)
+    assert err["msg"] and set(err) >= {"code", "msg"}, err
+    assert_gone(nets, ds, [nets.cid(0), "Bad ID"], [netns])
