@@ -490,3 +490,79 @@ def test_malformed_input_gets_the_spec_code_and_leaves_nothing(
     assert err["code"] == code, (case, err)
     assert err["msg"] and set(err) >= {"code", "msg"}, err
     assert_gone(nets, ds, [nets.cid(0), "Bad ID"], [netns])
+
+
+# ---- 4. rkt shows what is plumbed --------------------------------------------------------
+
+
+def test_rkt_run_on_two_networks_lists_both_and_both_carry_traffic(lab, ds) -> None:
+    token = secrets.token_hex(2)
+    net_a, net_b = f"ct{token}a", f"ct{token}b"
+    files = [f"90-{net_a}.conf", f"90-{net_b}.conf"]
+    for name, filename in zip((net_a, net_b), files, strict=True):
+        conf = {"name": name, "cniVersion": "0.1.0", "type": "calico"}
+        lab.write_net_conf(NODE, filename, {**conf, "ipam": {"type": "calico-ipam"}})
+    uuid_file = f"/tmp/{net_a}.uuid"
+    uuids: list[str] = []
+    try:
+        run = lab.exec(NODE, ["sh", "-c", (
+            f"rkt run --net={net_a},{net_b} --uuid-file-save={uuid_file} docker://busybox "
+            "--exec httpd -- -f -h / >/dev/null 2>&1 &")])  # fmt: skip
+        assert run.returncode == 0, run.stderr
+
+        def listed() -> dict[str, Any] | None:
+            out = lab.exec(NODE, ["rkt", "list", "--format=json"]).stdout or "[]"
+            for pod in json.loads(out):
+                names = {n["netName"] for n in pod.get("networks", [])}
+                if pod["state"] == "running" and {net_a, net_b} <= names:
+                    return pod
+            return None
+
+        pod = _wait(listed, 30, "rkt list to show the pod running on both networks")
+        uuids.append(pod["name"])
+        nets_of = {n["netName"]: n for n in pod["networks"]}
+        ip_a, ip_b = nets_of[net_a]["ip"], nets_of[net_b]["ip"]
+        assert (nets_of[net_a]["ifName"], nets_of[net_b]["ifName"]) == ("eth0", "eth1")
+        # What rkt shows is what is plumbed: each address is its interface's endpoint's.
+        for net, ifname, ip in ((net_a, "eth0", ip_a), (net_b, "eth1", ip_b)):
+            kv = ds.kv_get(WEP_DIR + endpoint_name(NODE, pod["name"], ifname))
+            assert kv is not None, ifname
+            spec = kv.json()["spec"]
+            assert spec["ipNetworks"] == [f"{ip}/32"] and spec["profiles"] == [net]
+        text = lab.exec(NODE, ["rkt", "list", "--no-legend"]).stdout
+        assert f"{net_a}:ip4={ip_a}" in text and f"{net_b}:ip4={ip_b}" in text, text
+        status = lab.exec(NODE, ["rkt", "status", pod["name"]]).stdout
+        assert f"{net_a}:ip4={ip_a}, {net_b}:ip4={ip_b}" in status, status
+
+        # Both interfaces answer their own network, and only it.
+        def wget(net: str, ip: str) -> bool:
+            argv = ["rkt", "run", f"--net={net}", "docker://busybox", "--exec=/bin/wget",
+                    "--", "-q", "-O", "-", "-T", "2", f"http://{ip}/etc/passwd"]  # fmt: skip
+            return lab.exec(NODE, argv, timeout=60).returncode == 0
+
+        assert _wait(lambda: wget(net_b, ip_b), 20, "network b to reach the pod's eth1")
+        assert _wait(lambda: wget(net_a, ip_a), 20, "network a to reach the pod's eth0")
+        assert not wget(net_a, ip_b), "network a reached the pod's network b address"
+    finally:
+        listing = json.loads(lab.exec(NODE, ["rkt", "list", "--format=json"]).stdout or "[]")
+        for p in listing:
+            if {n["netName"] for n in p.get("networks", [])} & {net_a, net_b} or p["name"] in uuids:
+                lab.exec(NODE, ["rkt", "stop", "--force", p["name"]], timeout=60)
+                lab.exec(NODE, ["rkt", "rm", p["name"]], timeout=60)
+        lab.exec(NODE, ["rm", "-f", uuid_file, *(f"/etc/rkt/net.d/{f}" for f in files)])
+        for net in (net_a, net_b):
+            ds.kv_delete(f"/calico/resources/v3/projectcalico.org/profiles/{net}")
+    for uuid in uuids:
+        for ifname in ("eth0", "eth1"):
+            assert ds.kv_get(WEP_DIR + endpoint_name(NODE, uuid, ifname)) is None
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
