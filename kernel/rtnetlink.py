@@ -283,16 +283,11 @@ class Netlink(NetlinkSocket):
             RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, _rule_payload(table, priority, src, dst)
         )
 
-    def rule_del(
-        self,
-        table: int,
-        priority: int,
-        src: ipaddress.IPv4Network | None = None,
-        dst: ipaddress.IPv4Network | None = None,
-    ) -> bool:
-        """`ip rule del ...` matching exactly; False if there was no such rule."""
+    def rule_del(self, rule: RuleEntry) -> bool:
+        """`ip rule del` of exactly this rule (as `rules` lists it); False if absent."""
+        payload = _rule_payload(rule.table, rule.priority, rule.src, rule.dst)
         try:
-            self.request(RTM_DELRULE, 0, _rule_payload(table, priority, src, dst))
+            self.request(RTM_DELRULE, 0, payload)
         except NetlinkError as exc:
             if exc.errno == errno.ENOENT:
                 return False

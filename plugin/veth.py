@@ -211,7 +211,7 @@ def _drop_rules(pod: Netlink, table: int) -> None:
         return
     for rule in pod.rules():
         if rule.table == table:
-            pod.rule_del(rule.table, rule.priority, src=rule.src, dst=rule.dst)
+            pod.rule_del(rule)
 
 
 def finish(pending: Pending, ips: Sequence[ipaddress.IPv4Interface]) -> Plumbed:

@@ -147,6 +147,32 @@ class Cni:
                 out = proc.stdout
         return Reply(proc.returncode, out, proc.stderr, elapsed)
 
+    def spawn(
+        self, conf: dict[str, Any], cid: str, netns: str, ifname: str = "eth0", **env: str
+    ) -> subprocess.Popen:
+        """Start an ADD without waiting for it (a test kills it half-way), conf on stdin."""
+        full = {
+            **self.node_env(),
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns,
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": self.lab.node_env(NODE)["CNI_PATH"],
+            **env,
+        }
+        self.attachments.append((conf, cid, ifname))  # cleaned up even if the test fails
+        proc = subprocess.Popen(
+            self.lab.exec_argv(NODE, [str(self.lab.cni_bin_dir / "calico")]),
+            env=full,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+        return proc
+
     def add(self, i: int, version: str = "1.0.0", cni_args: str = "", **conf: Any) -> Reply:
         netns = self.pod(i)
         reply = self.call("ADD", self.conf(version, **conf), self.cid(i), netns, args=cni_args)
@@ -186,25 +212,25 @@ def cni_server(lab) -> Iterator[str]:
             proc.wait()
 
 
+def harness(lab, sock: str, kind: type[Cni] = Cni) -> Iterator[Any]:
+    """A `kind` harness, its pods, keys and links removed afterwards even on failure."""
+    made = kind(lab, sock)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+        _delete_test_keys(lab, made)
+
+
 @pytest.fixture(params=["exec", "server"])
 def cni(request, lab) -> Iterator[Cni]:
     sock = request.getfixturevalue("cni_server") if request.param == "server" else ""
-    harness = Cni(lab, sock)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        _delete_test_keys(lab, harness)
+    yield from harness(lab, sock)
 
 
 @pytest.fixture
 def cni_exec(lab) -> Iterator[Cni]:
-    harness = Cni(lab, "")
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        _delete_test_keys(lab, harness)
+    yield from harness(lab, "")
 
 
 @pytest.fixture(scope="module")
@@ -533,26 +559,8 @@ def test_sigkill_half_way_is_repaired_by_calicoctl(cni_exec: Cni, ds, tmp_path: 
     cni = cni_exec
     netns = cni.pod(0)
     marker = cni.lab.node_dir(NODE) / f"{cni.token}.paused"
-    env = {
-        **cni.node_env(),
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": cni.cid(0),
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": cni.lab.node_env(NODE)["CNI_PATH"],
-        "CALICO_CNI_PAUSE_AFTER_IPAM": str(marker),
-    }
-    proc = subprocess.Popen(
-        cni.lab.exec_argv(NODE, [str(cni.lab.cni_bin_dir / "calico")]),
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = cni.spawn(cni.conf(), cni.cid(0), netns, CALICO_CNI_PAUSE_AFTER_IPAM=str(marker))
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(cni.conf()).encode())
-        proc.stdin.close()
         deadline = time.monotonic() + 30
         while not marker.exists():
             assert proc.poll() is None and time.monotonic() < deadline, "ADD never paused"

@@ -29,10 +29,11 @@ from tests.integration.test_cni import (
     NODE,
     PY,
     Cni,
-    _delete_test_keys,
     cni_server,  # noqa: F401 - a fixture, used through `request`
+    harness,
     leftovers,
 )
+from tests.integration.test_tutorial import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
@@ -63,25 +64,19 @@ class Nets(Cni):
         prev = {**conf, "prevResult": self.results[(cid, ifname)]}
         return self.call("CHECK", prev, cid, netns, ifname=ifname)
 
+    def cleanup(self) -> None:
+        super().cleanup()
+        from calico.datastore import Datastore
+
+        store = Datastore.connect(self.lab.etcd_endpoints)
+        try:
+            store.kv_delete(f"/calico/resources/v3/projectcalico.org/profiles/{self.network_b}")
+        finally:
+            store.close()
+
     def wep(self, ds, cid: str, ifname: str) -> dict[str, Any] | None:
         kv = ds.kv_get(WEP_DIR + endpoint_name(NODE, cid, ifname))
         return kv.json() if kv else None
-
-
-def _harness(request, lab, sock: str) -> Iterator[Nets]:
-    harness = Nets(lab, sock)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        _delete_test_keys(lab, harness)
-        from calico.datastore import Datastore
-
-        store = Datastore.connect(lab.etcd_endpoints)
-        try:
-            store.kv_delete(f"/calico/resources/v3/projectcalico.org/profiles/{harness.network_b}")
-        finally:
-            store.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +91,12 @@ def ds(lab):
 @pytest.fixture(params=["exec", "server"])
 def nets(request, lab) -> Iterator[Nets]:
     sock = request.getfixturevalue("cni_server") if request.param == "server" else ""
-    yield from _harness(request, lab, sock)
+    yield from harness(lab, sock, Nets)
 
 
 @pytest.fixture
 def nets_exec(request, lab) -> Iterator[Nets]:
-    yield from _harness(request, lab, "")
+    yield from harness(lab, "", Nets)
 
 
 # ---- packets -----------------------------------------------------------------------------
@@ -334,32 +329,14 @@ def test_id_the_spec_forbids_is_refused_at_add(nets_exec: Nets, ds, bad: str) ->
 # ---- kill -9 at random points of ADD -----------------------------------------------------
 
 
-def _add_then_kill(nets: Nets, conf: dict[str, Any], cid: str, netns: str, ifname: str,
-                   delay: float) -> float:  # fmt: skip
+def _add_then_kill(
+    nets: Nets, conf: dict[str, Any], cid: str, netns: str, ifname: str, delay: float
+) -> float:
     """Start an in-process ADD (the launcher execs python in this very pid, no agent) and
     SIGKILL it `delay` seconds later, wherever it is. Returns how long it ran."""
-    env = {
-        **nets.node_env(),
-        "CALICO_CNI_SOCKET": "",
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": cid,
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": ifname,
-        "CNI_PATH": nets.lab.node_env(NODE)["CNI_PATH"],
-    }
-    nets.attachments.append((conf, cid, ifname))  # cleaned up even if the test fails
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        nets.lab.exec_argv(NODE, [str(nets.lab.cni_bin_dir / "calico")]),
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = nets.spawn(conf, cid, netns, ifname, CALICO_CNI_SOCKET="")
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(conf).encode())
-        proc.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(delay)  # the random point: it may also have finished by then
         if proc.poll() is None:
@@ -518,7 +495,7 @@ def test_rkt_run_on_two_networks_lists_both_and_both_carry_traffic(lab, ds) -> N
                     return pod
             return None
 
-        pod = _wait(listed, 30, "rkt list to show the pod running on both networks")
+        pod = wait_for(listed, 30, "rkt list to show the pod running on both networks")
         uuids.append(pod["name"])
         nets_of = {n["netName"]: n for n in pod["networks"]}
         ip_a, ip_b = nets_of[net_a]["ip"], nets_of[net_b]["ip"]
@@ -540,8 +517,8 @@ def test_rkt_run_on_two_networks_lists_both_and_both_carry_traffic(lab, ds) -> N
                     "--", "-q", "-O", "-", "-T", "2", f"http://{ip}/etc/passwd"]  # fmt: skip
             return lab.exec(NODE, argv, timeout=60).returncode == 0
 
-        assert _wait(lambda: wget(net_b, ip_b), 20, "network b to reach the pod's eth1")
-        assert _wait(lambda: wget(net_a, ip_a), 20, "network a to reach the pod's eth0")
+        assert wait_for(lambda: wget(net_b, ip_b), 20, "network b to reach the pod's eth1")
+        assert wait_for(lambda: wget(net_a, ip_a), 20, "network a to reach the pod's eth0")
         assert not wget(net_a, ip_b), "network a reached the pod's network b address"
     finally:
         listing = json.loads(lab.exec(NODE, ["rkt", "list", "--format=json"]).stdout or "[]")
@@ -555,14 +532,3 @@ def test_rkt_run_on_two_networks_lists_both_and_both_carry_traffic(lab, ds) -> N
     for uuid in uuids:
         for ifname in ("eth0", "eth1"):
             assert ds.kv_get(WEP_DIR + endpoint_name(NODE, uuid, ifname)) is None
-
-
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
