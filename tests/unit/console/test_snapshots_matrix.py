@@ -5,9 +5,11 @@ Update after an intended change: pytest tests/unit/console/test_snapshots_matrix
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
+from textual.widgets import DataTable
 
 import console.screens.matrix as matrix_screen
 from console.app import CalicoConsole
@@ -118,6 +120,26 @@ def test_matrix_by_pod(snap_compare):
         assert len(screen.matrix.sources) == 3  # the agent's probe pod is no destination
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=go)
+
+
+def test_matrix_keeps_its_source_labels_under_an_early_frame():
+    """The flake behind blank source labels, made deterministic: a frame drawn between
+    building the rows and the table's idle once left the label column 0 wide."""
+
+    async def run():
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_matrix(pilot)
+            table = screen.query_one(DataTable)
+            screen.show_matrix(screen.generation, screen.matrix, probe=False)
+            for y in range(table.size.height):
+                table.render_line(y)  # what a refresh landing before the idle draws
+            await pilot.pause()
+            await pilot.pause()
+            shot = app.export_screenshot()
+            assert all(src.label in shot for src in screen.matrix.sources)
+
+    asyncio.run(run())
 
 
 def test_why_on_a_denied_cell(snap_compare):
