@@ -6,6 +6,7 @@ Update after an intended change: pytest tests/unit/console/test_snapshots_matrix
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from console.app import CalicoConsole
 from console.flows import FlowQuery
 from console.model import NodeInfo
 from console.screens.flows import FlowsScreen
+from console.screens.text_view import TextScreen
 
 from .fixtures import seed_state
 
@@ -255,3 +257,25 @@ def test_flows_empty_says_what_to_do(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=go)
+
+
+def test_enter_on_a_flow_shows_its_record_as_json():
+    """Enter reaches the flows screen although the focused table binds enter itself, and
+    help (made from the bindings) says what it does."""
+    app, screen = flows_app()
+
+    async def run():
+        async with app.run_test(size=SIZE) as pilot:
+            await open_flows(pilot, screen)
+            await pilot.press("down", "enter")  # the second newest: port 41003
+            await pilot.pause()
+            shown = app.screen
+            assert isinstance(shown, TextScreen)
+            assert shown.title_text == "Flow from calico-02"
+            assert json.loads(shown.body) == FLOWS[3]
+            await pilot.press("escape")
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert "enter    the selected flow record as JSON" in app.screen.body
+
+    asyncio.run(run())
