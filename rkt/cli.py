@@ -2,8 +2,8 @@
 
     rkt [--dir=DIR] [--local-config=DIR] COMMAND ...
     rkt run [--net[=NET[:K=V;...]],...] [--insecure-options=image] [--interactive]
-            [--uuid-file-save=FILE] [--set-env=K=V] [--detach] IMAGE [--exec=CMD] [--name=APP]
-            [-- ARGS...]
+            [--uuid-file-save=FILE] [--set-env=K=V] [--detach] [--] IMAGE [--exec=CMD]
+            [--name=APP] [-- ARGS...]
     rkt list [--no-legend] [--full] [--format=json|json-pretty]
     rkt status [--wait[=DURATION]] [--format=json|json-pretty] UUID
     rkt stop [--force] UUID...
@@ -169,9 +169,16 @@ def parse_argv(argv: list[str]) -> Parsed:
     while j < len(tokens):
         tok = tokens[j]
         if tok == "--":
-            if cmd != "run" or not image_seen:
-                if cmd == "run":
-                    raise UsageError("missing image before '--'")
+            if cmd == "run" and not image_seen:
+                # `run [flags] -- IMAGE [app flags] [-- ARGS]`: the image is never a flag,
+                # whatever it starts with (the node API passes images this way).
+                if j + 1 >= len(tokens):
+                    raise UsageError("missing image after '--'")
+                p.positionals.append(tokens[j + 1])
+                image_seen = True
+                j += 2
+                continue
+            if cmd != "run":
                 p.positionals.extend(tokens[j + 1 :])
                 break
             p.app_args = tokens[j + 1 :]
