@@ -139,8 +139,9 @@ def check_workloads(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(stale endpoints, nodes not checked), pure. `pods_by_node` is each node's answer to
     GET /v1/pods, or why there is none. An endpoint is stale when its node lists no pod with
-    its containerID ("pod gone") or that pod has no network on its interface ("interface
-    gone"); a pod still being prepared is never judged by its interfaces."""
+    its containerID ("pod gone"), the pod is being removed but its teardown failed (garbage
+    or deleting: the runtime retries it), or the pod has no network on that interface
+    ("interface gone"); a pod still being prepared is never judged by its interfaces."""
     by_ip = {a.ip: a for a in snap.allocations()}
     stale: list[dict[str, Any]] = []
     unchecked: dict[str, dict[str, Any]] = {}
@@ -157,6 +158,8 @@ def check_workloads(
         pod = pods.get(str(w.get("containerID") or ""))
         if pod is None:
             reason = "pod gone"
+        elif pod.get("state") in ("garbage", "deleting"):
+            reason = f"pod {pod['state']}, its teardown failed (rkt gc / rkt rm retries it)"
         else:
             ifnames = {n.get("ifName") for n in pod.get("networks") or []}
             if pod.get("state") == "prepared" or w.get("interface") in ifnames:
