@@ -36,6 +36,13 @@ MAX_MESSAGE = 1 << 30  # etcd's own request limit is far lower; replies are what
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", 64 << 20),
+    # gRPC backs off reconnecting up to 120 s by default: after a 10 s etcd outage a warm
+    # process (the agent serving CNI requests) kept failing for many seconds once etcd was
+    # back. Retry a lost connection at least every second. (Not min_reconnect_backoff_ms:
+    # gRPC also uses it as the connect timeout, and 50 plugins starting at once on 2 cores
+    # then failed to connect to a healthy etcd.)
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 

@@ -4,11 +4,17 @@
     calicoctl ipam show --ip=192.168.0.5   who holds the address (handle, endpoint)
     calicoctl ipam check [-o report.json]  leaked addresses (no endpoint uses them),
                                            endpoints whose address is not allocated,
-                                           addresses outside every pool
+                                           addresses outside every pool, and endpoints
+                                           whose pod or interface no longer exists on
+                                           their node (each node's agent is asked for its
+                                           pods through its node API; a node that does
+                                           not answer is listed as not checked)
     calicoctl ipam release --ip=ADDR       free one address whoever holds it
     calicoctl ipam release --from-report=report.json
                                            free the report's leaked addresses that are
-                                           still leaked (re-checked, so a pod that
+                                           still leaked, and remove the report's stale
+                                           endpoints (and free their addresses) that are
+                                           still stale (both re-checked, so a pod that
                                            started since keeps its address)
 
 Hooked into calicoctl/cli.py by `register(subparsers, common)`.
@@ -27,6 +33,7 @@ from typing import Any
 from calicoctl.context import ArgParser, CliError
 
 REPORT_VERSION = 1
+NODE_API_TIMEOUT = 5.0  # seconds to wait for one node's list of pods
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -78,6 +85,10 @@ class Snapshot:
     blocks: list[Any]  # calico.ipam.Block
     endpoints: dict[str, list[str]]  # endpoint "namespace/name" -> its IPs (no prefix)
     handles: dict[str, Any]  # handle id -> calico.ipam.Handle
+    # endpoint "namespace/name" -> node, containerID, interface (in the pod), orchestrator,
+    # key and mod_revision (what a release re-checks)
+    workloads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_apis: dict[str, str] = field(default_factory=dict)  # node -> its node API URL
 
     def allocations(self) -> list[Allocation]:
         out = []
@@ -96,6 +107,8 @@ class Report:
     leaked_addresses: list[dict[str, Any]] = field(default_factory=list)
     endpoints_without_allocation: list[dict[str, Any]] = field(default_factory=list)
     addresses_outside_pools: list[dict[str, Any]] = field(default_factory=list)
+    stale_endpoints: list[dict[str, Any]] = field(default_factory=list)
+    nodes_not_checked: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -103,6 +116,7 @@ class Report:
             len(self.leaked_addresses)
             + len(self.endpoints_without_allocation)
             + len(self.addresses_outside_pools)
+            + len(self.stale_endpoints)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -112,7 +126,95 @@ class Report:
             "leakedAddresses": d["leaked_addresses"],
             "endpointsWithoutAllocation": d["endpoints_without_allocation"],
             "addressesOutsidePools": d["addresses_outside_pools"],
+            "staleEndpoints": d["stale_endpoints"],
+            "nodesNotChecked": d["nodes_not_checked"],
         }
+
+
+CHECKED_ORCHESTRATOR = "cni"  # endpoints a node's runtime (rkt) owns; others are not asked
+
+
+def check_workloads(
+    snap: Snapshot, pods_by_node: dict[str, list[dict[str, Any]] | str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(stale endpoints, nodes not checked), pure. `pods_by_node` is each node's answer to
+    GET /v1/pods, or why there is none. An endpoint is stale when its node lists no pod with
+    its containerID ("pod gone"), the pod is being removed but its teardown failed (garbage
+    or deleting: the runtime retries it), or the pod has no network on that interface
+    ("interface gone"); a pod still being prepared is never judged by its interfaces."""
+    by_ip = {a.ip: a for a in snap.allocations()}
+    stale: list[dict[str, Any]] = []
+    unchecked: dict[str, dict[str, Any]] = {}
+    for name, w in sorted(snap.workloads.items()):
+        if w.get("orchestrator") != CHECKED_ORCHESTRATOR:
+            continue
+        node = str(w.get("node") or "")
+        answer = pods_by_node.get(node, "no node API published on its Node resource")
+        if isinstance(answer, str):
+            entry = unchecked.setdefault(node, {"node": node, "reason": answer, "endpoints": 0})
+            entry["endpoints"] += 1
+            continue
+        pods = {str(p.get("uuid") or p.get("name") or ""): p for p in answer}
+        pod = pods.get(str(w.get("containerID") or ""))
+        if pod is None:
+            reason = "pod gone"
+        elif pod.get("state") in ("garbage", "deleting"):
+            reason = f"pod {pod['state']}, its teardown failed (rkt gc / rkt rm retries it)"
+        else:
+            ifnames = {n.get("ifName") for n in pod.get("networks") or []}
+            if pod.get("state") == "prepared" or w.get("interface") in ifnames:
+                continue
+            reason = "interface gone"
+        ips = snap.endpoints.get(name, [])
+        stale.append(
+            {
+                "endpoint": name,
+                "node": node,
+                "containerID": w.get("containerID"),
+                "interface": w.get("interface"),
+                "reason": reason,
+                "ips": ips,
+                "handles": sorted({by_ip[ip].handle or "" for ip in ips if ip in by_ip}),
+                "modRevision": w.get("mod_revision"),
+            }
+        )
+    return stale, sorted(unchecked.values(), key=lambda e: e["node"])
+
+
+def node_pods(snap: Snapshot, timeout: float = NODE_API_TIMEOUT) -> dict[str, Any]:
+    """Ask every node that has endpoints to check for its pods, at once; a node that
+    cannot be asked maps to the reason."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nodes = sorted(
+        {
+            str(w.get("node") or "")
+            for w in snap.workloads.values()
+            if w.get("orchestrator") == CHECKED_ORCHESTRATOR
+        }
+    )
+
+    def ask(node: str) -> tuple[str, Any]:
+        url = snap.node_apis.get(node)
+        if not node:
+            return node, "endpoint names no node"
+        if not url:
+            return node, "no node API published on its Node resource"
+        from calico.nodeapi import NodeAPIError, NodeClient
+
+        try:
+            with NodeClient(url, timeout=timeout) as client:
+                pods = client.pods()
+        except NodeAPIError as exc:
+            return node, f"node API not reachable: {' '.join(str(exc).split())}"
+        if not isinstance(pods, list):
+            return node, "node API answered something other than a list of pods"
+        return node, pods
+
+    if not nodes:
+        return {}
+    with ThreadPoolExecutor(min(16, len(nodes))) as pool:
+        return dict(pool.map(ask, nodes))
 
 
 def check_snapshot(snap: Snapshot) -> Report:
@@ -145,13 +247,29 @@ def load_snapshot(ds: Any) -> Snapshot:
         h = ipam.Handle.from_json(kv.value)
         handles[h.handle_id] = h
     endpoints: dict[str, list[str]] = {}
+    workloads: dict[str, dict[str, Any]] = {}
     for kv in ds.kv_list(kind_prefix("WorkloadEndpoint"))[0]:
         data = kv.json()
         meta = data.get("metadata") or {}
+        spec = data.get("spec") or {}
         name = f"{meta.get('namespace', 'default')}/{meta.get('name', '?')}"
-        nets = (data.get("spec") or {}).get("ipNetworks") or []
+        nets = spec.get("ipNetworks") or []
         endpoints[name] = [n.split("/")[0] for n in nets]
-    return Snapshot(list_pools(ds), blocks, endpoints, handles)
+        workloads[name] = {
+            "node": spec.get("node"),
+            "containerID": spec.get("containerID"),
+            "interface": spec.get("endpoint"),
+            "orchestrator": spec.get("orchestrator"),
+            "key": kv.key,
+            "mod_revision": kv.mod_revision,
+        }
+    node_apis: dict[str, str] = {}
+    for kv in ds.kv_list(kind_prefix("Node"))[0]:
+        meta = kv.json().get("metadata") or {}
+        url = (meta.get("annotations") or {}).get("calico-rkt.io/api")
+        if meta.get("name") and url:
+            node_apis[str(meta["name"])] = str(url)
+    return Snapshot(list_pools(ds), blocks, endpoints, handles, workloads, node_apis)
 
 
 # ---- show --------------------------------------------------------------------------------
@@ -260,7 +378,30 @@ def render_check(snap: Snapshot, report: Report) -> str:
         f"Found {len(report.addresses_outside_pools)} allocated addresses outside every pool"
     )
     lines += [f"  {a['ip']} block {a['block']}" for a in report.addresses_outside_pools]
-    lines.append(f"Check complete; found {report.problems} problems.")
+    lines.append(
+        f"Found {len(report.stale_endpoints)} endpoints whose pod or interface no longer "
+        "exists on their node"
+    )
+    lines += [
+        f"  {','.join(e['ips']) or '-'} endpoint {e['endpoint']} on {e['node']}: {e['reason']}"
+        f" (container {e['containerID']}, interface {e['interface']})"
+        for e in report.stale_endpoints
+    ]
+    if report.nodes_not_checked:
+        lines.append(
+            f"Could not check the endpoints of {len(report.nodes_not_checked)} nodes "
+            "(not known to be in use, not known to be stale):"
+        )
+        lines += [
+            f"  {n['node'] or '(no node)'}: {n['endpoints']} endpoints not checked: {n['reason']}"
+            for n in report.nodes_not_checked
+        ]
+        lines.append(
+            f"Check incomplete ({len(report.nodes_not_checked)} nodes not checked); "
+            f"found {report.problems} problems."
+        )
+    else:
+        lines.append(f"Check complete; found {report.problems} problems.")
     return "\n".join(lines) + "\n"
 
 
@@ -268,6 +409,7 @@ def cmd_check(cli: Any) -> int:
 
     snap = load_snapshot(cli.datastore())
     report = check_snapshot(snap)
+    report.stale_endpoints, report.nodes_not_checked = check_workloads(snap, node_pods(snap))
     cli.out(render_check(snap, report))
     if cli.args.output:
         try:
@@ -283,7 +425,7 @@ def cmd_check(cli: Any) -> int:
 # ---- release -----------------------------------------------------------------------------
 
 
-def _read_report(path: str) -> list[dict[str, Any]]:
+def _read_report(path: str) -> dict[str, Any]:
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -294,10 +436,49 @@ def _read_report(path: str) -> list[dict[str, Any]]:
         raise CliError(f"report {path} is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("version") != REPORT_VERSION:
         raise CliError(f"{path} is not a calicoctl ipam check report (version {REPORT_VERSION})")
-    leaked = data.get("leakedAddresses")
-    if not isinstance(leaked, list):
+    if not isinstance(data.get("staleEndpoints", []), list):
+        raise CliError(f"{path}: staleEndpoints must be a list")
+    if not isinstance(data.get("leakedAddresses"), list):
         raise CliError(f"{path}: leakedAddresses must be a list")
-    return leaked
+    return data
+
+
+def _release_stale(cli: Any, ds: Any, entries: list[Any], snap: Snapshot) -> int:
+    """Remove the report's stale endpoints that are still stale (same endpoint, unchanged
+    since the check, and its node still lists no such pod or interface), then free the
+    addresses they held that are still held by the same handles. Returns how many."""
+    from calico.ipam_store import release_ips
+
+    wanted = [e for e in entries if isinstance(e, dict) and e.get("endpoint") in snap.workloads]
+    still, _ = check_workloads(snap, node_pods(snap)) if wanted else ([], [])
+    now = {e["endpoint"]: e for e in still}
+    held = {a.ip: a.handle for a in snap.allocations()}
+    done = 0
+    for entry in entries:
+        name = entry.get("endpoint") if isinstance(entry, dict) else None
+        cur = now.get(str(name))
+        if (
+            cur is None
+            or cur["containerID"] != entry.get("containerID")
+            or cur["modRevision"] != entry.get("modRevision")
+        ):
+            cli.out(f"Skipped endpoint {name}: no longer stale\n")
+            continue
+        if not ds.kv_delete(snap.workloads[cur["endpoint"]]["key"], cur["modRevision"]):
+            cli.out(f"Skipped endpoint {name}: changed while releasing\n")
+            continue
+        ips = [
+            ipaddress.IPv4Address(ip)
+            for ip in cur["ips"]
+            if held.get(ip) is not None and held.get(ip) in (entry.get("handles") or [])
+        ]
+        released, _ = release_ips(ds, ips) if ips else ([], [])
+        cli.out(
+            f"Removed stale endpoint {name} ({cur['reason']}); released "
+            f"{', '.join(map(str, released)) or 'no address'}\n"
+        )
+        done += 1
+    return done
 
 
 def cmd_release(cli: Any) -> int:
@@ -316,7 +497,9 @@ def cmd_release(cli: Any) -> int:
         cli.out(f"Successfully released IP address {ip}\n")
         return 0
 
-    leaked = _read_report(cli.args.from_report)
+    data = _read_report(cli.args.from_report)
+    leaked = data["leakedAddresses"]
+    stale = data.get("staleEndpoints") or []
     # Re-check against the current state: only what is still allocated to the same
     # handle and still has no endpoint is released.
     snap = load_snapshot(ds)
@@ -336,4 +519,7 @@ def cmd_release(cli: Any) -> int:
     for ip_text in skipped:
         cli.out(f"Skipped {ip_text}: no longer leaked\n")
     cli.out(f"Released {len(released)} of {len(leaked)} leaked addresses\n")
+    if stale:
+        removed = _release_stale(cli, ds, stale, snap)
+        cli.out(f"Removed {removed} of {len(stale)} stale endpoints\n")
     return 0

@@ -134,20 +134,38 @@ def valid_attachments(req: Request) -> list[Attachment]:
     return req.conf.valid_attachments
 
 
+def _handle_nodes(ds: Any) -> dict[str, set[str]]:
+    """handle id -> the nodes its addresses were assigned to (the allocation's `node`
+    attribute, else the block's affinity). Blocks keep only attributes in use."""
+    out: dict[str, set[str]] = {}
+    for kv in ds.kv_list(keys.BLOCK_PREFIX)[0]:
+        block = ipam.Block.from_json(kv.value)
+        for attr in block.attributes:
+            if attr.handle_id:
+                node = (attr.secondary or {}).get("node") or block.node or ""
+                out.setdefault(attr.handle_id, set()).add(node)
+    return out
+
+
 def ipam_gc(req: Request) -> list[str]:
-    """Release every handle of this network whose container is not in the valid list;
-    returns the handles released."""
+    """Release every handle of this network whose container is not in the valid list and
+    whose addresses belong to this node (a runtime lists only its own node's attachments:
+    another node's pods are never its to collect); returns the handles released."""
     assert req.conf is not None
     valid = {a.container_id for a in valid_attachments(req)}
+    node = node_of(req)
     prefix = keys.handle_key(ipam.make_handle_id(req.conf.name, ""))
     released: list[str] = []
     with store_errors():
         ds = _datastore(req)
         kvs, _ = ds.kv_list(prefix)
+        owners = _handle_nodes(ds) if kvs else {}
         for kv in kvs:
             handle_id = kv.key[len(keys.HANDLE_PREFIX) :]
             if handle_id[len(prefix) - len(keys.HANDLE_PREFIX) :] in valid:
                 continue
+            if owners.get(handle_id, set()) - {node}:
+                continue  # held on another node
             ipam_store.release_by_handle(ds, handle_id)
             released.append(handle_id)
     return released

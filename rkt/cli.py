@@ -2,12 +2,12 @@
 
     rkt [--dir=DIR] [--local-config=DIR] COMMAND ...
     rkt run [--net[=NET[:K=V;...]],...] [--insecure-options=image] [--interactive]
-            [--uuid-file-save=FILE] [--set-env=K=V] [--detach] IMAGE [--exec=CMD] [--name=APP]
-            [-- ARGS...]
+            [--uuid-file-save=FILE] [--set-env=K=V] [--detach] [--] IMAGE [--exec=CMD]
+            [--name=APP] [-- ARGS...]
     rkt list [--no-legend] [--full] [--format=json|json-pretty]
     rkt status [--wait[=DURATION]] [--format=json|json-pretty] UUID
     rkt stop [--force] UUID...
-    rkt rm UUID...
+    rkt rm [--force] UUID...
     rkt gc [--grace-period=DURATION]
     rkt image list [--no-legend] [--full] [--format=json|json-pretty]
     rkt image import [--exec=CMD] [--app-name=NAME] SOURCE NAME[:VERSION]
@@ -18,6 +18,11 @@ Extensions to rkt: ``run --detach`` returns once the app has started and prints 
 (the node API uses it); ``image import`` stores a rootfs folder or tarball as a named image
 (``image import docker://busybox`` builds the built-in busybox image ahead of its first use).
 UUIDs may be abbreviated to any unique prefix (``rkt list`` shows 8 characters).
+rm and gc never forget a pod whose CNI DEL failed (etcd down): they print one line per
+failed network, exit 254 and keep the pod (state deleting/garbage) for the next rm or gc to
+retry. ``rm --force`` removes it anyway; its endpoint and address may stay in etcd until
+``rkt gc`` (which also runs CNI GC for every network in net.d) frees them, and
+``calicoctl ipam check`` lists them meanwhile.
 
 Only `os` and `sys` are imported here; each command imports what it needs, so `rkt run`
 starts fast.
@@ -51,7 +56,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "list": {"no-legend": BOOL, "full": BOOL, "format": VALUE},
     "status": {"wait": OPTVAL, "format": VALUE, "uuid-file": VALUE},
     "stop": {"force": BOOL, "uuid-file": VALUE},
-    "rm": {"uuid-file": VALUE},
+    "rm": {"force": BOOL, "uuid-file": VALUE},
     "gc": {"grace-period": VALUE, "expire-prepared": VALUE},
     "image list": {"no-legend": BOOL, "full": BOOL, "format": VALUE},
     "image import": {"exec": VALUE, "app-name": VALUE},
@@ -164,9 +169,16 @@ def parse_argv(argv: list[str]) -> Parsed:
     while j < len(tokens):
         tok = tokens[j]
         if tok == "--":
-            if cmd != "run" or not image_seen:
-                if cmd == "run":
-                    raise UsageError("missing image before '--'")
+            if cmd == "run" and not image_seen:
+                # `run [flags] -- IMAGE [app flags] [-- ARGS]`: the image is never a flag,
+                # whatever it starts with (the node API passes images this way).
+                if j + 1 >= len(tokens):
+                    raise UsageError("missing image after '--'")
+                p.positionals.append(tokens[j + 1])
+                image_seen = True
+                j += 2
+                continue
+            if cmd != "run":
                 p.positionals.extend(tokens[j + 1 :])
                 break
             p.app_args = tokens[j + 1 :]
@@ -317,19 +329,25 @@ def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
         if cmd == "status":
             return _status(p, rt)
         if cmd in ("stop", "rm"):
+            from rkt.pods import TeardownFailed
+
             failed = 0
+            force = bool(p.get("force"))
             for u in _uuid_args(p):
                 try:
-                    done = rt.stop(u, bool(p.get("force"))) if cmd == "stop" else rt.remove(u)
+                    done = rt.stop(u, force) if cmd == "stop" else rt.remove(u, force)
                     sys.stdout.write(done + "\n")
+                except TeardownFailed as e:
+                    for line in e.errors:
+                        _err(f"{line} (pod kept: run rkt rm again, or rkt rm --force)")
+                    failed += 1
                 except (StateError, OSError) as e:
                     _err(str(e))
                     failed += 1
             return EXIT_ERROR if failed else 0
         if cmd == "gc":
             grace = parse_duration(str(p.get("grace-period") or "30m"))
-            rt.gc(grace)
-            return 0
+            return EXIT_ERROR if rt.gc(grace).errors else 0
         if cmd.startswith("image "):
             return _image(p, data_dir)
     except (RunError, StateError) as e:

@@ -9,6 +9,10 @@
 - Results of every version are read back: 0.1.0/0.2.0 ``ip4``, 0.3.x-1.x ``ips``.
 - A failing plugin prints ``{"code", "msg", "details"}``; the user sees msg and details in one
   line.
+- GC (spec 1.1.0, `rkt gc`): every plugin of a network whose VERSION answer includes 1.1.0
+  gets ``GC`` with the config at ``cniVersion: 1.1.0`` and ``cni.dev/valid-attachments``
+  (the pods that still exist); a plugin that cannot speak 1.1.0 (ptp, host-local) is skipped,
+  as libcni skips GC below 1.1.0.
 
 Processes are spawned with os.posix_spawn and pipes rather than subprocess: this runs on
 every `rkt run`, and the subprocess import alone costs several milliseconds.
@@ -281,3 +285,45 @@ def _run(pconf: dict[str, Any], command: str, inv: Invocation) -> dict[str, Any]
     if not isinstance(result, dict):
         raise PluginFailed(f"plugin {ptype}: result is not a JSON object")
     return result
+
+
+GC_VERSION = "1.1.0"
+
+
+def supported_versions(path: str, cni_path: str) -> list[str]:
+    """The plugin's answer to VERSION; [] when it gives none."""
+    env = dict(os.environ, CNI_COMMAND="VERSION", CNI_PATH=cni_path)
+    run = exec_plugin(path, b'{"cniVersion": "0.1.0"}', env, timeout=10.0)
+    try:
+        answer = json.loads(run.stdout) if run.returncode == 0 else {}
+    except ValueError:
+        return []
+    versions = answer.get("supportedVersions") if isinstance(answer, dict) else None
+    return [str(v) for v in versions] if isinstance(versions, list) else []
+
+
+def gc(conf: dict[str, Any], attachments: list[dict[str, str]], cni_path: str) -> None:
+    """CNI GC of one network: each plugin that speaks 1.1.0 is told which attachments are
+    still in use; it releases the rest. A plugin not installed has nothing to collect (no pod
+    could be added through it). Every plugin is tried; the first failure is raised."""
+    first: PluginFailed | None = None
+    env = dict(os.environ, CNI_COMMAND="GC", CNI_PATH=cni_path)
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    for pconf in plugin_confs(conf):
+        ptype = str(pconf.get("type", ""))
+        try:
+            path = find_plugin(ptype, cni_path)
+        except PluginFailed:
+            continue
+        try:
+            if GC_VERSION not in supported_versions(path, cni_path):
+                continue
+            body = dict(pconf, cniVersion=GC_VERSION)
+            body["cni.dev/valid-attachments"] = attachments
+            run = exec_plugin(path, json.dumps(body).encode(), env)
+            if run.returncode != 0:
+                raise PluginFailed(error_message(run, ptype))
+        except PluginFailed as e:
+            first = first or e
+    if first is not None:
+        raise first

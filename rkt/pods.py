@@ -156,7 +156,14 @@ class Runtime:
         uuid = new_uuid()
         pdir = self.pod_dir(uuid)
         os.makedirs(self.pods_dir, exist_ok=True)
-        os.mkdir(pdir, 0o750)
+        # Held (shared) until the ADDs are done: `rkt gc` sees this pod before its CNI GC.
+        gc_lock = self.gc_lock(exclusive=False).__enter__() if plan.networks else None
+        try:
+            os.mkdir(pdir, 0o750)
+        except BaseException:
+            if gc_lock is not None:
+                gc_lock.release()
+            raise
         lock_fd = os.open(
             os.path.join(pdir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
@@ -212,10 +219,14 @@ class Runtime:
                 with open(opts.uuid_file_save, "w") as f:
                     f.write(uuid)
             store.touch(image)
+            if gc_lock is not None:
+                gc_lock.release()
             return self._start(pod, pdir, image, opts, lock_fd)
         except BaseException:
             self._discard(pod, pdir)
             os.close(lock_fd)
+            if gc_lock is not None:
+                gc_lock.release()
             raise
 
     def _discard(self, pod: PodState, pdir: str) -> None:
@@ -223,6 +234,11 @@ class Runtime:
         import shutil
 
         self.teardown(pod)
+        if pod.netns:  # kept by a failed DEL; `rkt gc` (CNI GC) releases what it held
+            try:
+                netns.remove_pinned_netns(pod.netns)
+            except OSError as e:
+                self.warn(f"pod {pod.uuid}: cannot remove its netns: {e}")
         shutil.rmtree(pdir, ignore_errors=True)
 
     def _start(self, pod: PodState, pdir: str, image, opts: RunOptions, lock_fd: int) -> int:
@@ -318,16 +334,20 @@ class Runtime:
             ) from None
         return fd
 
-    def remove(self, prefix: str) -> str:
+    def remove(self, prefix: str, force: bool = False) -> str:
+        """rkt rm: CNI DEL of every network, then the pod dir. A DEL that fails (etcd down)
+        keeps the pod, in state `deleting` with that network still owed a DEL, and raises
+        TeardownFailed: the next `rkt rm` (or `rkt gc`) retries it. With force the pod is
+        removed anyway; what the failed DEL held stays until `rkt gc` (CNI GC) frees it."""
         uuid = self.resolve(prefix)
         fd = self._lock_for_removal(uuid)
         try:
-            self._remove_locked(uuid)
+            self._remove_locked(uuid, force)
         finally:
             os.close(fd)
         return uuid
 
-    def _remove_locked(self, uuid: str) -> None:
+    def _remove_locked(self, uuid: str, force: bool = False) -> None:
         import shutil
 
         pdir = self.pod_dir(uuid)
@@ -341,14 +361,22 @@ class Runtime:
             if pod.state != DELETING:
                 pod.set_state(DELETING)
                 write_state(pdir, pod)
-            self.teardown(pod)
+            errors = self.teardown(pod, report=False)
+            if errors:
+                write_state(pdir, pod)  # what is still owed a DEL, for the retry
+                if not force:
+                    raise TeardownFailed(pod.uuid, errors)
+                for e in errors:
+                    self.warn(f"{e} (removed anyway, --force: `rkt gc` releases what it held)")
         else:
             netns.remove_pinned_netns(os.path.join(pdir, NETNS_FILE))
         shutil.rmtree(pdir, ignore_errors=True)
 
-    def teardown(self, pod: PodState) -> list[str]:
+    def teardown(self, pod: PodState, report: bool = True) -> list[str]:
         """CNI DEL of every added network in reverse order (same CNI_PATH and args as ADD),
-        then the netns pin. Errors are reported and the teardown goes on, as rkt did."""
+        then the netns pin. Every network is tried; one that fails stays `added` (a DEL is
+        still owed) and the pin stays too, so a retry runs the same DEL. Returns one line
+        per failure (and, with report, prints them)."""
         errors: list[str] = []
         added = [n for n in pod.networks if n.added]
         if added:
@@ -362,55 +390,153 @@ class Runtime:
                 try:
                     cni.delete(n.conf, inv, n.result)
                 except cni.PluginFailed as e:
-                    errors.append(f"error deleting network {n.name!r} of pod {pod.uuid}: {e}")
+                    errors.append(f"pod {pod.uuid}: cannot remove network {n.name!r}: {e}")
+                    continue
                 n.added = False
-        if pod.netns:
+        if pod.netns and not errors:
             try:
                 netns.remove_pinned_netns(pod.netns)
             except OSError as e:
-                errors.append(f"cannot remove netns of pod {pod.uuid}: {e}")
-        for e in errors:
-            self.warn(e)
+                errors.append(f"pod {pod.uuid}: cannot remove its netns: {e}")
+        if report:
+            for e in errors:
+                self.warn(e)
         return errors
 
-    def gc(self, grace: float, now: float | None = None) -> list[str]:
+    def gc(self, grace: float, now: float | None = None) -> GCResult:
         """rkt gc: exited pods have their networks torn down and become garbage; garbage older
         than the grace period is removed, and so are aborted preparations (a prepared pod
-        nobody holds: the CLI preparing it died). Returns the UUIDs removed."""
+        nobody holds: the CLI preparing it died). A teardown that fails (etcd down) keeps the
+        pod, its failed networks still owed a DEL that every later gc retries. Then CNI GC
+        (spec 1.1.0) runs for every network in net.d with the attachments of the pods that
+        still exist here, so whatever a forgotten pod held is released (cni.gc_networks)."""
         now = time.time() if now is None else now
-        removed = []
+        out = GCResult()
         for uuid in self.uuids():
             try:
                 fd = self._lock_for_removal(uuid)
             except (StateError, FileNotFoundError):
                 continue
             try:
-                pdir = self.pod_dir(uuid)
-                try:
-                    pod = read_state(pdir)
-                except (OSError, ValueError):
-                    self._remove_locked(uuid)
-                    removed.append(uuid)
-                    continue
-                if pod.state in (PREPARED, DELETING):
-                    self._remove_locked(uuid)
-                    removed.append(uuid)
-                    continue
-                if pod.state == RUNNING:
-                    pod.state = EXITED
-                if pod.state == EXITED:
-                    self.warn(f"moving pod {uuid} to garbage")
-                    self.teardown(pod)
-                    pod.set_state(GARBAGE)
-                    pod.gc_marked = now
-                    write_state(pdir, pod)
-                if pod.state == GARBAGE and now - (pod.gc_marked or now) >= grace:
-                    self.warn(f"garbage collecting pod {uuid}")
-                    self._remove_locked(uuid)
-                    removed.append(uuid)
+                self._gc_pod(uuid, grace, now, out)
+            except TeardownFailed as e:
+                out.errors += [f"{line} (pod kept: the next rkt gc retries)" for line in e.errors]
             finally:
                 os.close(fd)
-        return removed
+        out.errors += self.gc_networks()
+        for e in out.errors:
+            self.warn(e)
+        return out
+
+    def _gc_pod(self, uuid: str, grace: float, now: float, out: GCResult) -> None:
+        pdir = self.pod_dir(uuid)
+        try:
+            pod = read_state(pdir)
+        except (OSError, ValueError):
+            self._remove_locked(uuid)
+            out.removed.append(uuid)
+            return
+        if pod.state in (PREPARED, DELETING):
+            self._remove_locked(uuid)
+            out.removed.append(uuid)
+            return
+        if pod.state == RUNNING:
+            pod.state = EXITED
+        if pod.state == EXITED:
+            self.warn(f"moving pod {uuid} to garbage")
+            pod.set_state(GARBAGE)
+            pod.gc_marked = now
+        if pod.state == GARBAGE and (any(n.added for n in pod.networks) or pod.netns):
+            errors = self.teardown(pod, report=False)  # first try, or a retry
+            write_state(pdir, pod)
+            if errors:
+                raise TeardownFailed(uuid, errors)
+            pod.netns = ""
+        write_state(pdir, pod)
+        if pod.state == GARBAGE and now - (pod.gc_marked or now) >= grace:
+            self.warn(f"garbage collecting pod {uuid}")
+            self._remove_locked(uuid)
+            out.removed.append(uuid)
+
+    def attachments(self) -> dict[str, list[dict[str, str]]]:
+        """network name -> `cni.dev/valid-attachments` of every pod that still exists here,
+        whatever its state (a pod being prepared records a network before its ADD)."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for u in self.uuids():
+            try:
+                pod = read_state(self.pod_dir(u))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # no state yet: no network either (recorded before ADD)
+            for n in pod.networks:
+                out.setdefault(n.name, []).append({"containerID": pod.uuid, "ifname": n.ifname})
+        return out
+
+    def gc_networks(self) -> list[str]:
+        """CNI GC of every network in net.d, under the data dir's GC lock held exclusively
+        (`rkt run` holds it shared while it prepares a pod, so a pod whose ADD is under way
+        is never collected). One line per network that failed; a broken net.d is one too."""
+        from rkt import cni
+
+        try:
+            nets = netconf.load_net_dir(os.path.join(self.local_config, "net.d"))
+        except netconf.NetError as e:
+            return [f"CNI GC skipped: {e}"]
+        if not nets:
+            return []
+        with self.gc_lock(exclusive=True):
+            valid = self.attachments()
+            errors = []
+            for net in nets:
+                try:
+                    cni.gc(net.conf, valid.get(net.name, []), cni.default_cni_path())
+                except cni.PluginFailed as e:
+                    errors.append(f"CNI GC of network {net.name!r} failed: {e}")
+            return errors
+
+    def gc_lock(self, exclusive: bool) -> _GCLock:
+        return _GCLock(os.path.join(self.data_dir, GC_LOCK_FILE), exclusive)
+
+
+GC_LOCK_FILE = "cni-gc.lock"
+
+
+class _GCLock:
+    """`<dir>/cni-gc.lock`: shared by `rkt run` from its pod dir until its ADDs are done,
+    exclusive for `rkt gc`'s CNI GC (which must see every pod that has attachments)."""
+
+    def __init__(self, path: str, exclusive: bool) -> None:
+        self.path = path
+        self.op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        self.fd: int | None = None
+
+    def __enter__(self) -> _GCLock:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, self.op)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@record
+class GCResult:
+    removed: list[str] = factory(list)
+    errors: list[str] = factory(list)
+
+
+class TeardownFailed(StateError):
+    """A CNI DEL failed: the pod is kept with that network still owed a DEL."""
+
+    def __init__(self, uuid: str, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.uuid = uuid
+        self.errors = errors
 
 
 def _flock_timeout(fd: int, op: int, timeout: float | None) -> bool:

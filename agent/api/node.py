@@ -52,6 +52,33 @@ def number(value: Any, default: float, what: str) -> float:
     return out
 
 
+def text_field(body: dict[str, Any], key: str, what: str, default: str | None = None) -> str | None:
+    """An optional string from a request body: APIError 400 for another type, a NUL byte
+    (it cannot reach an argv) or a leading `-` (an option is never a value here)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise APIError(400, f"{what} must be a string")
+    if "\x00" in value:
+        raise APIError(400, f"{what} must not contain a NUL byte")
+    if value.startswith("-"):
+        raise APIError(400, f"{what} must not start with '-': {value[:60]!r}")
+    return value
+
+
+def flag_field(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise APIError(400, f"{key} must be true or false")
+    return value
+
+
+UUID_CHARS = frozenset("0123456789abcdef-")
+
+
 # ---------------------------------------------------------------- the service
 
 
@@ -218,53 +245,65 @@ class NodeService:
 
     # -- actions
     def run_pod(self, req: Request) -> dict[str, Any]:
+        """`rkt run` with `--` before the image: no field can become one of rkt's options
+        (image, exec and name may not start with `-`; networks are `--net=` values; args
+        follow the second `--`). Strings only, no NUL bytes; wrong types are 400s."""
         body = req.body or {}
         if not isinstance(body, dict):
             raise APIError(400, "body must be a JSON object")
-        image = body.get("image") or "docker://busybox"
+        image = text_field(body, "image", "image") or "docker://busybox"
         nets = body.get("networks") or []
-        if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        if not isinstance(nets, list) or not all(
+            isinstance(n, str) and n and "\x00" not in n for n in nets
+        ):
             raise APIError(400, "networks must be a list of strings like 'network1:IP=192.168.0.5'")
-        args = ["run"]
-        args += [f"--net={n}" for n in nets]
-        if not body.get("wait"):
-            args.append("--detach")
-        args.append(str(image))
-        if body.get("exec"):
-            args.append(f"--exec={body['exec']}")
-        if body.get("name"):  # an app flag: after the image, as rkt parses it
-            args.append(f"--name={body['name']}")
+        exec_ = text_field(body, "exec", "exec")
+        name = text_field(body, "name", "name")
         extra = body.get("args") or []
-        if not isinstance(extra, list):
+        if not isinstance(extra, list) or not all(
+            isinstance(a, str) and "\x00" not in a for a in extra
+        ):
             raise APIError(400, "args must be a list of strings")
-        if extra:
-            args += ["--", *map(str, extra)]
+        wait = flag_field(body, "wait", False)
         timeout = number(body.get("timeout"), 120.0, "timeout")
         if timeout <= 0:
             raise APIError(400, "timeout must be more than 0 seconds")
+        args = ["run"]
+        args += [f"--net={n}" for n in nets]
+        if not wait:
+            args.append("--detach")
+        args += ["--", image]
+        if exec_:
+            args.append(f"--exec={exec_}")
+        if name:  # an app flag: after the image, as rkt parses it
+            args.append(f"--name={name}")
+        if extra:
+            args += ["--", *extra]
         proc = self.rkt(args, timeout=timeout)
-        if body.get("wait"):
+        if wait:
             return {"exit_code": proc.returncode, "output": proc.stdout, "log": proc.stderr}
         if proc.returncode != 0:
             raise APIError(400, (proc.stderr.strip().splitlines() or ["rkt run failed"])[-1])
-        uuid = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        lines = proc.stdout.strip().splitlines()
+        uuid = lines[-1].strip() if lines else ""
+        if len(uuid) != 36 or not set(uuid) <= UUID_CHARS:
+            raise APIError(502, f"rkt run printed no pod UUID: {proc.stdout.strip()[:200]!r}")
         return {"uuid": uuid}
 
     def stop_pod(self, req: Request) -> dict[str, Any]:
         uuid = self._pod_or_404(req.params["uuid"])
-        force = (
-            bool((req.body or {}).get("force", True))
-            if isinstance(req.body, dict | type(None))
-            else True
-        )
-        proc = self.rkt(["stop", *(["--force"] if force else []), uuid])
+        body = req.body if req.body is not None else {}
+        if not isinstance(body, dict):
+            raise APIError(400, "body must be a JSON object")
+        force = flag_field(body, "force", True)
+        proc = self.rkt(["stop", *(["--force"] if force else []), "--", uuid])
         if proc.returncode != 0:
             raise APIError(409, proc.stderr.strip() or "stop failed")
         return {"uuid": uuid, "stopped": True}
 
     def remove_pod(self, req: Request) -> dict[str, Any]:
         uuid = self._pod_or_404(req.params["uuid"])
-        proc = self.rkt(["rm", uuid])
+        proc = self.rkt(["rm", "--", uuid])
         if proc.returncode != 0:
             raise APIError(409, proc.stderr.strip() or "rm failed")
         return {"uuid": uuid, "removed": True}

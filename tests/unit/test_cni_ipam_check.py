@@ -30,6 +30,8 @@ def test_check_finds_each_kind_of_problem() -> None:
         "leakedAddresses",
         "endpointsWithoutAllocation",
         "addressesOutsidePools",
+        "staleEndpoints",
+        "nodesNotChecked",
     }
 
 
@@ -47,3 +49,49 @@ def test_show_one_address() -> None:
     assert "default/e1" in ci.render_ip(snap, "10.0.0.0")
     assert "is not assigned" in ci.render_ip(snap, "10.0.0.50")
     assert "outside every IP pool" in ci.render_ip(snap, "172.16.0.1")
+
+
+def test_endpoints_without_pod_or_interface_and_unreachable_nodes():
+    snap = _snapshot()
+    snap.endpoints = {"default/a": ["10.0.0.1"], "default/b": ["10.0.0.2"], "default/c": []}
+    snap.workloads = {
+        "default/a": {
+            "node": "n1",
+            "containerID": "p1",
+            "interface": "eth0",
+            "orchestrator": "cni",
+        },
+        "default/b": {
+            "node": "n1",
+            "containerID": "p2",
+            "interface": "eth1",
+            "orchestrator": "cni",
+        },
+        "default/c": {
+            "node": "n2",
+            "containerID": "p3",
+            "interface": "eth0",
+            "orchestrator": "cni",
+        },
+        "default/k": {
+            "node": "n1",
+            "containerID": "zz",
+            "interface": "eth0",
+            "orchestrator": "k8s",
+        },
+    }
+    pods = [
+        {"uuid": "p2", "state": "running", "networks": [{"ifName": "eth0"}]},
+        {"uuid": "p9", "state": "prepared", "networks": []},
+    ]
+    stale, unchecked = ci.check_workloads(snap, {"n1": pods, "n2": "node API not reachable: x"})
+    assert [(e["endpoint"], e["reason"]) for e in stale] == [
+        ("default/a", "pod gone"),
+        ("default/b", "interface gone"),
+    ]
+    assert unchecked == [{"node": "n2", "reason": "node API not reachable: x", "endpoints": 1}]
+    report = ci.check_snapshot(snap)
+    report.stale_endpoints, report.nodes_not_checked = stale, unchecked
+    text = ci.render_check(snap, report)
+    assert "Check incomplete (1 nodes not checked)" in text and "n2: 1 endpoints" in text
+    assert report.to_json()["staleEndpoints"][0]["endpoint"] == "default/a"

@@ -125,3 +125,18 @@ def test_list_of_nothing(tmp_path, capsys):
     assert rc == 0 and out == ""
     rc, out, _ = run_main(tmp_path, capsys, "list", "--format=json")
     assert rc == 0 and out.strip() == "[]"
+
+
+def test_run_takes_the_image_after_double_dash_even_if_it_looks_like_a_flag():
+    from rkt.cli import parse_argv
+
+    p = parse_argv(["run", "--detach", "--", "--help", "--exec=/bin/true", "--", "a", "-b"])
+    assert p.positionals == ["--help"] and p.flags["detach"] is True
+    assert p.app_flags == {"exec": "/bin/true"} and p.app_args == ["a", "-b"]
+
+
+def test_rm_takes_force_and_double_dash():
+    from rkt.cli import parse_argv
+
+    p = parse_argv(["rm", "--force", "--", "abc"])
+    assert p.flags["force"] is True and p.positionals == ["abc"]
