@@ -62,7 +62,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _need_subcommand(parser: argparse.ArgumentParser) -> Any:
     def run(cli: Any) -> int:
-
         raise CliError("calicoctl ipam: a subcommand is required (show, check, release)")
 
     return run
@@ -89,6 +88,9 @@ class Snapshot:
     # key and mod_revision (what a release re-checks)
     workloads: dict[str, dict[str, Any]] = field(default_factory=dict)
     node_apis: dict[str, str] = field(default_factory=dict)  # node -> its node API URL
+    # what the agents report of endpoints they cannot program: their status key's value
+    # ("status": "error", "reason", "name", "namespace"), with the node added
+    agent_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def allocations(self) -> list[Allocation]:
         out = []
@@ -109,6 +111,7 @@ class Report:
     addresses_outside_pools: list[dict[str, Any]] = field(default_factory=list)
     stale_endpoints: list[dict[str, Any]] = field(default_factory=list)
     nodes_not_checked: list[dict[str, Any]] = field(default_factory=list)
+    unprogrammed_endpoints: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -117,6 +120,7 @@ class Report:
             + len(self.endpoints_without_allocation)
             + len(self.addresses_outside_pools)
             + len(self.stale_endpoints)
+            + len(self.unprogrammed_endpoints)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -128,6 +132,7 @@ class Report:
             "addressesOutsidePools": d["addresses_outside_pools"],
             "staleEndpoints": d["stale_endpoints"],
             "nodesNotChecked": d["nodes_not_checked"],
+            "unprogrammedEndpoints": d["unprogrammed_endpoints"],
         }
 
 
@@ -233,6 +238,11 @@ def check_snapshot(snap: Snapshot) -> Report:
         for ip in ips:
             if ip not in allocated:
                 report.endpoints_without_allocation.append({"endpoint": name, "ip": ip})
+    for err in snap.agent_errors:
+        name = f"{err.get('namespace') or 'default'}/{err.get('name') or '?'}"
+        report.unprogrammed_endpoints.append(
+            {"endpoint": name, "node": err.get("node"), "reason": err.get("reason", "")}
+        )
     return report
 
 
@@ -269,7 +279,20 @@ def load_snapshot(ds: Any) -> Snapshot:
         url = (meta.get("annotations") or {}).get("calico-rkt.io/api")
         if meta.get("name") and url:
             node_apis[str(meta["name"])] = str(url)
-    return Snapshot(list_pools(ds), blocks, endpoints, handles, workloads, node_apis)
+    agent_errors = []
+    for kv in ds.kv_list(keys.FELIX_ROOT)[0]:
+        parsed = keys.parse_endpoint_status_key(kv.key)
+        if parsed is None:
+            continue
+        try:
+            value = kv.json()
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("status") == "error":
+            agent_errors.append({**value, "node": parsed.node})
+    snap = Snapshot(list_pools(ds), blocks, endpoints, handles, workloads, node_apis)
+    snap.agent_errors = agent_errors
+    return snap
 
 
 # ---- show --------------------------------------------------------------------------------
@@ -386,6 +409,13 @@ def render_check(snap: Snapshot, report: Report) -> str:
         f"  {','.join(e['ips']) or '-'} endpoint {e['endpoint']} on {e['node']}: {e['reason']}"
         f" (container {e['containerID']}, interface {e['interface']})"
         for e in report.stale_endpoints
+    ]
+    lines.append(
+        f"Found {len(report.unprogrammed_endpoints)} endpoints their node's agent cannot program"
+    )
+    lines += [
+        f"  endpoint {e['endpoint']} on {e['node']}: {e['reason']}"
+        for e in report.unprogrammed_endpoints
     ]
     if report.nodes_not_checked:
         lines.append(

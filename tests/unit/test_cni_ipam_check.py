@@ -32,7 +32,24 @@ def test_check_finds_each_kind_of_problem() -> None:
         "addressesOutsidePools",
         "staleEndpoints",
         "nodesNotChecked",
+        "unprogrammedEndpoints",
     }
+
+
+def test_endpoints_an_agent_cannot_program_are_problems() -> None:
+    snap = _snapshot()
+    snap.agent_errors = [
+        {"status": "error", "name": "n1-cni-X-eth0", "namespace": "default", "node": "n1",
+         "reason": "metadata.name: illegal name"},
+    ]  # fmt: skip
+    report = ci.check_snapshot(snap)
+    assert report.unprogrammed_endpoints == [
+        {"endpoint": "default/n1-cni-X-eth0", "node": "n1", "reason": "metadata.name: illegal name"}
+    ]
+    assert report.problems == 4
+    text = ci.render_check(snap, report)
+    assert "Found 1 endpoints their node's agent cannot program" in text
+    assert "default/n1-cni-X-eth0 on n1: metadata.name: illegal name" in text
 
 
 def test_show_counts_pools_and_blocks() -> None:
