@@ -48,6 +48,7 @@ from calico.keys import resource_key  # noqa: E402
 from calico.resources import Resource  # noqa: E402
 from kernel.ns import run_in_netns  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
+from plugin.veth import host_ifname  # noqa: E402
 from tests.integration.test_agent import (  # noqa: E402
     Topology,
     resource,
@@ -70,7 +71,7 @@ def fake_weps(node: str, count: int) -> list[tuple[str, str]]:
             "node": node,
             "containerID": FAKE_PREFIX + cid,
             "endpoint": "eth0",
-            "interfaceName": "cali" + cid[:11],
+            "interfaceName": host_ifname(FAKE_PREFIX + cid, "eth0"),
             "ipNetworks": [f"{ip}/32"],
             "profiles": ["network1" if i % 2 else "network2"],
         }

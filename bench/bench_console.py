@@ -31,6 +31,7 @@ from calico.datastore import Datastore  # noqa: E402
 from calico.keys import key_of
 from calico.resources import load  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
+from plugin.veth import host_ifname  # noqa: E402
 
 
 def wep_doc(i: int) -> dict:
@@ -52,7 +53,7 @@ def wep_doc(i: int) -> dict:
             "node": node,
             "containerID": cid,
             "endpoint": "eth0",
-            "interfaceName": f"cali{cid[:11]}",
+            "interfaceName": host_ifname(cid, "eth0"),
             "mac": "ee:ee:ee:ee:ee:ee",
             "ipNetworks": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}/32"],
             "profiles": [f"network{i % 4 + 1}"],

@@ -37,6 +37,7 @@ from calico.datastore import Change, Datastore, PrefixSyncer, SyncStatus  # noqa
 from calico.keys import key_of, kind_prefix  # noqa: E402
 from calico.resources import load  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
+from plugin.veth import host_ifname  # noqa: E402
 
 NODES = [f"calico-{i:02d}" for i in range(1, 11)]
 BATCH = 100  # puts per transaction (etcd's default --max-txn-ops is 128)
@@ -75,7 +76,7 @@ def workload_endpoint(i: int) -> dict:
             "node": node,
             "containerID": container_id,
             "endpoint": "eth0",
-            "interfaceName": f"cali{container_id[:11]}",
+            "interfaceName": host_ifname(container_id, "eth0"),
             "mac": f"2a:5f:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
             "ipNetworks": [f"{ip}/32"],
             "profiles": [network],

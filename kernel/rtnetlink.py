@@ -1,8 +1,9 @@
 """Links, addresses and routes over NETLINK_ROUTE: just the messages the CNI plugin sends.
 
 The messages are few and fixed (`ip link add ... type veth peer ...`, `ip addr add`,
-`ip route add`, and the lookups CHECK needs), so they are encoded by hand with `struct` from
-the kernel's uapi layouts (linux/rtnetlink.h, linux/if_link.h, linux/veth.h) on top of
+`ip route add [table T]`, `ip rule add/del from ADDR lookup T`, and the lookups CHECK
+needs), so they are encoded by hand with `struct` from
+the kernel's uapi layouts (linux/rtnetlink.h, linux/fib_rules.h, linux/if_link.h, linux/veth.h) on top of
 kernel.netlink's framing; a pod's ~10 calls cost well under 1 ms (pyroute2: ~5 ms, plus
 ~165 ms to import it).
 
@@ -38,6 +39,9 @@ from kernel.ns import entered
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+RT_TABLE_UNSPEC = 0
+RT_TABLE_COMPAT = 252  # rtm_table when the real table id (RTA_TABLE) needs 32 bits
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
@@ -45,6 +49,11 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RTN_UNICAST = 1
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+
+# linux/fib_rules.h: a rule message is an rtmsg-shaped fib_rule_hdr (family, dst_len,
+# src_len, tos, table, res1, res2, action, flags) plus FRA_* attributes.
+FRA_DST, FRA_SRC, FRA_PRIORITY, FRA_TABLE = 1, 2, 6, 15
+FR_ACT_TO_TBL = 1
 
 # linux/if_link.h, linux/if_addr.h, linux/veth.h
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 18, 28
@@ -95,6 +104,22 @@ class RouteEntry:
     table: int = RT_TABLE_MAIN
     kind: int = RTN_UNICAST
     extra: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class RuleEntry:
+    """One IPv4 policy routing rule (`ip rule`): `from src lookup table` at `priority`."""
+
+    table: int
+    priority: int = 0
+    src: ipaddress.IPv4Network | None = None
+    dst: ipaddress.IPv4Network | None = None
+    action: int = FR_ACT_TO_TBL
+
+
+def _table_fields(table: int) -> tuple[int, bytes]:
+    """rtm_table (8 bits) and the RTA_TABLE attribute carrying the full 32-bit id."""
+    return (table if table < 256 else RT_TABLE_COMPAT), attr_u32(RTA_TABLE, table)
 
 
 class Netlink(NetlinkSocket):
@@ -194,14 +219,16 @@ class Netlink(NetlinkSocket):
         gateway: ipaddress.IPv4Address | None = None,
         scope: int = RT_SCOPE_UNIVERSE,
         replace: bool = False,
+        table: int = RT_TABLE_MAIN,
     ) -> None:
+        rtm_table, table_attr = _table_fields(table)
         payload = (
             _RTMSG.pack(
                 socket.AF_INET,
                 dst.prefixlen,
                 0,
                 0,
-                RT_TABLE_MAIN,
+                rtm_table,
                 RTPROT_BOOT,
                 scope,
                 RTN_UNICAST,
@@ -210,19 +237,20 @@ class Netlink(NetlinkSocket):
             + (attr(RTA_DST, dst.network_address.packed) if dst.prefixlen else b"")
             + attr_u32(RTA_OIF, oif)
             + (attr(RTA_GATEWAY, gateway.packed) if gateway is not None else b"")
+            + (table_attr if table != RT_TABLE_MAIN else b"")
         )
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self.request(RTM_NEWROUTE, flags, payload)
 
-    def routes(self) -> list[RouteEntry]:
-        """IPv4 routes of the main table."""
+    def routes(self, table: int = RT_TABLE_MAIN) -> list[RouteEntry]:
+        """IPv4 routes of one table (the main table unless told)."""
         out = []
         payload = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
         for msg_type, body in self.dump(RTM_GETROUTE, payload):
             if msg_type != RTM_NEWROUTE:
                 continue
             route = _parse_route(body)
-            if route.table == RT_TABLE_MAIN:
+            if route.table == table:
                 out.append(route)
         return out
 
@@ -239,6 +267,89 @@ class Netlink(NetlinkSocket):
             if msg_type == RTM_NEWROUTE:
                 return _parse_route(body)
         return None
+
+    # -- policy routing rules
+
+    def rule_add(
+        self,
+        table: int,
+        priority: int,
+        src: ipaddress.IPv4Network | None = None,
+        dst: ipaddress.IPv4Network | None = None,
+    ) -> None:
+        """`ip rule add [from SRC] [to DST] lookup TABLE priority PRIORITY`; EEXIST if the
+        very same rule is there already."""
+        self.request(
+            RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, _rule_payload(table, priority, src, dst)
+        )
+
+    def rule_del(self, rule: RuleEntry) -> bool:
+        """`ip rule del` of exactly this rule (as `rules` lists it); False if absent."""
+        payload = _rule_payload(rule.table, rule.priority, rule.src, rule.dst)
+        try:
+            self.request(RTM_DELRULE, 0, payload)
+        except NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def rules(self) -> list[RuleEntry]:
+        """Every IPv4 rule (`ip rule show`), in the kernel's order."""
+        out = []
+        payload = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        for msg_type, body in self.dump(RTM_GETRULE, payload):
+            if msg_type == RTM_NEWRULE:
+                out.append(_parse_rule(body))
+        return out
+
+
+def _rule_payload(
+    table: int,
+    priority: int,
+    src: ipaddress.IPv4Network | None,
+    dst: ipaddress.IPv4Network | None,
+) -> bytes:
+    rtm_table = table if table < 256 else RT_TABLE_UNSPEC
+    return (
+        _RTMSG.pack(
+            socket.AF_INET,
+            dst.prefixlen if dst is not None else 0,
+            src.prefixlen if src is not None else 0,
+            0,
+            rtm_table,
+            0,
+            0,
+            FR_ACT_TO_TBL,
+            0,
+        )
+        + (attr(FRA_SRC, src.network_address.packed) if src is not None and src.prefixlen else b"")
+        + (attr(FRA_DST, dst.network_address.packed) if dst is not None and dst.prefixlen else b"")
+        + attr_u32(FRA_PRIORITY, priority)
+        + attr_u32(FRA_TABLE, table)
+    )
+
+
+def _parse_rule(body: bytes) -> RuleEntry:
+    _fam, dst_len, src_len, _tos, table, _r1, _r2, action, _fl = _RTMSG.unpack_from(body)
+    attrs = parse_attrs(body, _RTMSG.size)
+    if FRA_TABLE in attrs:
+        table = struct.unpack("=I", attrs[FRA_TABLE])[0]
+    prio = attrs.get(FRA_PRIORITY)
+
+    def net(kind: int, plen: int) -> ipaddress.IPv4Network | None:
+        raw = attrs.get(kind)
+        if raw is None or len(raw) != 4:
+            return None
+        return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(raw)}/{plen}", strict=False)
+
+    return RuleEntry(
+        table=table,
+        priority=struct.unpack("=I", prio)[0] if prio else 0,
+        src=net(FRA_SRC, src_len),
+        dst=net(FRA_DST, dst_len),
+        action=action,
+    )
 
 
 def _parse_link(body: bytes) -> Link:

@@ -265,7 +265,7 @@ def _plumb_and_record(
         node=node,
         container_id=cid,
         ifname=ifname,
-        host_ifname=veth.host_ifname(cid),
+        host_ifname=veth.host_ifname(cid, ifname),
         mac=pod_mac,
         ip_networks=[f"{ip.ip}/32" for ip in v4],
         network=conf.name,
@@ -310,14 +310,15 @@ def cmd_del(req: Request) -> None:
     conf = req.conf
     assert conf is not None
     conf.require_ipam()
-    cid = req.env.container_id
-    # The veth goes regardless of etcd (deleting it takes the kernel ~10-20 ms, mostly
+    cid, ifname = req.env.container_id, req.env.ifname
+    # The veth (and, in a pod still there, the interface's source rules) goes regardless
+    # of etcd (deleting it takes the kernel ~10-20 ms, mostly
     # waiting for RCU), so it runs beside the etcd work instead of before it.
     kernel_error: list[BaseException] = []
 
     def delete_veth() -> None:
         try:
-            veth.teardown(cid)
+            veth.teardown(cid, ifname, req.env.netns)
         except BaseException as exc:
             kernel_error.append(exc)
 
@@ -331,7 +332,7 @@ def cmd_del(req: Request) -> None:
                     ipam_main._datastore(req),
                     ipam_main.node_of(req),
                     cid,
-                    req.env.ifname,
+                    ifname,
                     conf.name,
                     [str(ip) for ip in released],
                 )
@@ -406,8 +407,7 @@ def _stale_endpoints(req: Request, ds: Any, node: str) -> list[dict[str, Any]]:
 
     assert req.conf is not None
     valid = {(a.container_id, a.ifname) for a in ipam_main.valid_attachments(req)}
-    prefix = f"{kind_prefix(WorkloadEndpoint, endpoint.NAMESPACE)}{endpoint.escape(node)}-"
-    prefix += f"{endpoint.ORCHESTRATOR}-"
+    prefix = kind_prefix(WorkloadEndpoint, endpoint.NAMESPACE) + endpoint.name_prefix(node)
     stale = []
     for kv in ds.kv_list(prefix)[0]:
         spec = kv.json().get("spec") or {}
@@ -430,7 +430,6 @@ def cmd_gc(req: Request) -> None:
     assert conf is not None
     conf.require_ipam()
     node = ipam_main.node_of(req)
-    in_use = {a.container_id for a in ipam_main.valid_attachments(req)}
     removed: list[str] = []
     kernel_errors: list[str] = []
     with ipam_main.store_errors():
@@ -446,13 +445,13 @@ def cmd_gc(req: Request) -> None:
             except endpoint.EndpointConflict as exc:
                 raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
             removed.append(f"{cid}/{ifname}")
-            # The veth is named by the container alone: it stays while another network
-            # still uses the endpoint or the container is still attached elsewhere.
+            # The veth is the endpoint's (named by container and interface): it stays
+            # only while another network still uses this endpoint.
             others = [p for p in spec.get("profiles") or [] if p != conf.name]
-            if others or cid in in_use:
+            if others:
                 continue
             try:
-                veth.teardown(cid)
+                veth.teardown(cid, ifname)
             except (veth.PlumbingError, NamespaceError, OSError) as exc:
                 kernel_errors.append(str(exc))
     released = ipam_main.ipam_gc(req) if _calico_ipam(req) else []

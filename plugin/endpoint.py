@@ -2,7 +2,14 @@
 writes them for a non-Kubernetes orchestrator.
 
 Naming: `<node>-cni-<containerID>-<ifname>` with every `-` inside a part doubled, so the
-parts can be told apart again (`my-node` + `ab-c` -> `my--node-cni-ab--c-eth0`).
+parts can be told apart again (`my-node` + `ab-c` -> `my--node-cni-ab--c-eth0`): Calico's
+escaping, used whenever the result is a valid resource name (a lower-case DNS subdomain
+of at most 253 characters). The CNI spec allows more in a container ID (upper case, `_`,
+any length), so otherwise the name is `<node>-cni-<sanitized ID>-<hash>-<ifname>`: each
+part lower-cased with every other character as `-` (then escaped), the ID cut to fit, and
+16 hex digits of sha1 over the original (node, ID, interface), so `AbC` and `abc` differ
+and the name is the same on every call. The hash sits after a single `-`, which escaping
+never produces inside a part, so such a name can never equal an escaped one.
 
 One endpoint per (container, interface): Calico's name includes the interface, so a pod
 joining two calico networks as eth0 and eth1 has two endpoints, each with its network's
@@ -19,7 +26,9 @@ The profile is never overwritten (an operator may have edited it) and never dele
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,6 +54,10 @@ LABEL_NAMESPACE = "projectcalico.org/namespace"
 LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
 MAX_ATTEMPTS = 20
 MAX_CACHED = 10000
+MAX_NAME = 253  # a DNS subdomain, as calico/resources.py validates names
+NAME_HASH_LEN = 16
+_VALID_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # calico/resources.py's
+_INVALID_CHARS_RE = re.compile(r"[^a-z0-9.-]")
 
 # Endpoints this process created whole (one profile): key -> mod_revision. DEL of such an
 # endpoint is one conditional delete instead of a read and a CAS; if anyone changed it
@@ -61,8 +74,31 @@ def escape(part: str) -> str:
     return part.replace("-", "--")
 
 
+def _sanitize(part: str) -> str:
+    return escape(_INVALID_CHARS_RE.sub("-", part.lower()))
+
+
+def name_prefix(node: str) -> str:
+    """What every endpoint name of `node` starts with (both forms: a valid node name is
+    its own sanitized form)."""
+    return f"{_sanitize(node).lstrip('-.') or 'node'}-{ORCHESTRATOR}-"
+
+
 def endpoint_name(node: str, container_id: str, ifname: str) -> str:
-    return "-".join([escape(node), ORCHESTRATOR, escape(container_id), escape(ifname)])
+    """The WorkloadEndpoint name of (node, container, interface): valid, unique, stable
+    for any ID the CNI spec allows (see the module docstring)."""
+    name = "-".join([escape(node), ORCHESTRATOR, escape(container_id), escape(ifname)])
+    if len(name) <= MAX_NAME and _VALID_NAME_RE.match(name):
+        return name
+    identity = "\0".join([node, container_id, ifname]).encode()
+    digest = hashlib.sha1(identity).hexdigest()[:NAME_HASH_LEN]
+    head = name_prefix(node)
+    tail = f"-{digest}-{_sanitize(ifname)}".rstrip("-.")
+    room = MAX_NAME - len(head) - len(tail)
+    # Cut, then drop what a cut may leave at the end: a lone `-` of a doubled one would
+    # let the hash's separator read as an escaped `-`.
+    cid = _sanitize(container_id)[: max(room, 0)].rstrip("-.")
+    return (head + cid + tail)[:MAX_NAME].rstrip("-.")
 
 
 def endpoint_key(node: str, container_id: str, ifname: str) -> str:

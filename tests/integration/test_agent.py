@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from agent.dataplane import netns
+from plugin.veth import host_ifname
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
@@ -168,7 +169,7 @@ class Topology:
         return self.pods[pod][2]
 
     def iface(self, pod: str) -> str:
-        return "cali" + self.pods[pod][1][:11]
+        return host_ifname(self.pods[pod][1], "eth0")
 
     def node_of(self, pod: str) -> str:
         return self.pods[pod][0]

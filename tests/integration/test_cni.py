@@ -30,7 +30,9 @@ from typing import Any
 
 import pytest
 
+from plugin.endpoint import endpoint_name
 from plugin.result import parse_result
+from plugin.veth import host_ifname
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd]
 
@@ -77,7 +79,6 @@ class Cni:
         }
 
     def cid(self, i: int) -> str:
-        # The first 11 characters name the host veth: keep them unique per pod.
         return f"{self.token}c{i:04d}x"
 
     def node_env(self) -> dict[str, str]:
@@ -146,6 +147,32 @@ class Cni:
                 out = proc.stdout
         return Reply(proc.returncode, out, proc.stderr, elapsed)
 
+    def spawn(
+        self, conf: dict[str, Any], cid: str, netns: str, ifname: str = "eth0", **env: str
+    ) -> subprocess.Popen:
+        """Start an ADD without waiting for it (a test kills it half-way), conf on stdin."""
+        full = {
+            **self.node_env(),
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns,
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": self.lab.node_env(NODE)["CNI_PATH"],
+            **env,
+        }
+        self.attachments.append((conf, cid, ifname))  # cleaned up even if the test fails
+        proc = subprocess.Popen(
+            self.lab.exec_argv(NODE, [str(self.lab.cni_bin_dir / "calico")]),
+            env=full,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+        return proc
+
     def add(self, i: int, version: str = "1.0.0", cni_args: str = "", **conf: Any) -> Reply:
         netns = self.pod(i)
         reply = self.call("ADD", self.conf(version, **conf), self.cid(i), netns, args=cni_args)
@@ -185,25 +212,25 @@ def cni_server(lab) -> Iterator[str]:
             proc.wait()
 
 
+def harness(lab, sock: str, kind: type[Cni] = Cni) -> Iterator[Any]:
+    """A `kind` harness, its pods, keys and links removed afterwards even on failure."""
+    made = kind(lab, sock)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+        _delete_test_keys(lab, made)
+
+
 @pytest.fixture(params=["exec", "server"])
 def cni(request, lab) -> Iterator[Cni]:
     sock = request.getfixturevalue("cni_server") if request.param == "server" else ""
-    harness = Cni(lab, sock)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        _delete_test_keys(lab, harness)
+    yield from harness(lab, sock)
 
 
 @pytest.fixture
 def cni_exec(lab) -> Iterator[Cni]:
-    harness = Cni(lab, "")
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        _delete_test_keys(lab, harness)
+    yield from harness(lab, "")
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +255,9 @@ def _delete_test_keys(lab, harness: Cni) -> None:
 # ---- checks ------------------------------------------------------------------------------
 
 
-def leftovers(cni: Cni, ds, cids: list[str]) -> dict[str, list[str]]:
+def leftovers(
+    cni: Cni, ds, cids: list[str], ifnames: tuple[str, ...] = ("eth0", "eth1")
+) -> dict[str, list[str]]:
     """What the test's attachments still hold: handles, allocations, endpoints, links."""
     from calico import ipam, keys
 
@@ -242,13 +271,14 @@ def leftovers(cni: Cni, ds, cids: list[str]) -> dict[str, list[str]]:
     weps = [
         kv.key
         for kv in ds.kv_list("/calico/resources/v3/projectcalico.org/workloadendpoints/")[0]
-        if any(c.replace("-", "--") in kv.key for c in cids)
+        if any((kv.json().get("spec") or {}).get("containerID") == c for c in cids)
     ]
+    hosts = {host_ifname(c, i) for c in cids for i in ifnames}
     links = cni.sh("ip -o link show").split("\n")
     cali = [
-        line.split(":")[1].strip().split("@")[0]
+        name
         for line in links
-        if any(f"cali{c[:11]}" in line for c in cids)
+        if line.count(":") >= 2 and (name := line.split(":")[1].strip().split("@")[0]) in hosts
     ]
     return {
         "handles": handles,
@@ -302,7 +332,7 @@ def test_add_check_del_per_version(cni: Cni, ds, version: str) -> None:
     cid = cni.cid(0)
 
     # What ADD made, as ARCHITECTURE.md's pod plumbing says.
-    host = f"cali{cid[:11]}"
+    host = host_ifname(cid, "eth0")
     # `proto 80` when the node agent restored the route first (it watches endpoints too)
     route = rf"^{re.escape(ip)} dev {host} (proto \S+ )?scope link"
     assert re.search(route, cni.sh("ip route"), re.M), cni.sh("ip route")
@@ -318,7 +348,7 @@ def test_add_check_del_per_version(cni: Cni, ds, version: str) -> None:
     assert "169.254.1.1 dev eth0 scope link" in pod_routes
     wep = ds.kv_get(
         f"/calico/resources/v3/projectcalico.org/workloadendpoints/default/"
-        f"{NODE.replace('-', '--')}-cni-{cid}-eth0"
+        f"{endpoint_name(NODE, cid, 'eth0')}"
     )
     assert wep is not None
     spec = wep.json()["spec"]
@@ -445,7 +475,7 @@ def test_gc_releases_what_the_runtime_no_longer_lists(cni: Cni, ds) -> None:
         kept = leftovers(cni, ds, [cids[0]])
         assert kept["handles"] == [f"/calico/ipam/v2/handle/{cni.network}.{cids[0]}"]
         assert kept["allocations"] == [ips[0]]
-        assert len(kept["endpoints"]) == 1 and kept["links"] == [f"cali{cids[0][:11]}"], kept
+        assert len(kept["endpoints"]) == 1 and kept["links"] == [host_ifname(cids[0], "eth0")], kept
 
 
 # ---- bad input: the right code, a clear message, nothing left behind ---------------------
@@ -529,26 +559,8 @@ def test_sigkill_half_way_is_repaired_by_calicoctl(cni_exec: Cni, ds, tmp_path: 
     cni = cni_exec
     netns = cni.pod(0)
     marker = cni.lab.node_dir(NODE) / f"{cni.token}.paused"
-    env = {
-        **cni.node_env(),
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": cni.cid(0),
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": cni.lab.node_env(NODE)["CNI_PATH"],
-        "CALICO_CNI_PAUSE_AFTER_IPAM": str(marker),
-    }
-    proc = subprocess.Popen(
-        cni.lab.exec_argv(NODE, [str(cni.lab.cni_bin_dir / "calico")]),
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = cni.spawn(cni.conf(), cni.cid(0), netns, CALICO_CNI_PAUSE_AFTER_IPAM=str(marker))
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(cni.conf()).encode())
-        proc.stdin.close()
         deadline = time.monotonic() + 30
         while not marker.exists():
             assert proc.poll() is None and time.monotonic() < deadline, "ADD never paused"

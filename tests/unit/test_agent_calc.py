@@ -14,6 +14,7 @@ from agent.calc.dispatch import DISPATCH_FANOUT
 from agent.calc.model import Dataplane, Inputs, IptRule, Route
 from calico import policy
 from calico.resources import Resource
+from plugin.veth import host_ifname
 
 # ---------------------------------------------------------------- builders
 
@@ -41,7 +42,7 @@ def wep(node, cid, ips, profiles, labels=None, namespace="default", ports=None):
         "orchestrator": "cni",
         "containerID": cid,
         "endpoint": "eth0",
-        "interfaceName": "cali" + cid[:11],
+        "interfaceName": host_ifname(cid, "eth0"),
         "ipNetworks": [f"{ip}/32" for ip in ips],
         "profiles": list(profiles),
     }

@@ -10,6 +10,7 @@ from agent.calc.calculator import Calculator, calculate
 from agent.calc.model import Dataplane, Inputs, IptRule, make_chain
 from agent.calc.static import hook_chains
 from agent.dataplane import ipsets, iptables, routes
+from plugin.veth import host_ifname
 from tests.unit.test_agent_calc import gnp, seed_inputs, seed_profile
 
 
@@ -113,10 +114,11 @@ def test_new_endpoint_touches_its_chains_and_dispatch_only():
     ]
     after = calculate(grown)
     _, changed, _ = iptables.plan_restore(after, kernel)
+    iface = host_ifname("feedbeef00112233", "eth0")
     assert sorted(changed) == sorted(
         [
-            "cali-fw-califeedbeef001",
-            "cali-tw-califeedbeef001",
+            f"cali-fw-{iface}",
+            f"cali-tw-{iface}",
             "cali-from-wl-dispatch",
             "cali-to-wl-dispatch",
         ]

@@ -25,6 +25,7 @@ from calico.resources import (
     WorkloadEndpoint,
     load,
 )
+from plugin.veth import host_ifname
 
 API = "projectcalico.org/v3"
 
@@ -68,7 +69,7 @@ def endpoint(
         "node": node,
         "containerID": container,
         "endpoint": "eth0",
-        "interfaceName": f"cali{container[:11]}",
+        "interfaceName": host_ifname(container, "eth0"),
         "mac": "ee:ee:ee:ee:ee:ee",
         "ipNetworks": [ip if "/" in ip else f"{ip}/32"],
         "profiles": profiles,
