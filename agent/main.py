@@ -16,15 +16,30 @@ kernel state is read back in full and any drift repaired. On SIGTERM/SIGINT the 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from agent.api.metrics import Histogram
+from agent.api.node import serve
+from agent.calc.calculator import Calculator
+from agent.cni_server import CNIServer
+from agent.dataplane.apply import Applier
+from agent.status import HEALTH_FILE_INTERVAL, Health, StatusReporter, _now
+from agent.sync import ClusterCache, Syncer, connect
+from calico.config import ConfigError, parse_endpoints, resolve_endpoints
+from calico.datastore import Datastore, SyncStatus
+from calico.errors import Conflict, DatastoreError, NotFound
+from calico.keys import endpoint_status_key
+from calico.resources import Metadata, Node
 
 log = logging.getLogger("calico-agent")
 
@@ -45,10 +60,6 @@ class Agent:
         health_file: Path | None = None,
         status_interval: float = 5.0,
     ):
-        from agent.calc.calculator import Calculator
-        from agent.dataplane.apply import Applier
-        from agent.status import Health
-        from agent.sync import ClusterCache
 
         self.nodename = nodename
         self.endpoints = endpoints
@@ -69,7 +80,6 @@ class Agent:
         self._since: dict[str, tuple[str, str]] = {}
         self._health_written: tuple | None = None
         self._health_written_at = 0.0
-        from agent.api.metrics import Histogram
 
         self.apply_histogram = Histogram()
         self.protected_hosts = datastore_hosts(endpoints)
@@ -80,8 +90,6 @@ class Agent:
         self.stop_event.set()
 
     def run(self, once_timeout: float = 30.0) -> int:
-        from agent.status import StatusReporter
-        from agent.sync import Syncer, connect
 
         self.datastore = connect(self.endpoints)
         syncer = Syncer(self.datastore)
@@ -164,7 +172,6 @@ class Agent:
         return 0
 
     def _fold(self, prefix: str, item: Any) -> bool:
-        from calico.datastore import SyncStatus
 
         if isinstance(item, SyncStatus):
             before = self.cache.status.get(prefix)
@@ -234,8 +241,6 @@ class Agent:
     def endpoint_status(self) -> dict[str, dict[str, Any]]:
         """Status key -> value for every local endpoint (what the console shows), and an
         "error" key for each endpoint of this node that cannot be programmed."""
-        from agent.status import _now
-        from calico.keys import endpoint_status_key
 
         out: dict[str, dict[str, Any]] = {}
         if self.desired is None:
@@ -291,7 +296,6 @@ class Agent:
     def _write_health(self, force: bool = False) -> None:
         if not self.health_file:
             return
-        from agent.status import HEALTH_FILE_INTERVAL
 
         h = self.health
         state = (h.healthy, h.in_sync, h.ready, h.error, len(h.rejected))
@@ -308,10 +312,6 @@ class Agent:
 
 def datastore_hosts(endpoints: str | None) -> tuple[str, ...]:
     """The IPv4 addresses of the etcd endpoints this agent uses (names resolved once)."""
-    import ipaddress
-    import socket
-
-    from calico.config import ConfigError, parse_endpoints, resolve_endpoints
 
     out = []
     try:
@@ -337,14 +337,10 @@ def start_api(agent: Agent, args: argparse.Namespace) -> list[Any]:
     CNI hand-off socket; both run in threads of this process. Returns what to stop."""
     started: list[Any] = []
     if args.cni_socket:
-        from agent.cni_server import CNIServer
-
         cni = CNIServer(args.cni_socket)
         cni.start()
         started.append(cni)
     if args.api_socket or args.api_listen:
-        from agent.api.node import serve
-
         tcp = None
         if args.api_listen:
             host, _, port = args.api_listen.rpartition(":")
@@ -372,9 +368,6 @@ def publish_api_url(agent: Agent, url: str, attempts: int = 60) -> None:
     """Say where this node's API answers, on its Node resource (annotation
     `calico-rkt.io/api`), so the console finds every node from etcd alone. Retried until
     etcd answers; a Node that does not exist yet is created."""
-    from calico.datastore import Datastore
-    from calico.errors import Conflict, DatastoreError, NotFound
-    from calico.resources import Metadata, Node
 
     for _ in range(attempts):
         if agent.stop_event.is_set():
@@ -477,7 +470,6 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s calico-agent[%(process)d] %(levelname)s %(message)s",
     )
-    from calico.config import ConfigError
 
     try:
         agent = Agent(

@@ -35,11 +35,15 @@ import contextlib
 import ipaddress
 import json
 import os
+import subprocess
 import threading
 import time
 from typing import Any
 
 from calico import ipam_store
+from calico.errors import DatastoreError
+from calico.keys import kind_prefix
+from calico.resources import WorkloadEndpoint
 from kernel.ns import NamespaceError
 from plugin import endpoint, ipam_main, veth
 from plugin.errors import (
@@ -50,6 +54,7 @@ from plugin.errors import (
     CNIError,
 )
 from plugin.result import Interface, IPConfig, Result, Route, parse_result
+from plugin.shim import main as shim_main
 from plugin.spec import Request, dispatch
 
 CALICO_IPAM = "calico-ipam"
@@ -95,7 +100,6 @@ def _find_plugin(req: Request, name: str) -> str:
 
 def _exec_ipam(req: Request, command: str) -> Result | None:
     """Run the configured IPAM plugin like a runtime: same env and config, our command."""
-    import subprocess
 
     assert req.conf is not None
     plugin = _find_plugin(req, req.conf.require_ipam().type)
@@ -388,7 +392,6 @@ def cmd_check(req: Request) -> None:
 
 
 def cmd_status(req: Request) -> None:
-    from calico.errors import DatastoreError
 
     try:
         ipam_main._datastore(req).revision()
@@ -402,8 +405,6 @@ def cmd_status(req: Request) -> None:
 def _stale_endpoints(req: Request, ds: Any, node: str) -> list[dict[str, Any]]:
     """This node's cni endpoints with this network's profile that the runtime no longer
     lists (an attachment without ifname keeps every interface of its container)."""
-    from calico.keys import kind_prefix
-    from calico.resources import WorkloadEndpoint
 
     assert req.conf is not None
     valid = {(a.container_id, a.ifname) for a in ipam_main.valid_attachments(req)}
@@ -475,6 +476,5 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from plugin.shim import main as shim_main
 
     return shim_main("calico")

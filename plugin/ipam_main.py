@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from calico import ipam, ipam_store, keys
+from calico.config import ConfigError
+from calico.errors import DatastoreError, Unavailable
 from plugin.errors import (
     ADDRESS_UNAVAILABLE,
     INVALID_CONFIG,
@@ -38,14 +40,13 @@ from plugin.errors import (
     CNIError,
 )
 from plugin.result import IPConfig, Result
+from plugin.shim import main as shim_main
 from plugin.spec import Attachment, Request, dispatch
 
 
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
     """Datastore and IPAM failures -> the CNI codes a runtime acts on."""
-    from calico.config import ConfigError
-    from calico.errors import DatastoreError, Unavailable
 
     try:
         yield
@@ -193,6 +194,5 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from plugin.shim import main as shim_main
 
     return shim_main("calico-ipam")

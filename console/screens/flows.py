@@ -10,6 +10,7 @@ shows as unreachable in the node line and is retried, never a crash.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -61,6 +62,19 @@ class NetworkRates(Horizontal):
         self.query_one(".denied", Sparkline).data = denied
 
 
+class FlowTable(DataTable[Text]):
+    """The flows list. Enter on a row (or a click on the selected one) opens its record.
+
+    The focused table's own enter (select_cursor) shadows any enter bound on the screen, so
+    the key is described here, where help and the palette find it, and the screen answers
+    the RowSelected message the table posts."""
+
+    BINDINGS = [
+        Binding("enter", "select_cursor", "details", show=False,
+                tooltip="the selected flow record as JSON"),
+    ]  # fmt: skip
+
+
 class FlowsScreen(ConsoleScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
@@ -69,8 +83,6 @@ class FlowsScreen(ConsoleScreen):
         Binding("slash,f", "filter", "filter", key_display="/",
                 tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style)"),
         Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),
-        Binding("enter", "details", "details", show=False,
-                tooltip="the selected flow record as JSON"),
         Binding("x", "clear", "clear", tooltip="clear the kept flows"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back", tooltip="close the filter, clear it, then back"),
@@ -98,7 +110,7 @@ class FlowsScreen(ConsoleScreen):
         with Horizontal(id="flows-top"):
             yield Vertical(id="flows-rates")
             yield Static(id="flows-nodes")
-        yield DataTable(id="flows-table", cursor_type="row", zebra_stripes=True)
+        yield FlowTable(id="flows-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="flows-empty")
         yield Input(
             placeholder="filter: verdict:denied from:network2 to:192.168.0.100 port:80 "
@@ -389,12 +401,17 @@ class FlowsScreen(ConsoleScreen):
         title = f"{entry.cells[1]} → {entry.cells[2]}"
         self.app.push_screen(WhyScreen(title, verdict, sections))
 
-    def action_details(self) -> None:
-        entry = self.selected()
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        # by key, not cursor row: a redraw may have come between the key press and this
+        seq = event.row_key.value
+        entry = next((e for e in self.shown if str(e.seq) == seq), None)
+        self.show_details(entry or self.selected())
+
+    def show_details(self, entry: FlowEntry | None) -> None:
+        """The flow record as JSON."""
         if entry is None:
             return
-        import json
-
         self.app.push_screen(
             TextScreen(f"Flow from {entry.node}", json.dumps(entry.record, indent=2), "json")
         )

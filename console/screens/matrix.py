@@ -32,6 +32,7 @@ from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.help import bound_key, help_screen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
+from console.widgets.labelled_table import LabelledDataTable
 
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for a connection before calling it denied
 PROBE_POD_APP = "probe"  # the agent's reusable "fresh pod on a network" (not a destination)
@@ -214,7 +215,7 @@ class MatrixScreen(ConsoleScreen):
         yield Header()
         yield Static(id="matrix-title")
         yield Static(legend(), id="matrix-legend")
-        yield DataTable(id="matrix-table", cursor_type="cell", header_height=3)
+        yield LabelledDataTable(id="matrix-table", cursor_type="cell", header_height=3)
         yield Static(id="matrix-empty")
         yield Static(id="matrix-detail")
         yield Input(placeholder="port to probe (1-65535), enter to run", id="matrix-port")
