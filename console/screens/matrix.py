@@ -87,17 +87,8 @@ def pod_targets(state: ClusterState, policy_set: PolicySet, networks: list[str])
                     )
                     ends.append((name, ip, endpoint, iface))
             for name, ip, endpoint, iface in ends:
-                out.append(
-                    Target(
-                        label=f"{label}/{iface}" if len(ends) > 1 else label,
-                        node=node,
-                        network=name,
-                        address=ip,
-                        pod=uuid,
-                        endpoint=endpoint,
-                        interface=iface,
-                    )
-                )
+                shown = f"{label}/{iface}" if len(ends) > 1 else label
+                out.append(Target(shown, node, name, ip, uuid, endpoint, interface=iface))
     return out
 
 

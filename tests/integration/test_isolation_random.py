@@ -41,7 +41,7 @@ from console.matrix import UNKNOWN, Matrix, build
 from console.model import ClusterState, NodeInfo
 from console.screens.matrix import pod_targets
 
-from .conftest import lab_prerequisites_missing
+from .conftest import dedicated_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
 
@@ -62,24 +62,9 @@ def api(lab, node: str) -> NodeClient:
 @pytest.fixture(scope="module")
 def lab3(tmp_path_factory) -> Iterator[Any]:
     """A dedicated 3-node lab with network1..3 (calico + calico-ipam) on every node."""
-    from lab.cluster import Lab
-
-    reason = lab_prerequisites_missing()
-    if reason:
-        pytest.skip(reason)
     print(f"\nisolation seed {SEED} (replay: CALICO_TEST_SEED={SEED})")
-    name = "ct" + secrets.token_hex(2)
-    cluster = Lab(name, state_dir=tmp_path_factory.mktemp("labs3") / name)
-    try:
-        cluster.up(nodes=3)
-        for node in cluster.nodes:
-            for net in NETWORKS:
-                conf = {"name": net, "cniVersion": "0.3.1", "type": "calico",
-                        "ipam": {"type": "calico-ipam"}}  # fmt: skip
-                cluster.write_net_conf(node, f"10-calico-{net}.conf", conf)
+    with dedicated_lab(tmp_path_factory.mktemp("labs3"), 3, NETWORKS) as cluster:
         yield cluster
-    finally:
-        cluster.down()
 
 
 # ---------------------------------------------------------------- a random topology
@@ -112,26 +97,28 @@ class Topology:
         return "\n".join(lines)
 
 
-def selector(rng: random.Random) -> str:
-    net = rng.choice(NETWORKS)
+def selector(rng: random.Random, used: list[str]) -> str:
+    net = rng.choice(used)
     return rng.choice([f"has({net})", f"has({net})", f"!has({net})", "all()"])
 
 
-def random_rule(rng: random.Random, direction: str, actions: list[str]) -> dict[str, Any]:
+def random_rule(
+    rng: random.Random, direction: str, actions: list[str], used: list[str]
+) -> dict[str, Any]:
     rule: dict[str, Any] = {"action": rng.choice(actions)}
     peer = "source" if direction == "ingress" else "destination"
-    rule[peer] = {"selector": selector(rng)}
+    rule[peer] = {"selector": selector(rng, used)}
     if rng.random() < 0.5:
         rule["protocol"] = "TCP"
-        rule["destination"] = {**rule.get("destination", {}), "ports": [rng.choice([80, 8080])]}
+        rule["destination"] = {**rule.get("destination", {}), "ports": [rng.choice([80, 80, 8080])]}
     return rule
 
 
-def random_policy(rng: random.Random, kind: str, index: int) -> dict[str, Any]:
-    """A policy on a random selection, one direction, 1-2 rules, maybe a final Pass (to
+def random_policy(rng: random.Random, kind: str, index: int, used: list[str]) -> dict[str, Any]:
+    """A policy on the endpoints of one of the networks in use, one direction, 1-2 rules, maybe a final Pass (to
     the profiles) or not (the end of the tier denies)."""
     direction = rng.choice(["ingress", "egress"])
-    rules = [random_rule(rng, direction, ["Allow", "Deny"]) for _ in range(rng.randint(1, 2))]
+    rules = [random_rule(rng, direction, ["Allow", "Deny"], used) for _ in range(rng.randint(1, 2))]
     if rng.random() < 0.6:
         rules.append({"action": "Pass"})
     doc: dict[str, Any] = {
@@ -140,7 +127,7 @@ def random_policy(rng: random.Random, kind: str, index: int) -> dict[str, Any]:
         "metadata": {"name": f"{PREFIX}-{index}-{kind.lower()}"},
         "spec": {
             "order": rng.choice([10, 100, 500]),
-            "selector": f"has({rng.choice(NETWORKS)})",
+            "selector": f"has({rng.choice(used)})",
             "types": [direction.capitalize()],
             direction: rules,
         },
@@ -150,7 +137,7 @@ def random_policy(rng: random.Random, kind: str, index: int) -> dict[str, Any]:
     return doc
 
 
-def edit_profile(rng: random.Random, profile: dict[str, Any]) -> dict[str, Any]:
+def edit_profile(rng: random.Random, profile: dict[str, Any], used: list[str]) -> dict[str, Any]:
     """The profile with one rule changed: another network let in, everyone let in, or
     egress to a network denied."""
     doc = json.loads(json.dumps(profile))
@@ -158,11 +145,11 @@ def edit_profile(rng: random.Random, profile: dict[str, Any]) -> dict[str, Any]:
     spec = doc["spec"]
     change = rng.choice(["let-in", "open", "deny-egress"])
     if change == "let-in":
-        spec["ingress"] = [*spec.get("ingress", []), random_rule(rng, "ingress", ["Allow"])]
+        spec["ingress"] = [*spec.get("ingress", []), random_rule(rng, "ingress", ["Allow"], used)]
     elif change == "open":
         spec["ingress"] = [{"action": "Allow"}]
     else:
-        spec["egress"] = [random_rule(rng, "egress", ["Deny"]), *spec.get("egress", [])]
+        spec["egress"] = [random_rule(rng, "egress", ["Deny"], used), *spec.get("egress", [])]
     return doc
 
 
@@ -333,15 +320,15 @@ def test_every_endpoint_pair_is_isolated_as_policy_says(lab3, index):
         topo.timings.append(f"agreed {time.monotonic() - started:.1f}")
 
         change = rng.choice(["none", "GlobalNetworkPolicy", "NetworkPolicy", "profile"])
+        used = sorted({n for p in topo.pods for n in p.networks})
         if change in ("GlobalNetworkPolicy", "NetworkPolicy"):
-            doc = random_policy(rng, change, index)
+            doc = random_policy(rng, change, index, used)
             topo.policies.append(doc)
             apply(ds, doc)
         elif change == "profile":
-            used = sorted({n for p in topo.pods for n in p.networks})
             original = ds.get(Profile, rng.choice(used)).to_dict()
             originals.append(original)
-            edited = edit_profile(rng, original)
+            edited = edit_profile(rng, original, used)
             topo.profile_edits.append(edited)
             apply(ds, edited)
         if change != "none":

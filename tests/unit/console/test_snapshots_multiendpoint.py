@@ -8,7 +8,6 @@ pytest tests/unit/console/test_snapshots_multiendpoint.py --snapshot-update
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -18,7 +17,13 @@ from calico.keys import key_of
 from calico.resources import load
 
 from .fixtures import wep
-from .test_snapshots_matrix import cluster, make_app, open_matrix
+from .test_snapshots_matrix import (
+    FakeNode,
+    cluster,
+    fake_nodes,  # noqa: F401  (TZ, and undone after each test)
+    make_app,
+    open_matrix,
+)
 
 SIZE = (150, 34)
 DUAL = "5e1f0c2a-0000"  # httpd on calico-01: eth0 in network1, eth1 in network2
@@ -57,21 +62,12 @@ def dual_cluster():
     return state
 
 
-class PerInterfaceNode:
+class PerInterfaceNode(FakeNode):
     """Answers as the dataplane does: the source is the address the probe leaves from
     (`source_ip`), a network2 endpoint takes only network2 sources (or its own pod),
     a network1 endpoint everyone on port 80 (allow-web). Records every request."""
 
     requests: list[dict] = []
-
-    def __init__(self, url: str, timeout: float = 10.0):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
 
     def probes(self, requests, timeout=3.0):
         out = []
@@ -87,14 +83,10 @@ class PerInterfaceNode:
 
 
 @pytest.fixture(autouse=True)
-def fake_nodes(monkeypatch):
+def per_interface_nodes(request, monkeypatch):
+    request.getfixturevalue("fake_nodes")  # first: it patches too, and undoes everything
     PerInterfaceNode.requests = []
     monkeypatch.setattr(matrix_screen, "NodeClient", PerInterfaceNode)
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_matrix_by_pod_has_a_row_and_a_column_per_endpoint(snap_compare):
