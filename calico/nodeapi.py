@@ -119,8 +119,10 @@ class NodeClient:
         network: str | None = None,
         timeout: float = 3.0,
         http: bool = False,
+        source_ip: str | None = None,
     ) -> dict[str, Any]:
-        """From a pod (uuid) or a fresh pod on a network: connected / refused / timed out."""
+        """From a pod (uuid) or a fresh pod on a network: connected / refused / timed out.
+        `source_ip`: connect from that address of the pod (one per interface)."""
         body = {
             "address": address,
             "port": port,
@@ -129,6 +131,8 @@ class NodeClient:
             "timeout": timeout,
             "http": http,
         }
+        if source_ip:
+            body["source_ip"] = source_ip
         return self._call("POST", "/probes", body, timeout=timeout + 10)
 
     def probes(self, requests: list[dict[str, Any]], timeout: float = 3.0) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """The isolation matrix as data: who should reach whom (policy) beside who did (probes).
 
-Rows are sources, columns destinations, either pods or networks. "Expected" comes from the
-core policy evaluation (calico/policy.py, the same truth the agent renders); "observed" from
-probes through the node API. A wrong cell carries the command that reproduces it.
+Rows are sources, columns destinations, either pods or networks. A pod is one target per
+WorkloadEndpoint (per interface: a pod on two networks is two rows, each with its own
+address and profiles, probed from its own address). "Expected" comes from the core policy
+evaluation (calico/policy.py, the same truth the agent renders); "observed" from probes
+through the node API. A wrong cell carries the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ ALLOWED, DENIED, UNKNOWN = ".", "X", "?"
 
 @dataclass(frozen=True)
 class Target:
-    """One end of a probe: a pod (with its endpoint) or a network on a node."""
+    """One end of a probe: a pod's endpoint (one interface) or a network on a node."""
 
     label: str  # what the matrix prints on the axis
     node: str
     network: str
-    address: str = ""  # destination address; empty for a "fresh pod on network" source
+    address: str = ""  # the endpoint's address; empty for a "fresh pod on network" source
     pod: str | None = None  # pod uuid to probe from (None: a fresh pod on `network`)
     endpoint: WorkloadEndpoint | None = None
+    interface: str = ""  # the pod's interface for this endpoint (eth0, eth1, ...)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Cell:
     observed: str = UNKNOWN
     verdict: Verdict | None = None
     detail: str = ""  # probe outcome, e.g. "timed out after 3.0 s"
+    note: str = ""  # why there is no policy verdict although both ends are endpoints
 
     @property
     def wrong(self) -> bool:
@@ -74,18 +78,16 @@ class Matrix:
         out = []
         for (i, j), cell in self.cells.items():
             src, dst = cell.source, cell.destination
-            out.append(
-                (
-                    (i, j),
-                    {
-                        "node": src.node,
-                        "pod": src.pod,
-                        "network": None if src.pod else src.network,
-                        "address": dst.address,
-                        "port": self.port,
-                    },
-                )
-            )
+            req = {
+                "node": src.node,
+                "pod": src.pod,
+                "network": None if src.pod else src.network,
+                "address": dst.address,
+                "port": self.port,
+            }
+            if src.pod and src.address:
+                req["source_ip"] = src.address  # from this endpoint's interface
+            out.append(((i, j), req))
         return out
 
     def record(self, key: tuple[int, int], result: dict[str, Any]) -> None:
@@ -112,20 +114,39 @@ def build(
     port: int = 80,
     protocol: str = "TCP",
 ) -> Matrix:
-    """Every source × destination cell with its expected verdict filled in."""
+    """Every source × destination cell with its expected verdict filled in.
+
+    Two endpoints of one pod (or one endpoint and itself) share a network namespace: the
+    connection goes over the pod's loopback and never meets a policy, so it is expected
+    allowed whatever the policies say."""
     matrix = Matrix(sources, destinations, port, protocol)
     for i, src in enumerate(sources):
         for j, dst in enumerate(destinations):
             cell = Cell(src, dst)
-            if dst.endpoint is not None and dst.address:
+            if src.pod is not None and src.pod == dst.pod and src.node == dst.node:
+                cell.expected = ALLOWED
+                cell.note = SAME_POD
+            elif dst.endpoint is not None and dst.address:
                 source_end: WorkloadEndpoint | str = src.endpoint or _network_stand_in(src)
-                verdict = evaluate(
-                    policy_set, Flow(source_end, dst.endpoint, protocol, dst_port=port)
+                flow = Flow(
+                    source_end,
+                    dst.endpoint,
+                    protocol,
+                    dst_port=port,
+                    src_ip=src.address if src.endpoint is not None and src.address else None,
+                    dst_ip=dst.address,
                 )
+                verdict = evaluate(policy_set, flow)
                 cell.verdict = verdict
                 cell.expected = ALLOWED if verdict.allowed else DENIED
             matrix.cells[(i, j)] = cell
     return matrix
+
+
+SAME_POD = (
+    "Both ends are in the same pod: the connection stays inside the pod's network namespace "
+    "(over its loopback), so no Calico policy sees it and it is always allowed."
+)
 
 
 def _network_stand_in(target: Target) -> WorkloadEndpoint:

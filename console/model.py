@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -355,14 +356,19 @@ def pod_rows(state: ClusterState) -> list[Row]:
 def endpoint_rows(state: ClusterState) -> list[Row]:
     rows = []
     statuses = endpoint_status_index(state)
-    for w in state.of_kind(WorkloadEndpoint):
-        assert isinstance(w, WorkloadEndpoint)
+    weps = [w for w in state.of_kind(WorkloadEndpoint) if isinstance(w, WorkloadEndpoint)]
+    # A pod on several networks has one endpoint per interface: say which one each row is.
+    per_pod = Counter((w.spec.node, w.spec.container_id) for w in weps)
+    for w in weps:
         status = statuses.get((w.spec.node, w.metadata.name, w.spec.endpoint), "pending")
+        workload = w.spec.workload or w.spec.container_id[:12]
+        if per_pod[(w.spec.node, w.spec.container_id)] > 1 and w.spec.endpoint:
+            workload += f"/{w.spec.endpoint}"
         rows.append(
             Row(
                 key=f"wep/{w.metadata.namespace}/{w.metadata.name}",
                 cells=(
-                    w.spec.workload or w.spec.container_id[:12],
+                    workload,
                     w.spec.node,
                     ",".join(w.spec.ip_networks),
                     w.spec.interface_name,

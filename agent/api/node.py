@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.api.counters import read_chain_counters
 from agent.api.metrics import metrics_text
-from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns
+from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns, probe_source_ip
 from agent.api.server import APIError, APIServer, Request, Router, Stream, Text
 from agent.api.view import AgentView
 from agent.flows.collector import FlowCollector
@@ -331,7 +331,10 @@ class NodeService:
             netns, source = pod.netns, {"network": body["network"], "pod": pod.uuid}
         else:
             raise APIError(400, "say where to probe from: pod (uuid) or network")
-        out = probe_in_netns(netns, str(address), port, timeout, bool(body.get("http")))
+        source_ip = probe_source_ip(body)
+        if source_ip:
+            source["source_ip"] = source_ip
+        out = probe_in_netns(netns, str(address), port, timeout, bool(body.get("http")), source_ip)
         return {**out, "address": address, "port": port, "from": source, "timeout": timeout}
 
     def probe(self, req: Request) -> dict[str, Any]:

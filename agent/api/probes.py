@@ -15,6 +15,7 @@ incarnation's pods would otherwise never be reaped.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import re
@@ -53,10 +54,30 @@ def classify_connect_error(exc: OSError) -> str:
     return "error"
 
 
+def probe_source_ip(body: dict[str, Any]) -> str | None:
+    """A probe's optional `source_ip`: which of the pod's addresses it connects from (a pod
+    on two networks has one per interface; without it the kernel picks, by the default
+    route, the first interface's)."""
+    value = body.get("source_ip")
+    if value in (None, ""):
+        return None
+    try:
+        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
+    except ValueError:
+        raise APIError(400, f"source_ip must be an IP address, not {value!r}") from None
+
+
 def probe_in_netns(
-    netns: str | None, address: str, port: int, timeout: float, http: bool = False
+    netns: str | None,
+    address: str,
+    port: int,
+    timeout: float,
+    http: bool = False,
+    source_ip: str | None = None,
 ) -> dict[str, Any]:
-    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace).
+    """TCP connect (and optionally an HTTP GET) from inside `netns` (None: this namespace),
+    from `source_ip` if given (bound first, so the pod's source routing picks the
+    interface that owns it).
 
     Only the socket is made inside (this thread enters and comes straight back): the
     connect then runs from the pod's namespace with no process or thread of its own."""
@@ -81,6 +102,8 @@ def probe_in_netns(
     out: dict[str, Any]
     try:
         sock.settimeout(timeout)
+        if source_ip:
+            sock.bind((source_ip, 0))
         sock.connect((address, port))
         out = {"result": "connected"}
         if http:

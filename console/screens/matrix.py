@@ -2,8 +2,10 @@
 
 Rows are sources, columns destinations. By network (default) a source is "a fresh pod on
 network N on node Y", for every calico network on every node; by pod (`m`) the sources
-are the running pods themselves. Destinations are the running pods with an address on a
-calico network. Each cell shows `expected observed`: expected from `calico.policy`
+are the running pods' endpoints themselves. Destinations are the running pods' endpoints:
+one per address on a calico network, so a pod on two networks is two rows and two
+columns (`httpd/6876aae5/eth0`, `.../eth1`), each judged by its own profiles and probed
+from its own address. Each cell shows `expected observed`: expected from `calico.policy`
 (console/matrix.py), observed from a TCP probe run now through the source node's agent,
 one `probes` batch per node in worker threads, filled in as each batch answers.
 """
@@ -63,26 +65,30 @@ def network_sources(state: ClusterState, networks: list[str]) -> list[Target]:
 
 
 def pod_targets(state: ClusterState, policy_set: PolicySet, networks: list[str]) -> list[Target]:
-    """Every running pod's address on a calico network (probe pods left out)."""
+    """One target per endpoint of every running pod: each address it has on a calico
+    network (probe pods left out). A pod on several networks gets one per interface,
+    labelled with it (`httpd/6876aae5/eth1`), each with its own endpoint and profiles."""
     out = []
     for node, info in sorted(state.nodes.items()):
         for pod in info.pods:
             if pod.get("state") != "running" or pod.get("app") == PROBE_POD_APP:
                 continue
             uuid = str(pod.get("uuid", ""))
-            for net in pod.get("networks", []):
+            label = f"{pod.get('app') or 'pod'}/{uuid[:8]}"
+            ends = []
+            for index, net in enumerate(pod.get("networks", [])):
                 name, ip = net.get("name"), str(net.get("ip") or "").split("/")[0]
                 if name in networks and ip:
-                    out.append(
-                        Target(
-                            label=f"{pod.get('app') or 'pod'}/{uuid[:8]}",
-                            node=node,
-                            network=name,
-                            address=ip,
-                            pod=uuid,
-                            endpoint=policy_set.endpoint_for_ip(ip),
-                        )
+                    endpoint = policy_set.endpoint_for_ip(ip)
+                    iface = str(
+                        net.get("ifName")
+                        or (endpoint.spec.endpoint if endpoint is not None else "")
+                        or f"eth{index}"
                     )
+                    ends.append((name, ip, endpoint, iface))
+            for name, ip, endpoint, iface in ends:
+                shown = f"{label}/{iface}" if len(ends) > 1 else label
+                out.append(Target(shown, node, name, ip, uuid, endpoint, interface=iface))
     return out
 
 
@@ -92,6 +98,20 @@ def targets(state: ClusterState, mode: str) -> tuple[PolicySet, list[Target], li
     destinations = pod_targets(state, policy_set, nets)
     sources = destinations if mode == "pod" else network_sources(state, nets)
     return policy_set, sources, destinations
+
+
+def endpoint_story(target: Target) -> str:
+    """Which endpoint of which pod a target is: interface, address, profiles, and for a
+    source the address its probe leaves from."""
+    ep = target.endpoint
+    where = f"interface {target.interface or '?'} of pod {str(target.pod)[:8]} on {target.node}"
+    if ep is None:
+        return f"{where}, {target.address} on {target.network}: no endpoint in the datastore"
+    profiles = ", ".join(ep.spec.profiles) or "none"
+    return (
+        f"{where}: endpoint {ep.metadata.name}, {target.address} on {target.network}, "
+        f"profiles {profiles}"
+    )
 
 
 def empty_reason(state: ClusterState, matrix: Matrix | None, *, again: str) -> str:
@@ -433,6 +453,8 @@ class MatrixScreen(ConsoleScreen):
         )
         if cell.verdict is not None and cell.verdict.decision is not None:
             text.append(f" by {cell.verdict.decision}", style="dim")
+        elif cell.note:
+            text.append(" (same pod: no policy applies)", style="dim")
         text.append("\nobserved ")
         if self._key(cell) in self.pending:
             text.append("probing…", style="yellow")
@@ -512,8 +534,12 @@ class MatrixScreen(ConsoleScreen):
                     f"profile {src.network}",
                 ),
             )
+        else:
+            sections.insert(0, ("Source", endpoint_story(src)))
+        if self.matrix is not None and sum(d.pod == dst.pod for d in self.matrix.destinations) > 1:
+            sections.insert(1, ("Destination", endpoint_story(dst)))  # which interface
         title = f"{src.label} → {dst.label} ({dst.address}:{self.port}/TCP)"
-        self.app.push_screen(WhyScreen(title, cell.verdict, sections))
+        self.app.push_screen(WhyScreen(title, cell.verdict, sections, no_verdict=cell.note))
 
     def action_reproduce(self) -> None:
         cell = self.current()

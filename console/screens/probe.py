@@ -47,6 +47,18 @@ def parse_target(text: str, default_port: int = 80) -> tuple[str, int]:
     return host, int(port)
 
 
+def source_interfaces(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """A pod's addresses to probe from, one per interface (endpoint), as Select options:
+    ("eth1 192.168.0.70 (network2)", "192.168.0.70")."""
+    out = []
+    for index, net in enumerate(pod.get("networks") or []):
+        ip = str(net.get("ip") or "").split("/")[0]
+        if ip:
+            iface = net.get("ifName") or f"eth{index}"
+            out.append((f"{iface} {ip} ({net.get('name', '')})", ip))
+    return out
+
+
 class ProbeScreen(ModalScreen[None]):
     """Source: the pod selected in Pods, or "a new pod on <network> on <node>"."""
 
@@ -78,6 +90,10 @@ class ProbeScreen(ModalScreen[None]):
                     f"From pod {str(pod.get('uuid', ''))[:8]} ({pod.get('app', '')}) on {pod.get('node')}",
                     id="probe-from",
                 )
+                interfaces = source_interfaces(pod)
+                if len(interfaces) > 1:  # one endpoint per interface: choose which
+                    yield Label("from interface")
+                    yield Select(interfaces, value=interfaces[0][1], id="probe-interface")
             else:
                 yield Label("From a new pod on network")
                 yield Select(
@@ -138,9 +154,17 @@ class ProbeScreen(ModalScreen[None]):
         except ValueError as exc:
             out.update(Text(str(exc), style="red"))
             return
+        source_ip: str | None = None
         if self.source_pod:
             node, pod, network = self.source_pod.get("node"), self.source_pod.get("uuid"), None
             source = f"pod {str(pod)[:8]} on {node}"
+            for choice in self.query("#probe-interface").results(Select):
+                if isinstance(choice.value, str):
+                    source_ip = choice.value
+                    source += " from " + next(
+                        (lab for lab, ip in source_interfaces(self.source_pod) if ip == source_ip),
+                        source_ip,
+                    )
         else:
             node = self.query_one("#probe-node", Select).value
             network = self.query_one("#probe-network", Select).value
@@ -149,7 +173,7 @@ class ProbeScreen(ModalScreen[None]):
                 return
             pod, source = None, f"{network} on {node}"
         out.update(Text(f"probing {address}:{port} from {source} …", style="yellow"))
-        self.run_probe(str(node), pod, network, address, port, timeout, source)
+        self.run_probe(str(node), pod, network, address, port, timeout, source, source_ip)
 
     @work(thread=True, group="probe")
     def run_probe(
@@ -161,6 +185,7 @@ class ProbeScreen(ModalScreen[None]):
         port: int,
         timeout: float,
         source: str,
+        source_ip: str | None = None,
     ) -> None:
         from calico.nodeapi import NodeAPIError, NodeClient
 
@@ -169,7 +194,9 @@ class ProbeScreen(ModalScreen[None]):
             if not url:
                 raise NodeAPIError(f"node {node} publishes no API address")
             with NodeClient(url, timeout=timeout + 30) as client:
-                res = client.probe(address, port, pod=pod, network=network, timeout=timeout)
+                res = client.probe(
+                    address, port, pod=pod, network=network, timeout=timeout, source_ip=source_ip
+                )
             rec = ProbeRecord(
                 source,
                 f"{address}:{port}",

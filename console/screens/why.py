@@ -50,16 +50,21 @@ def flow_verdict(
     )
 
 
-def explanation(verdict: Verdict | None, sections: list[tuple[str, str]] = ()) -> Text:
+def explanation(
+    verdict: Verdict | None, sections: list[tuple[str, str]] = (), no_verdict: str = ""
+) -> Text:
     """The explanation as coloured text: the verdict, each direction with its ordered
     policies/profiles and the rules looked at, the hint for a deny, then extra sections
-    (observed result, the agent's rule, a command to reproduce)."""
+    (observed result, the agent's rule, a command to reproduce). `no_verdict`: why there
+    is no verdict, when it is not the usual (the destination is no endpoint)."""
     out = Text()
     if verdict is None:
         out.append("No policy verdict for this pair.\n", style="bold yellow")
         out.append(
-            "The destination is not a workload endpoint the datastore knows (no address on a "
-            "calico network), so no Calico policy applies to it.\n",
+            (no_verdict + "\n")
+            if no_verdict
+            else "The destination is not a workload endpoint the datastore knows (no address "
+            "on a calico network), so no Calico policy applies to it.\n",
             style="italic",
         )
     else:
@@ -105,17 +110,22 @@ class WhyScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,w", "close", "close")]
 
     def __init__(
-        self, title: str, verdict: Verdict | None, sections: list[tuple[str, str]] | None = None
+        self,
+        title: str,
+        verdict: Verdict | None,
+        sections: list[tuple[str, str]] | None = None,
+        no_verdict: str = "",
     ):
         super().__init__()
         self.title_text = title
         self.verdict = verdict
         self.sections = list(sections or [])
+        self.no_verdict = no_verdict
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="why-box"):
             yield Static(Text.assemble(("why? ", "bold"), self.title_text), id="why-title")
-            yield Static(explanation(self.verdict, self.sections), id="why-body")
+            yield Static(explanation(self.verdict, self.sections, self.no_verdict), id="why-body")
             yield Static("escape: close", id="why-keys")
 
     def action_close(self) -> None:

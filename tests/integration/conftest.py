@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,25 +23,38 @@ def lab_prerequisites_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory, request):
-    """A running lab (nodes calico-01, calico-02) with a unique name, torn down at the end
-    of the session even when tests fail. Its state dir is <tmp>/labs/<name>;
-    `calico-lab status --name <name>` finds it by hand (through /run/calico-lab)."""
+@contextmanager
+def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = ()) -> Iterator[Any]:
+    """A lab of a module's own (unique name `ct<hex>` under `base`) with a calico +
+    calico-ipam network file per name in `networks` on every node; torn down on exit even
+    when the module fails."""
     from lab.cluster import Lab
 
     reason = lab_prerequisites_missing()
     if reason:
         pytest.skip(reason)
     name = "ct" + secrets.token_hex(2)
-    base = tmp_path_factory.mktemp("labs")
     cluster = Lab(name, state_dir=base / name)
     try:
-        cluster.up(nodes=2)  # tears down what it made if it fails
-        request.config.calico_lab = cluster
+        cluster.up(nodes=nodes)
+        for node in cluster.nodes:
+            for net in networks:
+                conf = {"name": net, "cniVersion": "0.1.0", "type": "calico",
+                        "ipam": {"type": "calico-ipam"}}  # fmt: skip
+                cluster.write_net_conf(node, f"10-calico-{net}.conf", conf)
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, request):
+    """A running lab (nodes calico-01, calico-02) with a unique name, torn down at the end
+    of the session even when tests fail. Its state dir is <tmp>/labs/<name>;
+    `calico-lab status --name <name>` finds it by hand (through /run/calico-lab)."""
+    with dedicated_lab(tmp_path_factory.mktemp("labs"), 2) as cluster:  # tears down on failure
+        request.config.calico_lab = cluster
+        yield cluster
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -27,7 +27,7 @@ from calico.nodeapi import NodeClient
 from kernel.ns import entered, open_netns
 from lab import fabric
 from lab.cluster import Lab
-from tests.integration.conftest import lab_prerequisites_missing
+from tests.integration.conftest import dedicated_lab
 from tests.integration.test_agent import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.fault]
@@ -38,21 +38,8 @@ NETWORKS = ("network1", "network2")
 
 @pytest.fixture(scope="module")
 def flab(tmp_path_factory):
-    reason = lab_prerequisites_missing()
-    if reason:
-        pytest.skip(reason)
-    name = "ct" + secrets.token_hex(2)
-    cluster = Lab(name, state_dir=tmp_path_factory.mktemp("faultlabs") / name)
-    try:
-        cluster.up(nodes=2)
-        for node in cluster.nodes:
-            for net in NETWORKS:
-                conf = {"name": net, "cniVersion": "0.1.0", "type": "calico",
-                        "ipam": {"type": "calico-ipam"}}  # fmt: skip
-                cluster.write_net_conf(node, f"10-calico-{net}.conf", conf)
+    with dedicated_lab(tmp_path_factory.mktemp("faultlabs"), 2, NETWORKS) as cluster:
         yield cluster
-    finally:
-        cluster.down()
 
 
 @pytest.fixture
