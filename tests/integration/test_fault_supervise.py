@@ -18,12 +18,14 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 
 import pytest
 
 from calico.datastore import Datastore
 from calico.keys import RESOURCE_ROOT, endpoint_status_key
 from calico.nodeapi import NodeClient
+from calico.tools import program
 from kernel.ns import entered, open_netns
 from lab import fabric
 from lab.cluster import Lab
@@ -224,6 +226,12 @@ def test_rejected_endpoint_is_reported(flab, up_again):
         kv = wait_until(lambda: ds.kv_get(status_key), 15, "the error status key")
         assert kv.json()["status"] == "error" and kv.json()["reason"]
         assert node_info(flab, "calico-01")["agent"]["rejected"] == 1
+        check = subprocess.run(
+            [program("calicoctl"), "ipam", "check", f"--etcd-endpoints={flab.etcd_endpoints}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert "1 endpoints their node's agent cannot program" in check.stdout, check.stdout
+        assert f"default/{name} on calico-01" in check.stdout, check.stdout
     finally:
         ds.kv_delete(key)
     try:
