@@ -115,6 +115,7 @@ REGISTRY_DIR = "/run/calico-lab"  # <lab> -> its state dir, for every lab made o
 CNI_SYSTEM_DIR = "/usr/lib/cni"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
+ETCD_SETTLE = 2.0  # seconds an alive but unhealthy etcd gets before `up` judges it
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 DEFAULT_POOL_CIDR = "192.168.0.0/16"
 
@@ -515,7 +516,7 @@ class Lab:
     def _repair(self, current: dict) -> None:
         """Do what `current["repairs"]` says (never a rebuild), then wait for every agent."""
         state = self._up_state()
-        if not current["etcd"]["alive"]:
+        if not self._etcd_settled_alive(state):
             self._restart_etcd(state)
         dead = [n["name"] for n in current["nodes"] if not n["agent"]["service_alive"]]
         if dead:
@@ -523,6 +524,22 @@ class Lab:
         # An agent reconnects to a restarted etcd by itself; one restarting under its
         # supervisor comes back by itself: wait for both.
         self._wait_agents_healthy(state)
+
+    def _etcd_settled_alive(self, state: dict, grace: float = ETCD_SETTLE) -> bool:
+        """Whether etcd is alive, given a moment to settle: a process that was just sent
+        SIGKILL still runs for a few milliseconds (`kill -9 <etcd>; calico-lab up` from a
+        script saw it alive and unhealthy, so `up` waited for agents that could never
+        sync). An unhealthy etcd either answers within `grace` or is judged by whether its
+        process is still there at the end."""
+        info = state["etcd"]
+        deadline = time.monotonic() + grace
+        while True:
+            alive = fabric.same_process(info.get("pid"), info.get("starttime"))
+            if not alive or _etcd_healthy(info["loopback_url"], timeout=0.5):
+                return alive
+            if time.monotonic() > deadline:
+                return alive
+            time.sleep(0.05)
 
     def _restart_etcd(self, state: dict) -> None:
         """etcd again on the same data dir, ports and name: every key survives."""
