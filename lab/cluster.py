@@ -201,6 +201,24 @@ def _etcd_healthy(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def _judge_etcd(info: dict, grace: float = ETCD_SETTLE) -> tuple[bool, bool]:
+    """(alive, healthy) of the lab's etcd, given a moment to settle: a process that was just
+    sent SIGKILL still runs for a few milliseconds (`kill -9 <etcd>; calico-lab up` from a
+    script saw it alive and unhealthy, so `up` repaired nothing and waited for agents that
+    could never sync). An unhealthy etcd either answers within `grace` or is judged by
+    whether its process is still there at the end."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = fabric.same_process(info.get("pid"), info.get("starttime"))
+        if not alive:
+            return False, False
+        if _etcd_healthy(info["loopback_url"], timeout=0.5):
+            return True, True
+        if time.monotonic() > deadline:
+            return True, False
+        time.sleep(0.05)
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -516,7 +534,7 @@ class Lab:
     def _repair(self, current: dict) -> None:
         """Do what `current["repairs"]` says (never a rebuild), then wait for every agent."""
         state = self._up_state()
-        if not self._etcd_settled_alive(state):
+        if not current["etcd"]["alive"]:
             self._restart_etcd(state)
         dead = [n["name"] for n in current["nodes"] if not n["agent"]["service_alive"]]
         if dead:
@@ -524,22 +542,6 @@ class Lab:
         # An agent reconnects to a restarted etcd by itself; one restarting under its
         # supervisor comes back by itself: wait for both.
         self._wait_agents_healthy(state)
-
-    def _etcd_settled_alive(self, state: dict, grace: float = ETCD_SETTLE) -> bool:
-        """Whether etcd is alive, given a moment to settle: a process that was just sent
-        SIGKILL still runs for a few milliseconds (`kill -9 <etcd>; calico-lab up` from a
-        script saw it alive and unhealthy, so `up` waited for agents that could never
-        sync). An unhealthy etcd either answers within `grace` or is judged by whether its
-        process is still there at the end."""
-        info = state["etcd"]
-        deadline = time.monotonic() + grace
-        while True:
-            alive = fabric.same_process(info.get("pid"), info.get("starttime"))
-            if not alive or _etcd_healthy(info["loopback_url"], timeout=0.5):
-                return alive
-            if time.monotonic() > deadline:
-                return alive
-            time.sleep(0.05)
 
     def _restart_etcd(self, state: dict) -> None:
         """etcd again on the same data dir, ports and name: every key survives."""
@@ -1029,8 +1031,7 @@ class Lab:
         or not in sync; `why` says what; `up` waits for it, and repairs nothing)."""
         state = self._read_state()
         etcd = state.get("etcd", {})
-        etcd_alive = fabric.same_process(etcd.get("pid"), etcd.get("starttime"))
-        healthy = etcd_alive and _etcd_healthy(etcd["loopback_url"])
+        etcd_alive, healthy = _judge_etcd(etcd) if etcd else (False, False)
         fab = state.get("fabric", {})
         nodes = []
         for node, info in sorted(state.get("nodes", {}).items()):
