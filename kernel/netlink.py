@@ -211,6 +211,18 @@ class NetlinkSocket:
         seq = self.send(msg_type, flags | NLM_F_REQUEST | NLM_F_ACK, payload)
         return list(self.replies(seq))
 
+    def request_unless(
+        self, msg_type: int, flags: int, payload: bytes, *absent: int
+    ) -> list[tuple[int, bytes]] | None:
+        """`request`, but None when the kernel answers with one of the `absent` errnos:
+        the link, route or rule asked about is not there (a repeatable DEL, a lookup)."""
+        try:
+            return self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if exc.errno in absent:
+                return None
+            raise
+
     def dump(self, msg_type: int, payload: bytes) -> list[tuple[int, bytes]]:
         seq = self.send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, payload)
         return list(self.replies(seq))

@@ -26,7 +26,6 @@ from kernel.netlink import (
     NLM_F_CREATE,
     NLM_F_EXCL,
     NLM_F_REPLACE,
-    NetlinkError,
     NetlinkSocket,
     attr,
     attr_str,
@@ -159,13 +158,7 @@ class Netlink(NetlinkSocket):
     def link_get(self, name: str) -> Link | None:
         """The link called `name`, or None."""
         payload = _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
-        try:
-            replies = self.request(RTM_GETLINK, 0, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.ENODEV:
-                return None
-            raise
-        for msg_type, body in replies:
+        for msg_type, body in self.request_unless(RTM_GETLINK, 0, payload, errno.ENODEV) or ():
             if msg_type == RTM_NEWLINK:
                 return _parse_link(body)
         return None
@@ -176,13 +169,7 @@ class Netlink(NetlinkSocket):
     def link_del(self, name: str) -> bool:
         """Delete by name; False if there was no such link (DEL must be repeatable)."""
         payload = _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
-        try:
-            self.request(RTM_DELLINK, 0, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.ENODEV:
-                return False
-            raise
-        return True
+        return self.request_unless(RTM_DELLINK, 0, payload, errno.ENODEV) is not None
 
     # -- addresses
 
@@ -257,13 +244,8 @@ class Netlink(NetlinkSocket):
     def route_get(self, dst: ipaddress.IPv4Address) -> RouteEntry | None:
         """`ip route get DST`: the route the kernel would use, or None if unreachable."""
         payload = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, dst.packed)
-        try:
-            replies = self.request(RTM_GETROUTE, 0, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-                return None
-            raise
-        for msg_type, body in replies:
+        unreachable = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+        for msg_type, body in self.request_unless(RTM_GETROUTE, 0, payload, *unreachable) or ():
             if msg_type == RTM_NEWROUTE:
                 return _parse_route(body)
         return None
@@ -286,13 +268,7 @@ class Netlink(NetlinkSocket):
     def rule_del(self, rule: RuleEntry) -> bool:
         """`ip rule del` of exactly this rule (as `rules` lists it); False if absent."""
         payload = _rule_payload(rule.table, rule.priority, rule.src, rule.dst)
-        try:
-            self.request(RTM_DELRULE, 0, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
-        return True
+        return self.request_unless(RTM_DELRULE, 0, payload, errno.ENOENT) is not None
 
     def rules(self) -> list[RuleEntry]:
         """Every IPv4 rule (`ip rule show`), in the kernel's order."""
