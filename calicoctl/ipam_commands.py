@@ -312,6 +312,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line, fmt(header), line, *(fmt(r) for r in rows), line]) + "\n"
 
 
+def _block_row(label: str, b: Any) -> list[str]:
+    return [label, str(b.cidr), str(b.size), _pct(b.used_count, b.size), _pct(b.free_count, b.size)]
+
+
 def render_show(snap: Snapshot) -> str:
     rows: list[list[str]] = []
     for pool in sorted(snap.pools, key=lambda p: p.cidr):
@@ -323,27 +327,9 @@ def render_show(snap: Snapshot) -> str:
         rows.append(
             ["IP Pool", str(pool.cidr), str(total), _pct(used, total), _pct(total - used, total)]
         )
-        for b in blocks:
-            rows.append(
-                [
-                    "Block",
-                    str(b.cidr),
-                    str(b.size),
-                    _pct(b.used_count, b.size),
-                    _pct(b.free_count, b.size),
-                ]
-            )
+        rows += [_block_row("Block", b) for b in blocks]
     orphans = [b for b in snap.blocks if not any(b.cidr.subnet_of(p.cidr) for p in snap.pools)]
-    for b in sorted(orphans, key=lambda b: b.cidr):
-        rows.append(
-            [
-                "Block (no pool)",
-                str(b.cidr),
-                str(b.size),
-                _pct(b.used_count, b.size),
-                _pct(b.free_count, b.size),
-            ]
-        )
+    rows += [_block_row("Block (no pool)", b) for b in sorted(orphans, key=lambda b: b.cidr)]
     return _table(rows, ["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"])
 
 
