@@ -38,7 +38,6 @@ PROTOCOLS: tuple[Protocol, ...] = (
 BY_NUMBER: dict[int, Protocol] = {p.number: p for p in PROTOCOLS}
 _BY_LOWER_NAME: dict[str, Protocol] = {p.name.lower(): p for p in PROTOCOLS}
 PORT_PROTOCOLS: frozenset[int] = frozenset(p.number for p in PROTOCOLS if p.has_ports)
-TCP, UDP, ICMP, ICMPV6, SCTP, UDPLITE = 6, 17, 1, 58, 132, 136
 
 
 def protocol_number(proto: int | str) -> int:

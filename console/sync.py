@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from calico.datastore import Change, Datastore, PrefixSyncer, Snapshot, SyncStatus
 from calico.errors import DatastoreError
+from calico.keys import ROOT
 from console.model import ClusterState
 
 
@@ -45,7 +46,7 @@ class EtcdFollower:
 
     def _follow(self) -> None:
         assert self.datastore is not None
-        syncer = PrefixSyncer(self.datastore, "/calico/")
+        syncer = PrefixSyncer(self.datastore, ROOT)
         for update in syncer.updates(self.stop_event):
             with self._lock:
                 if isinstance(update, Snapshot):
