@@ -56,6 +56,11 @@ GRPC_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 FAILOVER_WINDOW = 2.5  # seconds a call keeps trying other members of a cluster
+# Seconds one attempt may take in a cluster. A write sent to a follower just as the leader
+# died is forwarded to the dead leader and lost; it would wait out the whole timeout (5 s)
+# although a new leader answers within a second. An attempt gives up sooner: a read goes
+# to the next member, a write reports that its outcome is unknown.
+CLUSTER_ATTEMPT_TIMEOUT = 1.5
 FAILED_MEMBER_SKIP = 0.2  # seconds a member that just failed is passed over
 
 # gRPC's C core logs a failed TLS handshake on stderr ("E1202 ... Corruption detected"),
@@ -95,6 +100,7 @@ class Failure:
     line: str
     tls: bool = False  # a certificate problem: trying again or elsewhere cannot help
     unsent: bool = False  # no connection was made: a write may go to another member
+    timeout: bool = False  # sent, no answer: a write's outcome is unknown
 
 
 def _rpc_error(exc: BaseException) -> Any:
@@ -134,7 +140,7 @@ def describe_failure(exc: BaseException, url: str, settings: EtcdSettings | None
     else:
         details = str(exc) or type(exc).__name__
     if code == "DEADLINE_EXCEEDED":
-        return Failure(f"etcd {url}: no answer within the timeout")
+        return Failure(f"etcd {url}: no answer within the timeout", timeout=True)
     low = details.lower()
     secure = url.startswith("https")
 
@@ -194,6 +200,43 @@ def _expired(cert_file: str) -> str | None:
     return None
 
 
+_CLIENT_CLASS: Any = None
+_attempt = threading.local()
+
+
+def _client_class() -> Any:
+    """pyetcd's client with a per-thread timeout override (its RPCs all read
+    `self.timeout`), so one attempt in a cluster can be shorter than the caller's timeout."""
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is None:
+        import pyetcd
+
+        class Client(pyetcd.MultiEndpointEtcd3Client):
+            @property
+            def timeout(self) -> float | None:
+                return getattr(_attempt, "timeout", None) or self._timeout
+
+            @timeout.setter
+            def timeout(self, value: float | None) -> None:
+                self._timeout = value
+
+        _CLIENT_CLASS = Client
+    return _CLIENT_CLASS
+
+
+class _attempt_timeout:
+    def __init__(self, client: Any, seconds: float):
+        base = getattr(client, "_timeout", None)
+        self.seconds = min(seconds, base) if base else seconds
+
+    def __enter__(self) -> None:
+        self.saved = getattr(_attempt, "timeout", None)
+        _attempt.timeout = self.seconds
+
+    def __exit__(self, *exc: Any) -> None:
+        _attempt.timeout = self.saved
+
+
 def _settings_for(endpoints: str | EtcdSettings | Sequence[Any] | None) -> EtcdSettings:
     if isinstance(endpoints, EtcdSettings):
         return endpoints.check()
@@ -224,7 +267,6 @@ class Datastore:
         settings = _settings_for(endpoints)
         # The etcd client and grpc take ~250 ms to import: only a program that connects pays
         # it (calicoctl --help, a CNI VERSION, the console's first paint do not).
-        import pyetcd
         from pyetcd.client import Endpoint
 
         creds = None
@@ -246,7 +288,7 @@ class Datastore:
             )
             for ep in settings.parsed()
         ]
-        client = pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
+        client = _client_class()(endpoints=eps, timeout=timeout, failover=True)
         return cls(client, settings.endpoints, settings)
 
     def close(self) -> None:
@@ -284,16 +326,20 @@ class Datastore:
         )
         cluster = len(getattr(self.client, "endpoints", ())) > 1
         deadline = time.monotonic() + FAILOVER_WINDOW
+        last: Failure | None = None  # the last member's own failure, the one worth reporting
         while True:
             try:
+                if cluster:
+                    with _attempt_timeout(self.client, CLUSTER_ATTEMPT_TIMEOUT):
+                        return fn(*args, **kwargs)
                 return fn(*args, **kwargs)
             except etcd_exc.NoServerAvailableError:
                 # Every member failed in the last FAILED_MEMBER_SKIP: wait for one to be due.
-                failure = Failure(
+                failure = last or Failure(
                     f"etcd unavailable: no member of {self.endpoints} answers", unsent=True
                 )
             except transport as exc:
-                failure = describe_failure(exc, self._current_url(), self.settings)
+                failure = last = describe_failure(exc, self._current_url(), self.settings)
             except ValueError as exc:  # pyetcd: "Trying to use a failed node"
                 if "failed node" not in str(exc):
                     raise
@@ -302,7 +348,10 @@ class Datastore:
                 self._fail_current()  # pyetcd counts failures of its unary calls only
             retry = cluster and not failure.tls and (failure.unsent or not _write)
             if not retry or time.monotonic() >= deadline:
-                raise Unavailable(failure.line) from None
+                line = failure.line
+                if _write and failure.timeout:
+                    line += " (the write may or may not have been applied)"
+                raise Unavailable(line) from None
             time.sleep(0.02)
 
     # -- raw keys

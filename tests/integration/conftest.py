@@ -24,10 +24,10 @@ def lab_prerequisites_missing() -> str | None:
 
 
 @contextmanager
-def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = ()) -> Iterator[Any]:
+def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = (), **up: Any) -> Iterator[Any]:
     """A lab of a module's own (unique name `ct<hex>` under `base`) with a calico +
     calico-ipam network file per name in `networks` on every node; torn down on exit even
-    when the module fails."""
+    when the module fails. `up`: more of Lab.up's arguments (etcd_members, etcd_tls...)."""
     from lab.cluster import Lab
 
     reason = lab_prerequisites_missing()
@@ -36,7 +36,7 @@ def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = ()) -> Itera
     name = "ct" + secrets.token_hex(2)
     cluster = Lab(name, state_dir=base / name)
     try:
-        cluster.up(nodes=nodes)
+        cluster.up(nodes=nodes, **up)
         for node in cluster.nodes:
             for net in networks:
                 conf = {"name": net, "cniVersion": "0.1.0", "type": "calico",
