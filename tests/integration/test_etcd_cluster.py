@@ -331,7 +331,8 @@ def test_leader_kill_costs_reads_and_a_watch_less_than_3s(cluster):
         time.sleep(0.5)  # reads go on after the election
     finally:
         stop.set()
-        threads[1].join(10)
+        for t in threads:  # both out of gRPC before the channels close
+            t.join(10)
         reader.close()
         watcher_ds.close()
     assert seen_at - killed_at < BUDGET, f"watch resumed {seen_at - killed_at:.2f}s after the kill"
