@@ -800,12 +800,12 @@ class Lab:
                 self._make_node(state, i, net)
         finally:
             starter.join()
-            for etcd, m in zip(members, state["etcd"]["members"], strict=True):
+            recs = etcd_members(state["etcd"])
+            for etcd, m in zip(members, recs, strict=True):
                 if etcd.pid:
                     m["pid"] = etcd.pid
                     m["starttime"] = fabric.proc_starttime(etcd.pid)
-            first = state["etcd"]["members"][0]
-            state["etcd"].update(pid=first["pid"], starttime=first["starttime"])
+            state["etcd"].update(pid=recs[0]["pid"], starttime=recs[0]["starttime"])
             self._save(state)
         if failure:
             raise LabError(f"etcd did not start: {failure[0]}")
@@ -906,8 +906,9 @@ class Lab:
             for m in members
         ]
         info = {k: v for k, v in recs[0].items() if k != "args"}
-        info["members"] = recs
-        info["initial_cluster"] = members[0].initial_cluster
+        if len(recs) > 1:  # one member keeps the shape it always had (no member list)
+            info["members"] = recs
+            info["initial_cluster"] = members[0].initial_cluster
         info["tls"] = (
             {
                 "dir": str(tls.dir),
