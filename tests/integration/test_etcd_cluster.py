@@ -444,3 +444,36 @@ def _status(lab, url: str) -> dict | None:
             return json.loads(resp.read())
     except OSError:
         return None
+
+
+def test_an_expired_server_certificate_is_one_clear_line(tmp_path):
+    """etcd itself presents an expired certificate: the client says so, naming its CA."""
+    from lab.etcd import local_etcd
+
+    pki = make_pki(tmp_path / "pki", [])
+    issue(pki, "server", "etcd", ["127.0.0.1", "localhost"], usage="serverAuth,clientAuth", days=-1)
+    server = local_etcd(tmp_path, name="expired")
+    server.tls = pki
+    server.client_urls = [u.replace("http://", "https://") for u in server.client_urls]
+    server.launch()
+    try:
+        s = EtcdSettings(
+            server.endpoints, str(pki.ca_cert), str(pki.client_cert), str(pki.client_key)
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            ds = Datastore.connect(s, timeout=2)
+            try:
+                with pytest.raises(Unavailable) as info:
+                    ds.revision()
+            finally:
+                ds.close()
+            if "connection refused" not in str(info.value) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # not listening yet
+        assert str(info.value) == (
+            f"etcd {server.endpoints}: TLS handshake failed: etcd's certificate has expired"
+            f" (ETCD_CA_CERT_FILE={pki.ca_cert})"
+        )
+    finally:
+        server.stop()
