@@ -35,7 +35,7 @@ from agent.cni_server import CNIServer
 from agent.dataplane.apply import Applier
 from agent.status import HEALTH_FILE_INTERVAL, Health, StatusReporter, _now
 from agent.sync import ClusterCache, Syncer, connect
-from calico.config import ConfigError, parse_endpoints, resolve_endpoints
+from calico.config import ConfigError, EtcdSettings, resolve_settings
 from calico.datastore import Datastore, SyncStatus
 from calico.errors import Conflict, DatastoreError, NotFound
 from calico.keys import endpoint_status_key
@@ -54,7 +54,7 @@ class Agent:
     def __init__(
         self,
         nodename: str,
-        endpoints: str | None = None,
+        endpoints: str | EtcdSettings | None = None,
         refresh_interval: float = 10.0,
         once: bool = False,
         health_file: Path | None = None,
@@ -310,12 +310,14 @@ class Agent:
             log.debug("cannot write %s: %s", self.health_file, exc)
 
 
-def datastore_hosts(endpoints: str | None) -> tuple[str, ...]:
-    """The IPv4 addresses of the etcd endpoints this agent uses (names resolved once)."""
+def datastore_hosts(endpoints: str | EtcdSettings | None) -> tuple[str, ...]:
+    """The IPv4 addresses of every etcd member this agent may use (names resolved once):
+    workloads may reach none of them."""
 
     out = []
     try:
-        eps = parse_endpoints(resolve_endpoints(endpoints))
+        settings = endpoints if isinstance(endpoints, EtcdSettings) else resolve_settings(endpoints)
+        eps = settings.parsed()
     except ConfigError:
         return ()
     for ep in eps:
@@ -423,6 +425,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated etcd URLs (default: $ETCD_ENDPOINTS, then calicoctl.cfg)",
     )
+    for flag, var in (
+        ("--etcd-ca-cert-file", "ETCD_CA_CERT_FILE"),
+        ("--etcd-cert-file", "ETCD_CERT_FILE"),
+        ("--etcd-key-file", "ETCD_KEY_FILE"),
+    ):
+        p.add_argument(
+            flag,
+            metavar="PATH",
+            default=None,
+            help=f"etcd TLS (default: ${var}, then calicoctl.cfg)",
+        )
     p.add_argument("--once", action="store_true", help="sync, apply once, exit")
     p.add_argument(
         "--refresh-interval",
@@ -472,9 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
+        settings = resolve_settings(
+            args.etcd_endpoints, args.etcd_ca_cert_file, args.etcd_cert_file, args.etcd_key_file
+        )
         agent = Agent(
             args.nodename,
-            args.etcd_endpoints,
+            settings,
             refresh_interval=args.refresh_interval,
             once=args.once,
             health_file=Path(args.health_file) if args.health_file else None,

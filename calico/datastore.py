@@ -12,21 +12,32 @@ The client is `pyetcd` (PyPI etcd-sdk-python): python-etcd3's API, but it import
 current protobuf (README, "Choices"). Its stock endpoint handling marks a node failed for
 300 s after one error, which would turn an etcd restart into five minutes of outage, so
 endpoints are built here with a short retry interval.
+
+A cluster (several endpoints): a call that fails because its member is gone, or has no
+leader for a moment, is tried again on the next member within `FAILOVER_WINDOW`, so a
+killed leader costs a caller about one election. Reads and watches are always safe to
+try again; a write only when it cannot have reached etcd (no connection), because a write
+that was sent and then lost its answer may have been applied. TLS (https endpoints):
+`grpc.ssl_channel_credentials` from the CA and, when given, the client key and cert; a
+certificate problem is one line naming the endpoint, the cause and the file, never
+gRPC's own words or log lines.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from calico.config import parse_endpoints, resolve_endpoints
+from calico.config import EtcdEndpoint, EtcdSettings, resolve_settings
 from calico.errors import AlreadyExists, Conflict, DatastoreError, NotFound, Unavailable
 from calico.keys import key_of, kind_prefix, resource_key
 from calico.resources import Resource, kind_class
@@ -44,6 +55,17 @@ GRPC_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+FAILOVER_WINDOW = 2.5  # seconds a call keeps trying other members of a cluster
+# Seconds one attempt may take in a cluster. A write sent to a follower just as the leader
+# died is forwarded to the dead leader and lost; it would wait out the whole timeout (5 s)
+# although a new leader answers within a second. An attempt gives up sooner: a read goes
+# to the next member, a write reports that its outcome is unknown.
+CLUSTER_ATTEMPT_TIMEOUT = 1.5
+FAILED_MEMBER_SKIP = 0.2  # seconds a member that just failed is passed over
+
+# gRPC's C core logs a failed TLS handshake on stderr ("E1202 ... Corruption detected"),
+# beside the one line we report; silence it unless the user asked for its logs.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 # ---------------------------------------------------------------- plain KV
@@ -68,52 +90,269 @@ def _unavailable(exc: Exception) -> Unavailable:
     return Unavailable(f"etcd unavailable: {exc or type(exc).__name__}")
 
 
+# ---------------------------------------------------------------- failures, in words
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed RPC, judged: `line` is what the user reads."""
+
+    line: str
+    tls: bool = False  # a certificate problem: trying again or elsewhere cannot help
+    unsent: bool = False  # no connection was made: a write may go to another member
+    timeout: bool = False  # sent, no answer: a write's outcome is unknown
+
+
+def _rpc_error(exc: BaseException) -> Any:
+    """The grpc.RpcError behind a pyetcd exception (pyetcd raises its own, bare, inside
+    the `except grpc.RpcError`), or None."""
+    import grpc
+
+    seen = exc
+    for _ in range(4):
+        if isinstance(seen, grpc.RpcError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+        if seen is None:
+            return None
+    return None
+
+
+_VERIFY_REASONS = {
+    "unable to get local issuer certificate": "certificate signed by unknown authority",
+    "self signed certificate in certificate chain": "certificate signed by unknown authority",
+    "self-signed certificate in certificate chain": "certificate signed by unknown authority",
+    "certificate has expired": "etcd's certificate has expired",
+    "certificate is not yet valid": "etcd's certificate is not yet valid",
+}
+
+
+def describe_failure(exc: BaseException, url: str, settings: EtcdSettings | None) -> Failure:
+    """gRPC's status of a failed call -> one line: `etcd URL: what happened (the file)`."""
+    rpc = _rpc_error(exc)
+    details = ""
+    code = ""
+    if rpc is not None:
+        try:
+            details, code = rpc.details() or "", rpc.code().name
+        except Exception:  # not a finished call: no status to read
+            details = str(rpc)
+    else:
+        details = str(exc) or type(exc).__name__
+    if code == "DEADLINE_EXCEEDED":
+        return Failure(f"etcd {url}: no answer within the timeout", timeout=True)
+    low = details.lower()
+    secure = url.startswith("https")
+
+    def named(attr: str) -> str:
+        return settings.source_of(attr) if settings else attr
+
+    if "handshake failed" in low or "certificate_verify_failed" in low:
+        found = re.search(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)", details)
+        reason = found.group(1).strip() if found else ""
+        if "peer name" in low or "hostname" in low or "subject alternative" in low:
+            reason = "etcd's certificate does not name this address"
+        reason = _VERIFY_REASONS.get(reason, reason or "certificate verify failed")
+        return Failure(
+            f"etcd {url}: TLS handshake failed: {reason} ({named('ca_cert_file')})", tls=True
+        )
+    if secure and ("unwrap failed" in low or "tsi_data_corrupted" in low or "alert" in low):
+        # The server refused the handshake after it started: the client certificate.
+        if settings is None or not settings.cert_file:
+            why = "etcd requires a client certificate and none was given (ETCD_CERT_FILE, ETCD_KEY_FILE)"
+        else:
+            expired = _expired(settings.cert_file)
+            if expired:
+                why = f"the client certificate expired on {expired}"
+            else:
+                why = "etcd rejected the client certificate (not signed by a CA it trusts?)"
+            why += f" ({named('cert_file')})"
+        return Failure(f"etcd {url}: TLS handshake failed: {why}", tls=True)
+    if "connection refused" in low or "failed to connect" in low and "socket closed" not in low:
+        cause = "connection refused" if "connection refused" in low else "cannot connect"
+        if "no route" in low:
+            cause = "no route to host"
+        return Failure(f"etcd {url}: {cause}", unsent=True)
+    if not secure and "socket closed" in low:
+        return Failure(
+            f"etcd {url}: the connection was closed"
+            " (the member stopped, or it serves only TLS: use https:// and ETCD_CA_CERT_FILE)"
+        )
+    etcd_said = re.search(r"etcdserver: ([^\n]+)", details)
+    if etcd_said:
+        return Failure(f"etcd {url}: {etcd_said.group(1).strip()}")
+    text = details.split("; last error: ")[-1] if details else (code or "unavailable")
+    text = re.sub(r"^(UNKNOWN|UNAVAILABLE): (ipv[46]:\S+: )?", "", text)
+    return Failure(f"etcd {url}: {text}")
+
+
+def _expired(cert_file: str) -> str | None:
+    """notAfter of a PEM certificate if it is in the past (None if valid or unreadable)."""
+    import ssl
+
+    try:
+        info = ssl._ssl._test_decode_cert(cert_file)  # type: ignore[attr-defined]
+        not_after = info["notAfter"]
+        if ssl.cert_time_to_seconds(not_after) < time.time():
+            return not_after
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+    return None
+
+
+_CLIENT_CLASS: Any = None
+_attempt = threading.local()
+
+
+def _client_class() -> Any:
+    """pyetcd's client with a per-thread timeout override (its RPCs all read
+    `self.timeout`), so one attempt in a cluster can be shorter than the caller's timeout."""
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is None:
+        import pyetcd
+
+        class Client(pyetcd.MultiEndpointEtcd3Client):
+            @property
+            def timeout(self) -> float | None:
+                return getattr(_attempt, "timeout", None) or self._timeout
+
+            @timeout.setter
+            def timeout(self, value: float | None) -> None:
+                self._timeout = value
+
+        _CLIENT_CLASS = Client
+    return _CLIENT_CLASS
+
+
+class _attempt_timeout:
+    def __init__(self, client: Any, seconds: float):
+        base = getattr(client, "_timeout", None)
+        self.seconds = min(seconds, base) if base else seconds
+
+    def __enter__(self) -> None:
+        self.saved = getattr(_attempt, "timeout", None)
+        _attempt.timeout = self.seconds
+
+    def __exit__(self, *exc: Any) -> None:
+        _attempt.timeout = self.saved
+
+
+def _settings_for(endpoints: str | EtcdSettings | Sequence[Any] | None) -> EtcdSettings:
+    if isinstance(endpoints, EtcdSettings):
+        return endpoints.check()
+    if endpoints is not None and not isinstance(endpoints, str):
+        urls = [ep.url() if isinstance(ep, EtcdEndpoint) else str(ep) for ep in endpoints]
+        endpoints = ",".join(urls)
+    return resolve_settings(endpoints)
+
+
 class Datastore:
     """One connection to etcd; thread-safe for concurrent calls (gRPC channels are)."""
 
-    def __init__(self, client: Any, endpoints: str):
+    def __init__(self, client: Any, endpoints: str, settings: EtcdSettings | None = None):
         self.client = client
         self.endpoints = endpoints
+        self.settings = settings
+        self._urls = {}
+        if settings is not None:
+            self._urls = {f"{ep.host}:{ep.port}": ep.url() for ep in settings.parsed()}
 
     @classmethod
-    def connect(cls, endpoints: str | None = None, timeout: float = 5.0) -> Datastore:
+    def connect(
+        cls, endpoints: str | EtcdSettings | Sequence[Any] | None = None, timeout: float = 5.0
+    ) -> Datastore:
+        """`endpoints`: settings, a comma-separated string or a list of endpoints (TLS
+        files then come from the environment or calicoctl.cfg), or None (all of it does).
+        Raises ConfigError (one line) for settings that cannot work."""
+        settings = _settings_for(endpoints)
         # The etcd client and grpc take ~250 ms to import: only a program that connects pays
         # it (calicoctl --help, a CNI VERSION, the console's first paint do not).
-        import pyetcd
         from pyetcd.client import Endpoint
 
-        text = resolve_endpoints(endpoints)
+        creds = None
+        if settings.secure:
+            import grpc
+
+            ca, key, cert = settings.tls_files()
+            creds = grpc.ssl_channel_credentials(ca, key, cert)
         eps = [
             # time_retry: how long a failed endpoint is skipped; pyetcd's default is 300 s.
             # gRPC's default 4 MiB receive limit breaks a snapshot of ~5,000 endpoints.
-            Endpoint(ep.host, ep.port, secure=False, time_retry=0.2, opts=GRPC_OPTIONS)
-            for ep in parse_endpoints(text)
+            Endpoint(
+                ep.host,
+                ep.port,
+                secure=creds is not None,
+                creds=creds,
+                time_retry=FAILED_MEMBER_SKIP,
+                opts=GRPC_OPTIONS,
+            )
+            for ep in settings.parsed()
         ]
-        client = pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
-        return cls(client, text)
+        client = _client_class()(endpoints=eps, timeout=timeout, failover=True)
+        return cls(client, settings.endpoints, settings)
 
     def close(self) -> None:
         self.client.close()
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one etcd RPC, turning every transport failure into Unavailable."""
+    def _current_url(self) -> str:
+        label = getattr(self.client, "_current_endpoint_label", None) or ""
+        return self._urls.get(label) or (f"https://{label}" if self._secure else f"http://{label}")
+
+    @property
+    def _secure(self) -> bool:
+        return bool(self.settings and self.settings.secure)
+
+    def _fail_current(self) -> None:
+        """Pass over the member in use for a moment (a watch's failure, which pyetcd does
+        not count), so the next call goes to another one."""
+        ep = getattr(self.client, "endpoint_in_use", None)
+        if ep is not None and len(getattr(self.client, "endpoints", ())) > 1 and not ep.is_failed():
+            ep.fail()
+            self.client._clear_old_stubs()
+
+    def _call(self, fn: Callable[..., Any], *args: Any, _write: bool = False, **kwargs: Any) -> Any:
+        """Run one etcd RPC, turning every transport failure into Unavailable (one line).
+
+        With several members, a failed call is tried on the next one while FAILOVER_WINDOW
+        lasts: reads always, writes (`_write`) only when they never left this process."""
         import grpc
         from pyetcd import exceptions as etcd_exc
 
-        try:
-            return fn(*args, **kwargs)
-        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
-            raise _unavailable(exc) from None
-        except etcd_exc.NoServerAvailableError as exc:
-            raise _unavailable(exc) from None
-        except etcd_exc.InternalServerError as exc:
-            raise _unavailable(exc) from None
-        except grpc.RpcError as exc:
-            raise _unavailable(exc) from None
-        except ValueError as exc:  # pyetcd: "Trying to use a failed node"
-            if "failed node" in str(exc):
-                raise _unavailable(exc) from None
-            raise
+        transport = (
+            etcd_exc.ConnectionFailedError,
+            etcd_exc.ConnectionTimeoutError,
+            etcd_exc.InternalServerError,
+            grpc.RpcError,
+        )
+        cluster = len(getattr(self.client, "endpoints", ())) > 1
+        deadline = time.monotonic() + FAILOVER_WINDOW
+        last: Failure | None = None  # the last member's own failure, the one worth reporting
+        while True:
+            try:
+                if cluster:
+                    with _attempt_timeout(self.client, CLUSTER_ATTEMPT_TIMEOUT):
+                        return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            except etcd_exc.NoServerAvailableError:
+                # Every member failed in the last FAILED_MEMBER_SKIP: wait for one to be due.
+                failure = last or Failure(
+                    f"etcd unavailable: no member of {self.endpoints} answers", unsent=True
+                )
+            except transport as exc:
+                failure = last = describe_failure(exc, self._current_url(), self.settings)
+            except ValueError as exc:  # pyetcd: "Trying to use a failed node"
+                if "failed node" not in str(exc):
+                    raise
+                failure = Failure(f"etcd unavailable: {self.endpoints}", unsent=True)
+            if not failure.tls:
+                self._fail_current()  # pyetcd counts failures of its unary calls only
+            retry = cluster and not failure.tls and (failure.unsent or not _write)
+            if not retry or time.monotonic() >= deadline:
+                line = failure.line
+                if _write and failure.timeout:
+                    line += " (the write may or may not have been applied)"
+                raise Unavailable(line) from None
+            time.sleep(0.02)
 
     # -- raw keys
     def kv_get(self, key: str) -> KV | None:
@@ -146,7 +385,7 @@ class Datastore:
         return resp.count
 
     def kv_put(self, key: str, value: bytes | str) -> int:
-        resp = self._call(self.client.put, key, value)
+        resp = self._call(self.client.put, key, value, _write=True)
         return resp.header.revision
 
     def kv_create(self, key: str, value: bytes | str) -> bool:
@@ -157,7 +396,7 @@ class Datastore:
         """Write only if the key's mod_revision is still `mod_revision` (0: absent)."""
         t = self.client.transactions
         compare = [t.create(key) == 0] if mod_revision == 0 else [t.mod(key) == mod_revision]
-        ok, _ = self._call(self.client.transaction, compare, [t.put(key, value)], [])
+        ok, _ = self._call(self.client.transaction, compare, [t.put(key, value)], [], _write=True)
         return ok
 
     def kv_delete(self, key: str, mod_revision: int | None = None) -> bool:
@@ -167,16 +406,16 @@ class Datastore:
             compare = [t.create(key) != 0]
         else:
             compare = [t.mod(key) == mod_revision]
-        ok, _ = self._call(self.client.transaction, compare, [t.delete(key)], [])
+        ok, _ = self._call(self.client.transaction, compare, [t.delete(key)], [], _write=True)
         return ok
 
     def kv_delete_prefix(self, prefix: str) -> int:
-        resp = self._call(self.client.delete_prefix, prefix)
+        resp = self._call(self.client.delete_prefix, prefix, _write=True)
         return resp.deleted
 
     def kv_txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None):
         """A raw transaction (ops from `self.client.transactions`); returns (ok, responses)."""
-        return self._call(self.client.transaction, compare, success, failure or [])
+        return self._call(self.client.transaction, compare, success, failure or [], _write=True)
 
     @property
     def ops(self) -> Any:
@@ -376,6 +615,7 @@ class PrefixSyncer:
             start_revision=self.revision + 1,
             progress_notify=True,
         )
+        member = getattr(client, "endpoint_in_use", None)
         try:
             yield SyncStatus("in-sync")
             while not stop.is_set():
@@ -384,6 +624,10 @@ class PrefixSyncer:
                 except queue.Empty:
                     continue
                 if isinstance(resp, Exception):
+                    # The member went away (or lost the cluster): resume on another one.
+                    fail = getattr(self.datastore, "_fail_current", None)
+                    if fail and member is not None and client.endpoint_in_use is member:
+                        fail()
                     raise resp
                 if resp is None:
                     raise _WatchBroken("watch stream closed")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico import ipam, keys
-from calico.config import resolve_endpoints
+from calico.config import EtcdSettings, resolve_settings
 from calico.datastore import Datastore
 from calico.errors import Unavailable
 from calico.keys import RESOURCE_ROOT
@@ -66,13 +66,14 @@ class TooManyConflicts(StoreError):
 
 # ---- datastore connections (one per etcd endpoint list, per process) ---------------------
 
-_datastores: dict[str, Datastore] = {}
+_datastores: dict[EtcdSettings, Datastore] = {}
 _datastores_lock = threading.Lock()
 
 
-def datastore_for(endpoints: str | None) -> Datastore:
-    """A shared connection: the agent serves every request over the same gRPC channel."""
-    key = resolve_endpoints(endpoints)
+def datastore_for(endpoints: str | EtcdSettings | None) -> Datastore:
+    """A shared connection: the agent serves every request over the same gRPC channel
+    (one per set of endpoints and TLS files)."""
+    key = endpoints if isinstance(endpoints, EtcdSettings) else resolve_settings(endpoints)
     with _datastores_lock:
         ds = _datastores.get(key)
         if ds is None:

@@ -36,6 +36,15 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--etcd-endpoints", default=default, metavar="URLS",
         help="etcd endpoints, e.g. http://127.0.0.1:2379 (default $ETCD_ENDPOINTS, then the config file)",
     )  # fmt: skip
+    for flag, var in (
+        ("--etcd-ca-cert-file", "ETCD_CA_CERT_FILE"),
+        ("--etcd-cert-file", "ETCD_CERT_FILE"),
+        ("--etcd-key-file", "ETCD_KEY_FILE"),
+    ):
+        parser.add_argument(
+            flag, default=default, metavar="FILE",
+            help=f"etcd TLS: default ${var}, then the config file",
+        )  # fmt: skip
     parser.add_argument(
         "--debug", action="store_true", default=default,
         help="show the traceback of an unexpected error",

@@ -41,19 +41,28 @@ class Cli:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self._datastore: Any = None
-        self._endpoints: str | None = None
+        self._settings: Any = None
 
     def endpoints(self) -> str:
-        if self._endpoints is None:
-            from calico.config import ConfigError, resolve_endpoints
+        return self.settings().endpoints
 
+    def settings(self) -> Any:
+        """calico.config.EtcdSettings: flags, else the environment, else the config file."""
+        if self._settings is None:
+            from calico.config import ConfigError, resolve_settings
+
+            a = self.args
             try:
-                self._endpoints = resolve_endpoints(
-                    getattr(self.args, "etcd_endpoints", None), getattr(self.args, "config", None)
+                self._settings = resolve_settings(
+                    getattr(a, "etcd_endpoints", None),
+                    getattr(a, "etcd_ca_cert_file", None),
+                    getattr(a, "etcd_cert_file", None),
+                    getattr(a, "etcd_key_file", None),
+                    config_file=getattr(a, "config", None),
                 )
             except ConfigError as exc:
                 raise CliError(f"Failed to load config: {exc}") from None
-        return self._endpoints
+        return self._settings
 
     def datastore(self) -> Any:
         """The etcd datastore (connects on first use; imports the etcd client then)."""
@@ -62,7 +71,7 @@ class Cli:
             from calico.datastore import Datastore
 
             try:
-                self._datastore = Datastore.connect(self.endpoints())
+                self._datastore = Datastore.connect(self.settings())
             except ConfigError as exc:
                 raise CliError(f"Failed to load config: {exc}") from None
         return self._datastore
@@ -79,7 +88,13 @@ class Cli:
         grpc_details = re.search(r'details = "([^"]*)"', detail)  # a gRPC error's own words
         if grpc_details:
             detail = grpc_details.group(1)
-        return CliError(f"etcd unavailable at {self.endpoints()}: {detail}")
+        endpoints = self.endpoints()
+        # The datastore names the member that failed: "etcd URL: why".
+        if detail.startswith(f"etcd {endpoints}: "):
+            detail = detail.removeprefix(f"etcd {endpoints}: ")
+        elif detail.startswith("etcd http"):
+            detail = detail.removeprefix("etcd ")
+        return CliError(f"etcd unavailable at {endpoints}: {detail}")
 
     @staticmethod
     def out(text: str) -> None:

@@ -1,7 +1,8 @@
 """calico-console: browse a Calico-on-rkt cluster live, from etcd and the node agents.
 
 `calico-console` with no arguments opens the running local lab (and offers to start one if
-there is none); `--etcd-endpoints` or `ETCD_ENDPOINTS` opens any cluster.
+there is none); `--etcd-endpoints` or `ETCD_ENDPOINTS` opens any cluster, with TLS from
+`--etcd-ca-cert-file/--etcd-cert-file/--etcd-key-file` or Calico's ETCD_*_FILE variables.
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ class CalicoConsole(App):
                 )
 
 
+TLS_VARS = ("ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE")
+
+
 def find_lab_endpoints() -> tuple[str, str] | None:
     """(lab name, etcd endpoints) of a running local lab, asked of the `calico-lab` CLI."""
     from calico.tools import program
@@ -223,9 +227,15 @@ def find_lab_endpoints() -> tuple[str, str] | None:
                 text=True,
                 timeout=10,
             )
+            found = None
             for line in env.stdout.splitlines():
-                if line.startswith("export ETCD_ENDPOINTS="):
-                    return name, shlex.split(line.split("=", 1)[1])[0]
+                var, _, value = line.removeprefix("export ").partition("=")
+                if var == "ETCD_ENDPOINTS":
+                    found = name, shlex.split(value)[0]
+                elif var in TLS_VARS:  # a TLS lab: its client certificate, for us and our children
+                    os.environ[var] = shlex.split(value)[0]
+            if found:
+                return found
     except (OSError, subprocess.SubprocessError):
         return None
     return None
@@ -236,11 +246,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--etcd-endpoints", help="etcd to open (default: ETCD_ENDPOINTS, else the running lab)"
     )
+    for var in TLS_VARS:
+        flag = "--" + var.lower().replace("_", "-")
+        parser.add_argument(flag, metavar="FILE", help=f"etcd TLS (default: ${var})")
     parser.add_argument(
         "--read-only", action="store_true", help="hide everything that changes the cluster"
     )
     args = parser.parse_args(argv)
+    # TLS flags become the environment: the console's datastore connections and the
+    # calicoctl steps it runs (the tutorial) all read it.
+    for var in TLS_VARS:
+        value = getattr(args, var.lower())
+        if value:
+            os.environ[var] = value
     endpoints = args.etcd_endpoints or os.environ.get("ETCD_ENDPOINTS")
+    if endpoints:
+        from calico.config import ConfigError, resolve_settings
+
+        try:
+            resolve_settings(endpoints)
+        except ConfigError as exc:
+            print(f"calico-console: {exc}", file=sys.stderr)
+            return 2
     name = ""
     if not endpoints:
         found = find_lab_endpoints()

@@ -1,6 +1,6 @@
 """`calico-lab`: a Calico cluster on one machine (see lab.cluster for what it makes).
 
-    calico-lab up [--nodes N] [--name LAB] [--subnet CIDR]
+    calico-lab up [--nodes N] [--name LAB] [--subnet CIDR] [--etcd-members N] [--etcd-tls]
     calico-lab down [--name LAB]
     calico-lab status [--name LAB] [--json]
     calico-lab exec [--name LAB] NODE -- CMD...
@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fabric subnet (default 10.213.0.0/24, or the next free /24 of 10.213.0.0/16)",
     )
+    p.add_argument(
+        "--etcd-members",
+        type=int,
+        default=1,
+        metavar="N",
+        help="etcd cluster members, each on its own port (1)",
+    )
+    p.add_argument(
+        "--etcd-tls",
+        action="store_true",
+        help="make a CA, server and client certificates; etcd serves only TLS with client certs",
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
 
     p = sub.add_parser("down", help="remove everything the lab made")
@@ -86,8 +98,20 @@ def _print_status(st: dict) -> None:
     if st["state"] == "down":
         return
     e = st["etcd"]
-    health = "healthy" if e["healthy"] else ("running, not healthy" if e["alive"] else "dead")
-    print(f"etcd: {e['endpoints']}  nodes use {e['node_endpoints']}  pid {e['pid']}  {health}")
+    members = e.get("members") or []
+    tls = "  TLS (client certificates)" if e.get("tls") else ""
+    if len(members) <= 1:
+        health = "healthy" if e["healthy"] else ("running, not healthy" if e["alive"] else "dead")
+        print(
+            f"etcd: {e['endpoints']}  nodes use {e['node_endpoints']}  pid {e['pid']}  {health}{tls}"
+        )
+    else:
+        print(f"etcd: {len(members)} members{tls}  nodes use {e['node_endpoints']}")
+        for m in members:
+            health = (
+                "healthy" if m["healthy"] else ("running, not healthy" if m["alive"] else "dead")
+            )
+            print(f"  {m['name']}: {m['endpoint']}  pid {m['pid']}  {health}")
     fab = st.get("fabric") or {}
     if fab:
         print(
@@ -132,7 +156,12 @@ def _exports(env: dict[str, str]) -> str:
 
 def cmd_up(args) -> int:
     lab = Lab(args.name)
-    st = lab.up(nodes=args.nodes, subnet=args.subnet)
+    st = lab.up(
+        nodes=args.nodes,
+        subnet=args.subnet,
+        etcd_members=args.etcd_members,
+        etcd_tls=args.etcd_tls,
+    )
     if args.json:
         print(json.dumps(st, indent=2))
         return 0

@@ -27,7 +27,11 @@ What is made, and why this way:
   ``subnet=`` / ``--subnet`` pins it (and fails on overlap).
 - etcd (Debian's etcd-server) runs in the root namespace and listens on 127.0.0.1:P and on
   the root link's fabric address :P. Nodes get the fabric URL, the root namespace gets the
-  loopback URL.
+  loopback URL. ``etcd_members=N`` (``--etcd-members``) makes it an N-member raft cluster,
+  member i on its own port P_i (peers on loopback), and every client gets every member's
+  URL; ``etcd_tls`` (``--etcd-tls``) makes a CA, a server and a client certificate in
+  ``<state>/pki`` (lab.pki) and etcd serves only TLS with client certificates, on the client
+  and the peer URLs; root_env/node_env then carry Calico's ETCD_*_FILE variables.
 - Each node has a persistent mount namespace and UTS namespace, pinned by bind mounts of
   the namespace files onto ``<state>/ns/<node>.mnt`` / ``.uts`` (``<state>/ns`` is a private
   bind mount of itself, as ``ip netns`` does for /run/netns; ``unshare --mount=FILE
@@ -76,13 +80,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from calico.config import EtcdSettings
 from calico.datastore import Datastore
 from calico.errors import AlreadyExists
 from calico.health import assess
 from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
 from lab import fabric
-from lab.etcd import EtcdProcess, free_port
+from lab.etcd import CLUSTER_ELECTION_MS, CLUSTER_HEARTBEAT_MS, EtcdProcess, free_port, free_ports
 from lab.fabric import LabError
+from lab.pki import PKI, make_pki
 from plugin.build_launcher import install as install_plugins
 
 AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to answer and say healthy
@@ -115,6 +121,7 @@ REGISTRY_DIR = "/run/calico-lab"  # <lab> -> its state dir, for every lab made o
 CNI_SYSTEM_DIR = "/usr/lib/cni"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
+MAX_ETCD_MEMBERS = 7
 ETCD_SETTLE = 2.0  # seconds an alive but unhealthy etcd gets before `up` judges it
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 DEFAULT_POOL_CIDR = "192.168.0.0/16"
@@ -193,30 +200,72 @@ def _global_lock(timeout: float = 120.0):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _etcd_healthy(url: str, timeout: float = 1.0) -> bool:
+def _etcd_healthy(url: str, timeout: float = 1.0, tls: dict | None = None) -> bool:
+    ctx = None
+    if tls:
+        import ssl
+
+        try:
+            ctx = ssl.create_default_context(cafile=tls["ca_cert_file"])
+            ctx.load_cert_chain(tls["cert_file"], tls["key_file"])
+        except (OSError, ssl.SSLError):
+            return False
     try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(url + "/health", timeout=timeout, context=ctx) as resp:
             return b'"health":"true"' in resp.read()
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def _judge_etcd(info: dict, grace: float = ETCD_SETTLE) -> tuple[bool, bool]:
-    """(alive, healthy) of the lab's etcd, given a moment to settle: a process that was just
-    sent SIGKILL still runs for a few milliseconds (`kill -9 <etcd>; calico-lab up` from a
-    script saw it alive and unhealthy, so `up` repaired nothing and waited for agents that
-    could never sync). An unhealthy etcd either answers within `grace` or is judged by
-    whether its process is still there at the end."""
+def etcd_members(info: dict) -> list[dict]:
+    """The members recorded in state["etcd"] (a lab made before clusters: the one)."""
+    return info.get("members") or ([info] if info.get("loopback_url") else [])
+
+
+def _judge_member(member: dict, tls: dict | None, grace: float) -> tuple[bool, bool]:
     deadline = time.monotonic() + grace
     while True:
-        alive = fabric.same_process(info.get("pid"), info.get("starttime"))
+        alive = fabric.same_process(member.get("pid"), member.get("starttime"))
         if not alive:
             return False, False
-        if _etcd_healthy(info["loopback_url"], timeout=0.5):
+        if _etcd_healthy(member["loopback_url"], timeout=0.5, tls=tls):
             return True, True
         if time.monotonic() > deadline:
             return True, False
         time.sleep(0.05)
+
+
+def _judge_etcd(info: dict, grace: float = ETCD_SETTLE) -> tuple[bool, bool]:
+    """(alive, healthy) of the lab's etcd, every member of it, given a moment to settle: a
+    process that was just sent SIGKILL still runs for a few milliseconds (`kill -9 <etcd>;
+    calico-lab up` from a script saw it alive and unhealthy, so `up` repaired nothing and
+    waited for agents that could never sync). An unhealthy member either answers within
+    `grace` or is judged by whether its process is still there at the end. Each member's
+    verdict is written into its record (`alive`, `healthy`) for status()."""
+    members = etcd_members(info)
+    if not members:
+        return False, False
+    results: list[tuple[bool, bool]] = [(False, False)] * len(members)
+
+    def judge(i: int) -> None:
+        results[i] = _judge_member(members[i], info.get("tls"), grace)
+
+    if len(members) == 1:
+        judge(0)
+    else:  # in parallel: three dying members cost one grace, not three
+        threads = [threading.Thread(target=judge, args=(i,)) for i in range(len(members))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for m, (alive, healthy) in zip(members, results, strict=True):
+        m["alive"], m["healthy"] = alive, healthy
+    return all(a for a, _ in results), all(h for _, h in results)
+
+
+def _joined(info: dict, field: str) -> str:
+    """Every member's URL of one kind, comma-separated (ETCD_ENDPOINTS)."""
+    return ",".join(m[field] for m in etcd_members(info) if m.get(field))
 
 
 def _read_json(path: Path) -> dict:
@@ -368,18 +417,31 @@ class Lab:
 
     @property
     def etcd_endpoints(self) -> str:
-        """etcd as the root namespace reaches it (loopback)."""
-        return self._up_state()["etcd"]["loopback_url"]
+        """etcd as the root namespace reaches it (every member's loopback URL)."""
+        return _joined(self._up_state()["etcd"], "loopback_url")
 
     @property
     def fabric_etcd_endpoints(self) -> str:
-        """etcd as the nodes reach it (the root link's fabric address)."""
-        return self._up_state()["etcd"]["fabric_url"]
+        """etcd as the nodes reach it (every member on the root link's fabric address)."""
+        return _joined(self._up_state()["etcd"], "fabric_url")
+
+    def etcd_settings(self, fabric_side: bool = False) -> EtcdSettings:
+        """Endpoints and TLS files for a client in the root namespace (or on a node)."""
+        return self._settings_of(self._up_state(), fabric_side)
+
+    @staticmethod
+    def _settings_of(state: dict, fabric_side: bool = False) -> EtcdSettings:
+        info = state["etcd"]
+        tls = info.get("tls") or {}
+        urls = _joined(info, "fabric_url" if fabric_side else "loopback_url")
+        return EtcdSettings(
+            urls, tls.get("ca_cert_file"), tls.get("cert_file"), tls.get("key_file")
+        )
 
     def root_env(self) -> dict[str, str]:
         """Variables for a shell in the root namespace (calicoctl against this lab)."""
         return {
-            "ETCD_ENDPOINTS": self.etcd_endpoints,
+            **self.etcd_settings().env(),
             "DATASTORE_TYPE": "etcdv3",
             "CALICO_LAB": self.name,
         }
@@ -396,7 +458,7 @@ class Lab:
         if bindir not in path.split(os.pathsep):
             path = bindir + os.pathsep + path
         return {
-            "ETCD_ENDPOINTS": state["etcd"]["fabric_url"],
+            **self.etcd_settings(fabric_side=True).env(),
             "DATASTORE_TYPE": "etcdv3",
             "CALICO_NODENAME": info["name"],
             "CALICO_LAB": self.name,
@@ -473,7 +535,13 @@ class Lab:
 
     # --- up -----------------------------------------------------------------------
 
-    def up(self, nodes: int = DEFAULT_NODES, subnet: str | None = None) -> dict:
+    def up(
+        self,
+        nodes: int = DEFAULT_NODES,
+        subnet: str | None = None,
+        etcd_members: int = 1,
+        etcd_tls: bool = False,
+    ) -> dict:
         """Make the lab; a no-op if it is up. A lab with a dead part gets that part
         repaired and keeps the rest (pods, etcd data, net.d): a dead etcd is restarted on
         its data dir and port, a dead node service started again. Only a lab whose
@@ -484,9 +552,21 @@ class Lab:
         require_root()
         if not 1 <= nodes <= MAX_NODES:
             raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
+        if not 1 <= etcd_members <= MAX_ETCD_MEMBERS:
+            raise LabError(f"--etcd-members must be between 1 and {MAX_ETCD_MEMBERS}")
         t0 = time.monotonic()
         with _global_lock():
             current = self.status()
+            if current["state"] != "down" and current["etcd"].get("members"):
+                have = (len(current["etcd"]["members"]), bool(current["etcd"].get("tls")))
+                if have != (etcd_members, etcd_tls) and not any(
+                    r.startswith("rebuild") for r in current["repairs"]
+                ):
+                    raise LabError(
+                        f"lab {self.name} has {have[0]} etcd member(s)"
+                        f"{' with TLS' if have[1] else ''};"
+                        f" run calico-lab down --name {self.name} first"
+                    )
             if current["state"] == "up":
                 if len(current["nodes"]) != nodes:
                     raise LabError(
@@ -519,7 +599,7 @@ class Lab:
                 )
             self._teardown()
             try:
-                self._build(nodes, subnet)
+                self._build(nodes, subnet, etcd_members, etcd_tls)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._teardown()
@@ -544,29 +624,46 @@ class Lab:
         self._wait_agents_healthy(state)
 
     def _restart_etcd(self, state: dict) -> None:
-        """etcd again on the same data dir, ports and name: every key survives."""
+        """Every dead etcd member again on its own data dir, ports and name: every key
+        survives (a cluster's member catches up from the others)."""
         info = state["etcd"]
-        ports = {info["loopback_url"].rsplit(":", 1)[-1], info["fabric_url"].rsplit(":", 1)[-1]}
-        if len(ports) != 1:
-            raise LabError(f"etcd client URLs of lab {self.name} disagree on the port")
-        peer = info.get("peer_url") or f"http://127.0.0.1:{free_port('127.0.0.1')}"
-        etcd = EtcdProcess(
-            name=info.get("name") or f"{self.name}-etcd",
-            data_dir=Path(info["data_dir"]),
-            client_urls=[info["loopback_url"], info["fabric_url"]],
-            peer_url=peer,
-            log_path=Path(info.get("log") or self.state_dir / "etcd.log"),
-            extra_args=list(ETCD_EXTRA_ARGS),
-        )
-        # Recorded as soon as it runs (start() waits for health), so `down` finds it.
+        members = etcd_members(info)
+        dead = [m for m in members if not fabric.same_process(m.get("pid"), m.get("starttime"))]
+        procs = []
+        for m in dead:
+            ports = {m["loopback_url"].rsplit(":", 1)[-1], m["fabric_url"].rsplit(":", 1)[-1]}
+            if len(ports) != 1:
+                raise LabError(f"etcd client URLs of lab {self.name} disagree on the port")
+            m.setdefault("peer_url", f"http://127.0.0.1:{free_port('127.0.0.1')}")
+            procs.append((m, self._member_process(info, m)))
+        # Recorded as soon as each runs (then wait for health), so `down` finds it.
         try:
-            etcd.start()
+            for m, etcd in procs:
+                etcd.launch()
+                m.update(pid=etcd.pid, starttime=fabric.proc_starttime(etcd.pid))
+            self._save(state)
+            for _, etcd in procs:
+                etcd.wait_healthy()
         except (RuntimeError, TimeoutError) as exc:
             raise LabError(f"etcd did not restart: {exc}") from None
         finally:
-            if etcd.pid:
-                info.update(pid=etcd.pid, starttime=fabric.proc_starttime(etcd.pid), peer_url=peer)
-                self._save(state)
+            if members and members[0] is not info:  # the first member mirrors the top level
+                info.update(pid=members[0].get("pid"), starttime=members[0].get("starttime"))
+            self._save(state)
+
+    def _member_process(self, info: dict, m: dict) -> EtcdProcess:
+        """An EtcdProcess for a recorded member (its name, data dir, URLs and flags)."""
+        tls = info.get("tls")
+        return EtcdProcess(
+            name=m.get("name") or f"{self.name}-etcd",
+            data_dir=Path(m["data_dir"]),
+            client_urls=[m["loopback_url"], m["fabric_url"]],
+            peer_url=m["peer_url"],
+            log_path=Path(m.get("log") or self.state_dir / "etcd.log"),
+            extra_args=list(m.get("args") or ETCD_EXTRA_ARGS),
+            initial_cluster=info.get("initial_cluster"),
+            tls=PKI(Path(tls["dir"])) if tls else None,
+        )
 
     def _choose_subnet(self, wanted: str | None) -> ipaddress.IPv4Network:
         taken = fabric.root_ipv4_networks()
@@ -609,7 +706,9 @@ class Lab:
             if Path(os.readlink(entry)) == self.state_dir:
                 entry.unlink()
 
-    def _build(self, count: int, subnet: str | None) -> None:
+    def _build(
+        self, count: int, subnet: str | None, etcd_count: int = 1, etcd_tls: bool = False
+    ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._register_lab()
         self._install_plugins()
@@ -673,23 +772,23 @@ class Lab:
         fabric.ip(None, "link", "set", link, "up")
 
         # etcd boots (about 0.2 s) while the nodes are made.
-        etcd = self._etcd_process(str(root_addr))
-        state["etcd"] = {
-            "data_dir": str(etcd.data_dir),
-            "log": str(etcd.log_path),
-            "loopback_url": etcd.client_urls[0],
-            "fabric_url": etcd.client_urls[1],
-            "peer_url": etcd.peer_url,
-            "name": etcd.name,
-            "pid": None,
-            "starttime": None,
-        }
+        tls = None
+        if etcd_tls:
+            try:
+                tls = make_pki(self.state_dir / "pki", [str(root_addr)])
+            except RuntimeError as exc:
+                raise LabError(f"etcd certificates: {exc}") from None
+        members = self._etcd_processes(str(root_addr), etcd_count, tls)
+        state["etcd"] = self._etcd_record(members, tls)
         self._save(state)
         failure: list[BaseException] = []
 
         def start_etcd() -> None:
             try:
-                etcd.start()
+                for etcd in members:
+                    etcd.launch()
+                for etcd in members:
+                    etcd.wait_healthy()
                 import pyetcd  # noqa: F401 - warm the import (0.1-0.2 s) off the main path
             except BaseException as exc:  # reported by the main thread
                 failure.append(exc)
@@ -701,10 +800,13 @@ class Lab:
                 self._make_node(state, i, net)
         finally:
             starter.join()
-            if etcd.pid:
-                state["etcd"]["pid"] = etcd.pid
-                state["etcd"]["starttime"] = fabric.proc_starttime(etcd.pid)
-                self._save(state)
+            recs = etcd_members(state["etcd"])
+            for etcd, m in zip(members, recs, strict=True):
+                if etcd.pid:
+                    m["pid"] = etcd.pid
+                    m["starttime"] = fabric.proc_starttime(etcd.pid)
+            state["etcd"].update(pid=recs[0]["pid"], starttime=recs[0]["starttime"])
+            self._save(state)
         if failure:
             raise LabError(f"etcd did not start: {failure[0]}")
 
@@ -748,26 +850,76 @@ class Lab:
         listens; without a C compiler, the `python -S` launchers alone (one line says so)."""
         install_plugins(self.cni_bin_dir)
 
-    def _etcd_process(self, fabric_addr: str) -> EtcdProcess:
-        for _ in range(20):
-            port = free_port("127.0.0.1")
-            try:
-                with socket.socket() as s:
-                    s.bind((fabric_addr, port))
-                break
-            except OSError:
-                continue
+    def _etcd_processes(self, fabric_addr: str, count: int, tls: PKI | None) -> list[EtcdProcess]:
+        """The lab's etcd members (not started): each listens for clients on loopback and
+        on the fabric address at one port of its own, and for peers on loopback. One
+        member is named, stored and timed as it always was."""
+        scheme = "https" if tls else "http"
+        try:
+            ports = free_ports(["127.0.0.1", fabric_addr], count)
+            peers = free_ports(["127.0.0.1"], count, taken=set(ports))
+        except RuntimeError:
+            raise LabError("no free port for etcd on both loopback and the fabric") from None
+        if count == 1:
+            names, args = [f"{self.name}-etcd"], list(ETCD_EXTRA_ARGS)
+            stems = ["etcd"]
         else:
-            raise LabError("no free port for etcd on both loopback and the fabric")
-        peer = free_port("127.0.0.1")
-        return EtcdProcess(
-            name=f"{self.name}-etcd",
-            data_dir=self.state_dir / "etcd.data",
-            client_urls=[f"http://127.0.0.1:{port}", f"http://{fabric_addr}:{port}"],
-            peer_url=f"http://127.0.0.1:{peer}",
-            log_path=self.state_dir / "etcd.log",
-            extra_args=list(ETCD_EXTRA_ARGS),
+            names = [f"{self.name}-etcd-{i}" for i in range(1, count + 1)]
+            stems = [f"etcd-{i}" for i in range(1, count + 1)]
+            args = [
+                "--heartbeat-interval", str(CLUSTER_HEARTBEAT_MS),
+                "--election-timeout", str(CLUSTER_ELECTION_MS),
+                "--initial-cluster-token", f"{self.name}-etcd",
+            ]  # fmt: skip
+        peer_urls = [f"{scheme}://127.0.0.1:{p}" for p in peers]
+        initial = ",".join(f"{n}={u}" for n, u in zip(names, peer_urls, strict=True))
+        return [
+            EtcdProcess(
+                name=name,
+                data_dir=self.state_dir / f"{stem}.data",
+                client_urls=[f"{scheme}://127.0.0.1:{port}", f"{scheme}://{fabric_addr}:{port}"],
+                peer_url=peer,
+                log_path=self.state_dir / f"{stem}.log",
+                extra_args=list(args),
+                initial_cluster=initial if count > 1 else None,
+                tls=tls,
+            )
+            for name, stem, port, peer in zip(names, stems, ports, peer_urls, strict=True)
+        ]
+
+    @staticmethod
+    def _etcd_record(members: list[EtcdProcess], tls: PKI | None) -> dict:
+        """state["etcd"]: every member (pid + start time, URLs, data dir, log, flags), the
+        TLS files, and the first member's fields at the top level as before clusters."""
+        recs = [
+            {
+                "name": m.name,
+                "data_dir": str(m.data_dir),
+                "log": str(m.log_path),
+                "loopback_url": m.client_urls[0],
+                "fabric_url": m.client_urls[1],
+                "peer_url": m.peer_url,
+                "args": list(m.extra_args),
+                "pid": None,
+                "starttime": None,
+            }
+            for m in members
+        ]
+        info = {k: v for k, v in recs[0].items() if k != "args"}
+        if len(recs) > 1:  # one member keeps the shape it always had (no member list)
+            info["members"] = recs
+            info["initial_cluster"] = members[0].initial_cluster
+        info["tls"] = (
+            {
+                "dir": str(tls.dir),
+                "ca_cert_file": str(tls.ca_cert),
+                "cert_file": str(tls.client_cert),
+                "key_file": str(tls.client_key),
+            }
+            if tls
+            else None
         )
+        return info
 
     def _make_node(self, state: dict, index: int, net: ipaddress.IPv4Network) -> None:
         node = node_name(index)
@@ -819,7 +971,7 @@ class Lab:
 
     def _register(self, state: dict) -> None:
         """Node resources and the default IPv4 pool in etcd (the pool only if absent)."""
-        store = Datastore.connect(state["etcd"]["loopback_url"], timeout=10)
+        store = Datastore.connect(self._settings_of(state), timeout=10)
         try:
             for node, info in sorted(state["nodes"].items()):
                 api = f"unix://{info['dir']}/agent.sock"
@@ -972,10 +1124,13 @@ class Lab:
 
         # 3. etcd: the recorded pid, or one started on our data dir just before a crash.
         etcd = state.get("etcd", {})
-        if etcd.get("pid"):
-            attempt(fabric.stop_process, etcd["pid"], etcd.get("starttime"))
-        data_dir = etcd.get("data_dir") or str(self.state_dir / "etcd.data")
-        attempt(self._stop_all, fabric.pids_with_argument(data_dir, "etcd"))
+        members = etcd_members(etcd) or [{"data_dir": str(self.state_dir / "etcd.data")}]
+        for m in members:
+            if m.get("pid"):
+                attempt(fabric.stop_process, m["pid"], m.get("starttime"))
+        for m in members:
+            data_dir = m.get("data_dir") or str(self.state_dir / "etcd.data")
+            attempt(self._stop_all, fabric.pids_with_argument(data_dir, "etcd"))
 
         # 4. Mount and UTS namespace pins (the overlay and sysfs die with the namespace).
         for pin in sorted(pinned):
@@ -1065,11 +1220,18 @@ class Lab:
         if missing:
             repairs.append(f"rebuild the lab ({', '.join(missing)} missing): pods and etcd data go")
         else:
-            if not etcd_alive:
-                port = (etcd.get("loopback_url") or "").rsplit(":", 1)[-1]
-                repairs.append(f"restart etcd on its data dir and port {port}")
-            elif not healthy:
-                why.append("etcd runs but does not answer /health")
+            members = etcd_members(etcd)
+            for m in members or [etcd]:
+                if not m.get("alive"):
+                    port = (m.get("loopback_url") or "").rsplit(":", 1)[-1]
+                    who = f"etcd member {m['name']}" if len(members) > 1 else "etcd"
+                    repairs.append(f"restart {who} on its data dir and port {port}")
+            if etcd_alive and not healthy:
+                sick = [m["name"] for m in members if not m.get("healthy")]
+                why.append(
+                    "etcd runs but does not answer /health"
+                    + (f" ({', '.join(sick)})" if len(members) > 1 else "")
+                )
             for n in nodes:
                 agent = n["agent"]
                 if not agent["service_alive"]:
@@ -1092,11 +1254,23 @@ class Lab:
             "repairs": repairs,
             "why": why,
             "etcd": {
-                "endpoints": etcd.get("loopback_url"),
-                "node_endpoints": etcd.get("fabric_url"),
+                "endpoints": _joined(etcd, "loopback_url") or None,
+                "node_endpoints": _joined(etcd, "fabric_url") or None,
                 "pid": etcd.get("pid"),
                 "alive": etcd_alive,
                 "healthy": healthy,
+                "tls": bool(etcd.get("tls")),
+                "members": [
+                    {
+                        "name": m.get("name"),
+                        "pid": m.get("pid"),
+                        "endpoint": m.get("loopback_url"),
+                        "data_dir": m.get("data_dir"),
+                        "alive": bool(m.get("alive")),
+                        "healthy": bool(m.get("healthy")),
+                    }
+                    for m in etcd_members(etcd)
+                ],
             },
             "fabric": fab,
             "nodes": nodes,
@@ -1117,8 +1291,8 @@ class Lab:
             except (OSError, ValueError):
                 continue
             etcd = state.get("etcd", {})
-            if state.get("phase") == "up" and fabric.same_process(
-                etcd.get("pid"), etcd.get("starttime")
+            if state.get("phase") == "up" and any(
+                fabric.same_process(m.get("pid"), m.get("starttime")) for m in etcd_members(etcd)
             ):
                 found.add(state.get("name", entry.name))
         return sorted(found)

@@ -61,7 +61,7 @@ def store_errors() -> Iterator[None]:
     except ipam_store.AddressUnavailable as exc:
         raise CNIError(ADDRESS_UNAVAILABLE, "requested address unavailable", str(exc)) from None
     except ConfigError as exc:
-        raise CNIError(INVALID_CONFIG, "invalid etcd endpoints", str(exc)) from None
+        raise CNIError(INVALID_CONFIG, "invalid etcd settings", str(exc)) from None
     except DatastoreError as exc:
         raise CNIError(PLUGIN_FAILURE, "datastore error", str(exc)) from None
 
@@ -71,7 +71,7 @@ def node_of(req: Request) -> str:
 
 
 def _datastore(req: Request) -> Any:
-    return ipam_store.datastore_for(req.etcd_endpoints())
+    return ipam_store.datastore_for(req.etcd_settings())
 
 
 def _secondary(req: Request, node: str) -> dict[str, str]:

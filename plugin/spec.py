@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from calico.config import EtcdSettings, resolve_settings
 from plugin.errors import (
     DECODE_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -235,6 +236,9 @@ class NetConf:
     type: str
     ipam: IPAMConfig | None = None
     etcd_endpoints: str = ""
+    etcd_ca_cert_file: str = ""  # Calico's TLS files for etcd (else ETCD_CA_CERT_FILE...)
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
     nodename: str = ""
     mtu: int = DEFAULT_MTU
     log_level: str = ""
@@ -260,6 +264,9 @@ _NETCONF_FIELDS = {
     "type",
     "ipam",
     "etcd_endpoints",
+    "etcd_ca_cert_file",
+    "etcd_cert_file",
+    "etcd_key_file",
     "nodename",
     "mtu",
     "log_level",
@@ -451,6 +458,9 @@ def parse_netconf(data: Mapping[str, Any]) -> NetConf:
         type=ptype,
         ipam=parse_ipam(data["ipam"]) if data.get("ipam") is not None else None,
         etcd_endpoints=_get_str(data, "etcd_endpoints"),
+        etcd_ca_cert_file=_get_str(data, "etcd_ca_cert_file"),
+        etcd_cert_file=_get_str(data, "etcd_cert_file"),
+        etcd_key_file=_get_str(data, "etcd_key_file"),
         nodename=_get_str(data, "nodename"),
         mtu=mtu,
         log_level=_get_str(data, "log_level").lower(),
@@ -514,6 +524,20 @@ class Request:
         if self.conf and self.conf.etcd_endpoints:
             return self.conf.etcd_endpoints
         return self.full_env.get("ETCD_ENDPOINTS") or None
+
+    def etcd_settings(self) -> EtcdSettings:
+        """Endpoints and TLS files: the network config's `etcd_*` fields, else the
+        request's environment (ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ...: the runtime's, also
+        when the agent runs the request), else calicoctl.cfg. ConfigError if unusable."""
+        conf = self.conf
+        return resolve_settings(
+            endpoints=self.etcd_endpoints(),
+            ca_cert_file=(conf.etcd_ca_cert_file if conf else "") or None,
+            cert_file=(conf.etcd_cert_file if conf else "") or None,
+            key_file=(conf.etcd_key_file if conf else "") or None,
+            env=self.full_env,
+            source="network config etcd_{attr}",
+        )
 
 
 def parse_request(env: Mapping[str, str], stdin: str | bytes) -> Request:
