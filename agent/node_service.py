@@ -288,7 +288,10 @@ def programs_for(agent_args: list[str]) -> list[Program]:
 def _tunnel_programs() -> list[Program]:
     """calico-tunl, always: tunl0 must be there whenever a pool turns IPIP on (an idle
     relay costs one process blocked in poll). Its counters go beside the agent's files."""
-    run_dir = Path(os.environ.get("CALICO_RUN_DIR", "/var/run/calico"))
+    sock = os.environ.get("CALICO_AGENT_SOCKET")
+    run_dir = Path(
+        os.environ.get("CALICO_RUN_DIR") or (os.path.dirname(sock) if sock else "/var/run/calico")
+    )
     argv = [program("calico-tunl"), "--status-file", str(run_dir / "tunl0.json")]
     return [Program("calico-tunl", argv)]
 

@@ -44,30 +44,40 @@ def set_mode(net: Net, mode: str) -> None:
         net.apply(host, mode)  # plain mode: the agent's cross-subnet routes fail, as expected
 
 
-def iperf(net: Net, seconds: int) -> float:
+def iperf(net: Net, seconds: int, attempts: int = 3) -> float:
+    """Receiver bits/s of one iperf3 run a -> c (a fresh one-shot server per attempt)."""
     ip = topo.PODS[SERVER][1]
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", net.ns(SERVER), "iperf3", "-s", "-1", "-B", ip, "-p", "5201"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        out = ""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            proc = subprocess.run(
-                ["ip", "netns", "exec", net.ns(CLIENT), "iperf3", "-c", ip, "-p", "5201", "-t",
-                 str(seconds), "-J"], capture_output=True, text=True, timeout=seconds + 30,
-            )  # fmt: skip
-            out = proc.stdout + proc.stderr
-            if proc.returncode == 0:
-                end = json.loads(proc.stdout)["end"]
-                return (end.get("sum_received") or end["streams"][0]["receiver"])["bits_per_second"]
-            time.sleep(0.1)  # the server was not listening yet
-        raise RuntimeError(f"iperf3 failed: {out[-300:]}")
-    finally:
-        if server.poll() is None:  # the client never got through: stop our server
-            server.terminate()
-        server.wait(timeout=30)
+    why = ""
+    for _ in range(attempts):
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", net.ns(SERVER), "iperf3", "-s", "-1", "-B", ip, "-p", "5201"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                proc = subprocess.run(
+                    ["ip", "netns", "exec", net.ns(CLIENT), "iperf3", "-c", ip, "-p", "5201",
+                     "-t", str(seconds), "-J"], capture_output=True, text=True,
+                    timeout=seconds + 30,
+                )  # fmt: skip
+                try:
+                    data = json.loads(proc.stdout)
+                except ValueError:
+                    data = {}
+                end = data.get("end") or {}
+                got = end.get("sum_received") or (end.get("streams") or [{}])[0].get("receiver")
+                if got:
+                    return got["bits_per_second"]
+                why = data.get("error") or proc.stderr.strip()
+                if "connect" not in why:  # anything but a server not listening yet
+                    break
+                time.sleep(0.1)
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(timeout=30)
+    raise RuntimeError(f"iperf3 failed: {why[-300:]}")
 
 
 def rtts(net: Net, count: int) -> list[float]:

@@ -325,12 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     log.info("tunl0 is a TUN device (ifindex %d) relayed by this process; kernel: %s",
              index, kernel_why)  # fmt: skip
 
+    warned: list[OSError] = []
+
     def save() -> None:
         if status_file:
             try:
                 write_status(status_file, status_record("tun", relay, started, ifindex=index))
             except OSError as exc:
-                log.warning("cannot write %s: %s", status_file, exc)
+                if not warned:
+                    log.warning("cannot write %s: %s", status_file, exc)
+                warned.append(exc)
 
     save()
     try:
