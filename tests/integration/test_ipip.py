@@ -326,3 +326,11 @@ def test_relay_exits_cleanly_on_sigterm_and_tunl0_goes(net):
                           capture_output=True).returncode != 0  # fmt: skip
     final = net.status("h3")
     assert final["mode"] == "tun" and final["in"]["received_packets"] > 0
+
+
+def test_without_tunl0_an_ipip_pool_is_an_error_the_agent_reports(net):
+    # After the previous test h3 has no tunl0: the apply says so (the agent's health
+    # carries apply errors and turns unhealthy), instead of silently routing nowhere.
+    result = net.apply("h3")
+    assert any("needs tunl0" in e and "calico-tunl" in e for e in result["errors"]), result
+    assert net.apply("h3", "Never")["errors"] == []
