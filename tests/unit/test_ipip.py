@@ -41,7 +41,12 @@ def pool(mode: str | None, cidr: str = "10.66.0.0/16", disabled: bool = False):
     if mode:
         spec["ipipMode"] = mode
     return Resource.from_dict(
-        {"apiVersion": API, "kind": "IPPool", "metadata": {"name": f"p-{mode}".lower()}, "spec": spec}
+        {
+            "apiVersion": API,
+            "kind": "IPPool",
+            "metadata": {"name": f"p-{mode}".lower()},
+            "spec": spec,
+        }
     )
 
 
