@@ -31,15 +31,17 @@ from typing import Any
 from agent.api.metrics import Histogram
 from agent.api.node import serve
 from agent.calc.calculator import Calculator
+from agent.calc.routes import ipip_pools
 from agent.cni_server import CNIServer
 from agent.dataplane.apply import Applier
 from agent.status import HEALTH_FILE_INTERVAL, Health, StatusReporter, _now
 from agent.sync import ClusterCache, Syncer, connect
+from agent.tunnel.address import TunnelAddressKeeper
 from calico.config import ConfigError, EtcdSettings, resolve_settings
 from calico.datastore import Datastore, SyncStatus
 from calico.errors import Conflict, DatastoreError, NotFound
 from calico.keys import endpoint_status_key
-from calico.resources import Metadata, Node
+from calico.resources import IPPool, Metadata, Node
 
 log = logging.getLogger("calico-agent")
 
@@ -84,6 +86,7 @@ class Agent:
         self.apply_histogram = Histogram()
         self.protected_hosts = datastore_hosts(endpoints)
         self.resyncs = 0
+        self.tunnel_keeper: TunnelAddressKeeper | None = None
 
     # -- lifecycle
     def stop(self, *_: Any) -> None:
@@ -98,6 +101,8 @@ class Agent:
         syncer.start()
         if not self.once:
             reporter.start()
+            self.tunnel_keeper = TunnelAddressKeeper(self.datastore, self.nodename, self.stop_event)
+            self.tunnel_keeper.start()
         log.info(
             "calico-agent for node %s, etcd %s, refresh every %ss (pid %d)",
             self.nodename,
@@ -184,7 +189,14 @@ class Agent:
         t0 = time.perf_counter()
         inputs = self.cache.inputs(self.nodename)
         inputs.protected_hosts = self.protected_hosts
+        # IPIP (agent.tunnel.address): the pools say whether this node needs a tunnel address.
+        inputs.pools = [r for r in self.cache.resources.values() if isinstance(r, IPPool)]
         desired = self.calculator.calculate(inputs)
+        if self.tunnel_keeper is not None:
+            me = inputs.nodes.get(self.nodename)
+            recorded = me.spec.bgp.ipv4_ipip_tunnel_addr if me and me.spec.bgp else None
+            names = tuple(p.metadata.name for p in ipip_pools(inputs.pools))
+            self.tunnel_keeper.want(names, recorded)
         calc_ms = (time.perf_counter() - t0) * 1000
         result = self.applier.apply(desired, full=full)
         self.desired, self.last_result = desired, result
@@ -198,7 +210,9 @@ class Agent:
         self.health.last_apply_ms = calc_ms + result.ms
         self.health.last_apply = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.health.last_apply_ok = result.ok
-        self.health.error = "; ".join(result.errors)[:500]
+        keeper_error = self.tunnel_keeper.error if self.tunnel_keeper else ""
+        errors = [*result.errors, *([f"tunnel address: {keeper_error}"] if keeper_error else [])]
+        self.health.error = "; ".join(errors)[:500]
         for warning in desired.warnings:
             log.debug("calc: %s", warning)
         if result.route_errors != self._route_errors:

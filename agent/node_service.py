@@ -282,7 +282,18 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def programs_for(agent_args: list[str]) -> list[Program]:
     """What the node service runs. BIRD will join this list."""
-    return [Program("calico-agent", [program("calico-agent"), *agent_args])]
+    return [Program("calico-agent", [program("calico-agent"), *agent_args]), *_tunnel_programs()]
+
+
+def _tunnel_programs() -> list[Program]:
+    """calico-tunl, always: tunl0 must be there whenever a pool turns IPIP on (an idle
+    relay costs one process blocked in poll). Its counters go beside the agent's files."""
+    sock = os.environ.get("CALICO_AGENT_SOCKET")
+    run_dir = Path(
+        os.environ.get("CALICO_RUN_DIR") or (os.path.dirname(sock) if sock else "/var/run/calico")
+    )
+    argv = [program("calico-tunl"), "--status-file", str(run_dir / "tunl0.json")]
+    return [Program("calico-tunl", argv)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -329,6 +329,7 @@ class NodeBGPSpec:
     ipv4_address: str | None = wire("ipv4Address", default=None)
     ipv6_address: str | None = wire("ipv6Address", default=None)
     as_number: int | str | None = None
+    ipv4_ipip_tunnel_addr: str | None = wire("ipv4IPIPTunnelAddr", default=None)
 
 
 @dataclass

@@ -33,9 +33,9 @@ from agent.calc.names import (
     policy_chain,
     profile_chain,
 )
-from agent.calc.routes import block_routes
+from agent.calc.routes import block_routes, ipip_pools, tunnel_address
 from agent.calc.rules import RenderContext, render_rules, v4_nets
-from agent.calc.static import hook_chains, static_chains
+from agent.calc.static import all_hosts_ipset, hook_chains, static_chains
 from calico.policy import EGRESS, INGRESS, applicable_policies
 from calico.resources import NetworkPolicy, WorkloadEndpoint
 
@@ -116,10 +116,15 @@ class Calculator:
             dp.chains[chain.name] = chain
         for chain in self.dispatch_chains(CHAIN_TO_DISPATCH, "-o", tuple(sorted(pairs_to))):
             dp.chains[chain.name] = chain
-        for chain in static_chains(tuple(inputs.protected_hosts)):
+        dp.ipip = bool(ipip_pools(inputs.pools))
+        for chain in static_chains(tuple(inputs.protected_hosts), ipip_guard=dp.ipip):
             dp.chains[chain.name] = chain
         dp.hooks = hook_chains()
         dp.ipsets = ctx.ipsets
+        if dp.ipip:
+            hosts = all_hosts_ipset(inputs)
+            dp.ipsets[hosts.name] = hosts
+            dp.tunnel_address = tunnel_address(inputs)
         dp.warnings += ctx.warnings
         dp.routes = block_routes(inputs, nets_of=self.v4_nets)
         return dp

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 from agent.calc.names import hash_text
 from calico.policy import PolicySet
-from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Node, Profile, WorkloadEndpoint
+from calico.resources import (
+    GlobalNetworkPolicy,
+    IPPool,
+    NetworkPolicy,
+    Node,
+    Profile,
+    WorkloadEndpoint,
+)
 
 Policy = NetworkPolicy | GlobalNetworkPolicy
 
@@ -83,17 +90,23 @@ class IPSet:
 
 @dataclass(frozen=True)
 class Route:
-    """A route the agent wants; `kind` is unicast or blackhole."""
+    """A route the agent wants; `kind` is unicast or blackhole. `onlink` (with `via` and
+    `dev`): the gateway is taken as reachable through `dev` whatever its subnet, which is
+    how a route through tunl0 names the remote node (the relay and the kernel's ipip
+    device send to that gateway)."""
 
     dst: str
     kind: str = "unicast"
     dev: str | None = None
     via: str | None = None
+    onlink: bool = False
 
     def batch_args(self) -> str:
         """Arguments for `ip route replace` (without the protocol)."""
         if self.kind == "blackhole":
             return f"blackhole {self.dst}"
+        if self.via and self.onlink:
+            return f"{self.dst} via {self.via} dev {self.dev} onlink"
         if self.via:
             return f"{self.dst} via {self.via}"
         return f"{self.dst} dev {self.dev} scope link"
@@ -128,6 +141,9 @@ class Dataplane:
     endpoint_routes: dict[str, Route] = field(default_factory=dict)  # /32 dev cali*: any proto
     endpoints: list[LocalEndpoint] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # IPIP: tunl0 is wanted (an IPIP pool exists), with this node's tunnel address (/32).
+    ipip: bool = False
+    tunnel_address: str | None = None
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for c in self.chains.values())
@@ -160,6 +176,10 @@ class Inputs:
     # (A pod that can talk to etcd can rewrite every policy; the node itself is covered by
     # cali-wl-to-host, etcd on another host needs this.)
     protected_hosts: tuple[str, ...] = ()
+    pools: Sequence[IPPool] = ()
+    # "bird": BIRD programs the routes to remote blocks (the agent writes only its own
+    # blocks' blackholes); "direct": the agent routes each remote block via its node.
+    backend: str = "direct"
 
     def policy_set(self) -> PolicySet:
         return PolicySet(self.profiles.values(), self.policies, self.endpoints)

@@ -1,6 +1,7 @@
 """The chains every node has whatever its endpoints: the hooks, cali-FORWARD, host protection.
 
-INPUT   -> cali-INPUT   -> (-i cali+) cali-wl-to-host: established, else DROP
+INPUT   -> cali-INPUT   -> (IPIP pools only) protocol 4 not from a node's address: DROP
+                        -> (-i cali+) cali-wl-to-host: established, else DROP
 OUTPUT  -> cali-OUTPUT  -> (-o cali+) RETURN: the host may reach its own workloads
 FORWARD -> cali-FORWARD -> clear our mark bits
                         -> (-i cali+) -d <datastore host>: DROP
@@ -12,7 +13,7 @@ FORWARD -> cali-FORWARD -> clear our mark bits
 
 from __future__ import annotations
 
-from agent.calc.model import Chain, IptRule, make_chain
+from agent.calc.model import Chain, Inputs, IPSet, IptRule, make_chain
 from agent.calc.names import (
     ACCEPT_MARK,
     ALL_MARKS,
@@ -28,6 +29,10 @@ from agent.calc.names import (
 )
 from agent.calc.rules import CT_ESTABLISHED, CT_INVALID, DROP
 
+# Felix's set of every node's address: IPIP is accepted only from these (cali-INPUT).
+ALL_HOSTS_IPSET = "cali40all-hosts-net"
+IPPROTO_IPIP = "4"
+
 HOOKS = {"INPUT": CHAIN_INPUT, "FORWARD": CHAIN_FORWARD, "OUTPUT": CHAIN_OUTPUT}
 
 # What a workload may reach on its own node (INPUT from cali+). Nothing: the agent API and
@@ -36,9 +41,12 @@ HOOKS = {"INPUT": CHAIN_INPUT, "FORWARD": CHAIN_FORWARD, "OUTPUT": CHAIN_OUTPUT}
 HOST_SERVICES_FROM_WORKLOADS: tuple[tuple[str, ...], ...] = ()
 
 
-def static_chains(protected_hosts: tuple[str, ...] = ()) -> list[Chain]:
+def static_chains(protected_hosts: tuple[str, ...] = (), ipip_guard: bool = False) -> list[Chain]:
     """cali-FORWARD, cali-INPUT, cali-wl-to-host, cali-OUTPUT; `protected_hosts` (the
-    datastore's addresses) are dropped from workloads ahead of any policy verdict."""
+    datastore's addresses) are dropped from workloads ahead of any policy verdict;
+    `ipip_guard`: IPIP to this host is dropped unless it comes from a node (the
+    `ALL_HOSTS_IPSET`), as Felix does when IPIP is on, so nobody else can inject packets
+    into tunl0 (they would arrive as if from a remote pod)."""
     wl = IFACE_PREFIX + "+"
     forward = [
         IptRule((), set_mark(0, ALL_MARKS)),
@@ -60,11 +68,26 @@ def static_chains(protected_hosts: tuple[str, ...] = ()) -> list[Chain]:
     wl_to_host.append(DROP)
     return [
         make_chain(CHAIN_FORWARD, forward),
-        make_chain(CHAIN_INPUT, [IptRule(("-i", IFACE_PREFIX + "+"), ("-g", CHAIN_WL_TO_HOST))]),
+        make_chain(
+            CHAIN_INPUT, [*_ipip_guard(ipip_guard), IptRule(("-i", wl), ("-g", CHAIN_WL_TO_HOST))]
+        ),
         make_chain(CHAIN_WL_TO_HOST, wl_to_host),
         # Calico lets a host reach its own workloads (health checks, probes).
         make_chain(CHAIN_OUTPUT, [IptRule(("-o", IFACE_PREFIX + "+"), ("-j", "RETURN"))]),
     ]
+
+
+def _ipip_guard(on: bool) -> list[IptRule]:
+    if not on:
+        return []
+    match = ("-p", IPPROTO_IPIP, "-m", "set", "!", "--match-set", ALL_HOSTS_IPSET, "src")
+    return [IptRule(match, ("-j", "DROP"))]
+
+
+def all_hosts_ipset(inputs: Inputs) -> IPSet:
+    """Every node's IPv4 address (hash:net, ipset's spelling of a /32: the bare address)."""
+    members = {n.ipv4_address for n in inputs.nodes.values() if n.ipv4_address}
+    return IPSet(ALL_HOSTS_IPSET, "hash:net", frozenset(m for m in members if m))
 
 
 def hook_chains() -> dict[str, Chain]:

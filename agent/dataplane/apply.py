@@ -2,7 +2,8 @@
 
 Order within one apply: ipsets that are new or changed (a rule must never name a missing
 set), then ONE `iptables-legacy-restore --noflush` commit, then ipsets nobody references any
-more, then routes (`ip -batch`) and the host-side sysctls of new interfaces.
+more, then tunl0's address, MTU and state (when an IPIP pool exists, `agent.dataplane.tunnel`),
+then routes (`ip -batch`) and the host-side sysctls of new interfaces.
 
 Between full reads the applier trusts its cache of what it last wrote, so an incremental
 apply costs one restore of the changed chains and nothing else. `apply(..., full=True)`
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from agent.calc.model import Dataplane
-from agent.dataplane import ipsets, iptables, routes
+from agent.dataplane import ipsets, iptables, routes, tunnel
 
 
 @dataclass
@@ -30,6 +31,7 @@ class ApplyResult:
     ipsets_deleted: int = 0
     routes_changed: int = 0
     interfaces_configured: int = 0
+    tunnel_changes: int = 0
     errors: list[str] = field(default_factory=list)  # iptables/ipset: retried soon
     route_errors: list[str] = field(default_factory=list)  # e.g. a node not reachable yet
 
@@ -46,6 +48,7 @@ class ApplyResult:
             or self.ipsets_deleted
             or self.routes_changed
             or self.interfaces_configured
+            or self.tunnel_changes
         )
 
 
@@ -56,6 +59,8 @@ class Applier:
         self.routes: routes.KernelRoutes | None = None
         self.ifindex: dict[str, int] = {}  # interfaces configured, by ifindex
         self.missing_ifaces: set[str] = set()  # endpoints whose veth is not there yet
+        self.tunnel: tuple[bool, str | None] | None = None  # (ipip, address) last made so
+        self.tunnel_index: int | None = None  # tunl0's ifindex then (a new one: re-read routes)
 
     def invalidate(self) -> None:
         self.filter = self.sets = self.routes = None
@@ -85,12 +90,31 @@ class Applier:
             self.invalidate()
             result.errors.append(str(exc))
         try:
+            self._apply_tunnel(desired, full, result)
+        except (OSError, ValueError) as exc:
+            self.tunnel = None
+            result.errors.append(f"tunl0: {exc}")
+        try:
             self._apply_routes(desired, full, result)
         except (routes.RouteError, OSError, ValueError) as exc:
             self.routes = None
             result.route_errors.append(str(exc))
         result.ms = (time.perf_counter() - started) * 1000
         return result
+
+    def _apply_tunnel(self, desired: Dataplane, full: bool, result: ApplyResult) -> None:
+        want = (desired.ipip, desired.tunnel_address)
+        if not full and self.tunnel == want:
+            return
+        if not desired.ipip and self.tunnel is None and not full:
+            return
+        index, changes, errors = tunnel.ensure(*want)
+        if index != self.tunnel_index:
+            self.routes = None  # a new tunl0 came without the routes through it
+        self.tunnel_index = index
+        result.tunnel_changes = changes
+        result.errors += errors
+        self.tunnel = None if errors else want
 
     def retry_interfaces(self, desired: Dataplane) -> ApplyResult:
         """Look again for endpoint veths that were missing; configure and route new ones."""

@@ -1,8 +1,9 @@
 """Routes and host-side interface settings for local endpoints.
 
 Every route the agent makes carries `proto 80` and only such routes are ever replaced or
-deleted: a remote block via its node, a blackhole for this node's own blocks, a /32 via the
-hosting node for a borrowed address. A local endpoint's `/32 dev cali...` route is normally
+deleted: a remote block via its node (through tunl0, `onlink`, where the pool's ipipMode
+says so), a blackhole for this node's own blocks, a /32 via the hosting node for a
+borrowed address. A local endpoint's `/32 dev cali...` route is normally
 made by the CNI plugin; any route for that address on that interface will do, and the agent
 only adds one (with proto 80) when it is missing. Changes go in one `ip -batch`.
 
@@ -48,10 +49,14 @@ def parse_routes(data: list[dict]) -> KernelRoutes:
         if str(r.get("protocol")) == str(ROUTE_PROTO):
             kind = "blackhole" if r.get("type") == "blackhole" else "unicast"
             gateway = r.get("gateway")
-            out.ours[dst] = Route(
-                dst, kind=kind, dev=None if gateway or kind != "unicast" else r.get("dev"),
-                via=gateway,
-            )  # fmt: skip
+            if gateway and "onlink" in (r.get("flags") or ()):
+                # Through the tunnel: the device is part of what the agent asked for.
+                out.ours[dst] = Route(dst, via=gateway, dev=r.get("dev"), onlink=True)
+            else:
+                out.ours[dst] = Route(
+                    dst, kind=kind, dev=None if gateway or kind != "unicast" else r.get("dev"),
+                    via=gateway,
+                )  # fmt: skip
         if r.get("dev"):
             out.others.setdefault(dst, set()).add(r["dev"])
     return out
