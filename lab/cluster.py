@@ -48,6 +48,29 @@ What is made, and why this way:
   namespace: a shell opened with `exec`, a pod started by the runtime) and by etcd's data
   dir (an etcd started just before a crash), so it works whatever state `up` died in.
   Processes are always stopped by pid, after checking the pid's start time.
+- ``--topology routed`` (see lab.topology for the address plan): the fabric namespace *is*
+  the router — no separate router namespace, so everything `down` sweeps stays the same —
+  with ip_forward=1 (redirects and rp_filter off), one bridge per node subnet ``brJ`` with
+  the router's address .254 on it (the nodes' default gateway), and the root link's peer
+  ``root`` as a routed port (not bridged) with .254 of the block's first /24::
+
+      root netns                 LAB-fabric netns (router)             nodes
+      <short>-fab 10.213.0.1/22 <-veth-> root 10.213.0.254/24 (proxy ARP)
+                                         br1 10.213.1.254/24 ─── calico-01 .11, calico-03 .13
+                                         br2 10.213.2.254/24 ─── calico-02 .12, calico-04 .14
+                                         (BIRD: the ToR, with --tor-bgp)
+
+  The root link's /22 makes its connected route cover every node subnet; the router
+  answers ARP for them, so the root namespace reaches the nodes (and the nodes etcd,
+  through the router) without any other root change. The router knows only its
+  connected subnets, so pod traffic between subnets needs ``--tor-bgp`` (BIRD in the
+  router namespace peers with every node in its own AS, learns their blocks and installs
+  them in the router's kernel; the lab writes BGPConfiguration ``default`` with no mesh
+  and a BGPPeer per node) or IPIP (``--ipip-mode CrossSubnet|Always``); `up` refuses a
+  routed lab with neither. The bridge guard becomes a forward-hook filter on ``root`` in
+  the router namespace (``_guard_routed_root_port``). The ToR's BIRD runs with its config
+  and control socket in ``<state>/tor/``, recorded by pid + start time in lab.json before
+  `up` waits for it; `status` reports it, `up` restarts it, `down` stops it by that pid.
 - Nodes are registered as Calico v3 Node resources (with the agent API socket as an
   annotation) and the default IPv4 pool is created if absent.
 
