@@ -24,7 +24,9 @@ def lab_prerequisites_missing() -> str | None:
 
 
 @contextmanager
-def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = ()) -> Iterator[Any]:
+def dedicated_lab(
+    base: Path, nodes: int, networks: Iterable[str] = (), **options: Any
+) -> Iterator[Any]:
     """A lab of a module's own (unique name `ct<hex>` under `base`) with a calico +
     calico-ipam network file per name in `networks` on every node; torn down on exit even
     when the module fails."""
@@ -36,7 +38,7 @@ def dedicated_lab(base: Path, nodes: int, networks: Iterable[str] = ()) -> Itera
     name = "ct" + secrets.token_hex(2)
     cluster = Lab(name, state_dir=base / name)
     try:
-        cluster.up(nodes=nodes)
+        cluster.up(nodes=nodes, **options)  # options: topology, tor_bgp, ipip_mode...
         for node in cluster.nodes:
             for net in networks:
                 conf = {"name": net, "cniVersion": "0.1.0", "type": "calico",
