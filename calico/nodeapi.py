@@ -85,6 +85,10 @@ class NodeClient:
     def metrics(self) -> str:
         return self._call("GET", "/metrics")
 
+    def bgp(self) -> dict[str, Any]:
+        """The node's BGP daemon and its peers: backend, running, router_id, peers, error."""
+        return self._call("GET", "/bgp")
+
     # -- actions
     def run_pod(
         self,

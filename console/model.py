@@ -45,6 +45,10 @@ class NodeInfo:
     health: dict[str, Any] = field(default_factory=dict)
     pods: list[dict[str, Any]] = field(default_factory=list)
     networks: list[dict[str, Any]] = field(default_factory=list)  # CNI files found on the node
+    # GET /v1/bgp: {backend, running, router_id, peers: [PeerStatus as dict], error}; None
+    # with bgp_error set when the agent does not serve it (or it failed)
+    bgp: dict[str, Any] | None = None
+    bgp_error: str = ""
 
 
 @dataclass
@@ -194,6 +198,56 @@ def bar(used: int, total: int, width: int = 12) -> str:
     return "█" * filled + "░" * (width - filled) + f" {used}/{total}"
 
 
+BGP_COLUMNS = ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO")
+
+
+def bgp_summary(info: NodeInfo) -> str:
+    """The :nodes BGP cell: "2/2 up", "direct" (no BGP by design), "bird down", "n/a"."""
+    bgp = info.bgp
+    if bgp is None:
+        return "n/a" if info.bgp_error else ""
+    if bgp.get("backend") == "direct":
+        return "direct"
+    if not bgp.get("running"):
+        return "bird down"
+    peers = bgp.get("peers") or []
+    up = sum(1 for p in peers if p.get("state") == "up")
+    return f"{up}/{len(peers)} up" if peers else "no peers"
+
+
+def bgp_peer_lines(info: NodeInfo | None) -> list[str]:
+    """A node's BGP peers as `calicoctl node status` prints them: a heading line, then a
+    table (PEER ADDRESS, PEER TYPE, STATE, SINCE, INFO)."""
+    if info is None or info.reachable is None:
+        return ["BGP: not known yet"]
+    if info.bgp is None:
+        return [f"BGP: {info.bgp_error or 'unknown'}"]
+    bgp = info.bgp
+    if bgp.get("backend") == "direct":
+        return ["BGP: none (backend direct: the agent routes to remote blocks itself)"]
+    head = f"BGP: backend {bgp.get('backend', '?')}, BIRD " + (
+        "running" if bgp.get("running") else "NOT RUNNING"
+    )
+    if bgp.get("router_id"):
+        head += f", router id {bgp['router_id']}"
+    lines = [head]
+    if bgp.get("error"):
+        lines.append(f"error: {bgp['error']}")
+    peers = bgp.get("peers") or []
+    if not peers:
+        return [*lines, "No BGP peers."]
+    rows = [BGP_COLUMNS] + [
+        tuple(str(p.get(k) or "") for k in ("peer_address", "peer_type", "state", "since", "info"))
+        for p in peers
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(BGP_COLUMNS))]
+    lines += ["", f"Peers ({len(peers)}):"]
+    lines += [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return lines
+
+
 def node_rows(state: ClusterState) -> list[Row]:
     rows = []
     nodes = {n.metadata.name: n for n in state.of_kind(Node)}
@@ -236,6 +290,7 @@ def node_rows(state: ClusterState) -> list[Row]:
                     addr or "",
                     agent,
                     f"{running}/{len(info.pods)}",
+                    bgp_summary(info),
                     ",".join(sorted(blocks)),
                 ),
                 state=st,
@@ -425,7 +480,7 @@ def policy_rows(state: ClusterState) -> list[Row]:
 VIEWS: dict[str, View] = {
     v.name: v
     for v in (
-        View("nodes", "Nodes", ("NAME", "ADDRESS", "AGENT", "PODS", "BLOCKS"), node_rows,
+        View("nodes", "Nodes", ("NAME", "ADDRESS", "AGENT", "PODS", "BGP", "BLOCKS"), node_rows,
              "No nodes registered. Start a lab: calico-lab up", Node),
         View("networks", "Networks", ("NAME", "TYPE", "NODES", "PROFILE", "POOLS", "ENDPOINTS"),
              network_rows, "No networks yet. Write a CNI file with \"type\": \"calico\" into "

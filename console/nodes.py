@@ -13,7 +13,7 @@ from console.model import NodeInfo
 
 
 class NodePoller:
-    """Every `interval` seconds, asks each node for health, pods and networks, in parallel."""
+    """Every `interval` seconds, asks each node for health, pods, networks and BGP, in parallel."""
 
     def __init__(
         self,
@@ -48,7 +48,19 @@ class NodePoller:
                 networks = []
         except NodeAPIError as exc:
             return NodeInfo(reachable=False, error=str(exc))
-        return NodeInfo(reachable=True, health=health, pods=pods, networks=networks)
+        bgp, bgp_error = None, ""
+        try:
+            bgp = client.bgp()
+        except NodeAPIError as exc:
+            bgp_error = "not served by this agent" if exc.status == 404 else str(exc)
+        return NodeInfo(
+            reachable=True,
+            health=health,
+            pods=pods,
+            networks=networks,
+            bgp=bgp,
+            bgp_error=bgp_error,
+        )
 
     def poll_all(self) -> dict[str, NodeInfo]:
         targets = self.nodes()

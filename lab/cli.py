@@ -1,6 +1,8 @@
 """`calico-lab`: a Calico cluster on one machine (see lab.cluster for what it makes).
 
-    calico-lab up [--nodes N] [--name LAB] [--subnet CIDR] [--etcd-members N] [--etcd-tls]
+    calico-lab up [--nodes N] [--name LAB] [--subnet CIDR] [--topology flat|routed]
+                  [--subnets K] [--tor-bgp] [--ipip-mode Never|Always|CrossSubnet]
+                  [--etcd-members N] [--etcd-tls]
     calico-lab down [--name LAB]
     calico-lab status [--name LAB] [--json]
     calico-lab exec [--name LAB] NODE -- CMD...
@@ -25,8 +27,9 @@ import sys
 
 from calico.tools import program
 from calico.tutorial import Tutorial
-from lab.cluster import DEFAULT_NODES, Lab, default_lab_name
+from lab.cluster import DEFAULT_NODES, MAX_NODES, Lab, default_lab_name
 from lab.fabric import LabError
+from lab.topology import DEFAULT_SUBNETS, IPIP_MODES, MAX_SUBNETS, MIN_SUBNETS, TOPOLOGIES
 
 EXIT_NOT_RUNNING = 3
 
@@ -49,11 +52,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="make the lab, or repair its dead parts (a no-op if it is up)")
     _add_name(p)
-    p.add_argument("--nodes", type=int, default=DEFAULT_NODES, help="number of nodes (2)")
+    p.add_argument(
+        "--nodes", type=int, default=DEFAULT_NODES, help=f"number of nodes (2; at most {MAX_NODES})"
+    )
     p.add_argument(
         "--subnet",
         default=None,
-        help="fabric subnet (default 10.213.0.0/24, or the next free /24 of 10.213.0.0/16)",
+        help="fabric subnet (default 10.213.0.0/24, or the next free /24 of 10.213.0.0/16);"
+        " routed: the block its subnets are cut from",
+    )
+    p.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default="flat",
+        help="flat: one L2 segment (default); routed: the nodes on several subnets behind a"
+        " router that knows no pod routes (needs --tor-bgp or an --ipip-mode)",
+    )
+    p.add_argument(
+        "--subnets",
+        type=int,
+        default=DEFAULT_SUBNETS,
+        help=f"routed: how many node subnets ({MIN_SUBNETS}-{MAX_SUBNETS}, default"
+        f" {DEFAULT_SUBNETS}); nodes are dealt round robin",
+    )
+    p.add_argument(
+        "--tor-bgp",
+        action="store_true",
+        help="routed: the router runs BIRD as a BGP peer (ToR) of every node; no node mesh",
+    )
+    p.add_argument(
+        "--ipip-mode",
+        choices=IPIP_MODES,
+        default="Never",
+        help="the default IP pool's ipipMode (Never)",
     )
     p.add_argument(
         "--etcd-members",
@@ -113,11 +144,24 @@ def _print_status(st: dict) -> None:
             )
             print(f"  {m['name']}: {m['endpoint']}  pid {m['pid']}  {health}")
     fab = st.get("fabric") or {}
-    if fab:
+    if fab.get("topology") == "routed":
+        print(
+            f"fabric: routed {fab['subnet']}, router netns {fab['netns']};"
+            f" root link {fab['root_link']} {fab['root_address']}/{fab['root_prefixlen']}"
+            f" via {fab['router_address']}; pool ipipMode {fab.get('ipip_mode', 'Never')}"
+            + ("; ToR BGP peer" if fab.get("tor_bgp") else "")
+        )
+        for i, sub in enumerate(fab["subnets"]):
+            members = [n for n, p in sorted(fab.get("nodes", {}).items()) if p["subnet"] == i]
+            print(f"  subnet {sub['cidr']} {sub['bridge']} router {sub['router']}: "
+                  + (", ".join(members) or "no nodes"))  # fmt: skip
+    elif fab:
         print(
             f"fabric: {fab['subnet']}  bridge {fab['bridge_address']} in netns {fab['netns']}"
             f"  root link {fab['root_link']} {fab['root_address']}"
         )
+        if fab.get("ipip_mode", "Never") != "Never":
+            print(f"pool ipipMode {fab['ipip_mode']}")
     if st["nodes"]:
         rows = [("NODE", "NETNS", "ADDRESS", "NS", "SERVICE", "AGENT", "HEALTH")]
         for n in st["nodes"]:
@@ -150,6 +194,68 @@ def _print_status(st: dict) -> None:
         print("nothing for calico-lab up to repair: the node services restart their agents")
 
 
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
+
+
+def bgp_lines(bgp: dict) -> list[str]:
+    """Each node's BGP peers as its agent reports them (`GET /v1/bgp`), then the ToR's
+    sessions (its birdc): what `calico-lab status` prints under the node table."""
+    lines = []
+    for node, info in sorted(bgp.get("nodes", {}).items()):
+        if info.get("error") and "peers" not in info:
+            lines.append(f"{node}: bgp: {info['error']}")
+            continue
+        backend = info.get("backend") or "?"
+        running = "running" if info.get("running") else "NOT RUNNING"
+        head = f"{node}: bgp backend {backend}"
+        if backend != "direct":
+            head += f", {running}"
+            if info.get("router_id"):
+                head += f", router id {info['router_id']}"
+        peers = info.get("peers") or []
+        up = sum(1 for p in peers if p.get("state") == "up")
+        head += f", {up}/{len(peers)} peers up"
+        if info.get("error"):
+            head += f" ({info['error']})"
+        lines.append(head)
+        if peers:
+            rows = [("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO")]
+            rows += [
+                (
+                    str(p.get("peer_address", "")),
+                    str(p.get("peer_type", "")),
+                    str(p.get("state", "")),
+                    str(p.get("since", "")),
+                    str(p.get("info", "")),
+                )
+                for p in peers
+            ]
+            lines += _table(rows)
+    t = bgp.get("tor")
+    if t:
+        if t.get("error"):
+            lines.append(f"ToR (AS {t.get('as_number')}): {t['error']}")
+        else:
+            sessions = t.get("sessions") or []
+            up = sum(1 for s in sessions if s["state"] == "up")
+            lines.append(
+                f"ToR (AS {t.get('as_number')}): {up}/{len(sessions)} sessions up,"
+                f" {len(t.get('routes') or [])} routes learned"
+            )
+            if sessions:
+                rows = [("SESSION", "NODE", "STATE", "SINCE", "INFO")]
+                rows += [
+                    (s["name"], s["node"], s["state"], s["since"], s["info"]) for s in sessions
+                ]
+                lines += _table(rows)
+    return lines
+
+
 def _exports(env: dict[str, str]) -> str:
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
@@ -161,6 +267,10 @@ def cmd_up(args) -> int:
         subnet=args.subnet,
         etcd_members=args.etcd_members,
         etcd_tls=args.etcd_tls,
+        topology=args.topology,
+        subnets=args.subnets,
+        tor_bgp=args.tor_bgp,
+        ipip_mode=args.ipip_mode,
     )
     if args.json:
         print(json.dumps(st, indent=2))
@@ -188,11 +298,16 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    st = Lab(args.name).status()
+    lab = Lab(args.name)
+    st = lab.status()
+    if st["state"] != "down":
+        st["bgp"] = lab.bgp()
     if args.json:
         print(json.dumps(st, indent=2))
     else:
         _print_status(st)
+        for line in bgp_lines(st.get("bgp") or {}):
+            print(line)
     return 0 if st["state"] == "up" else EXIT_NOT_RUNNING
 
 

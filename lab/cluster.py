@@ -52,6 +52,29 @@ What is made, and why this way:
   namespace: a shell opened with `exec`, a pod started by the runtime) and by etcd's data
   dir (an etcd started just before a crash), so it works whatever state `up` died in.
   Processes are always stopped by pid, after checking the pid's start time.
+- ``--topology routed`` (see lab.topology for the address plan): the fabric namespace *is*
+  the router — no separate router namespace, so everything `down` sweeps stays the same —
+  with ip_forward=1 (redirects and rp_filter off), one bridge per node subnet ``brJ`` with
+  the router's address .254 on it (the nodes' default gateway), and the root link's peer
+  ``root`` as a routed port (not bridged) with .254 of the block's first /24::
+
+      root netns                 LAB-fabric netns (router)             nodes
+      <short>-fab 10.213.0.1/22 <-veth-> root 10.213.0.254/24 (proxy ARP)
+                                         br1 10.213.1.254/24 ─── calico-01 .11, calico-03 .13
+                                         br2 10.213.2.254/24 ─── calico-02 .12, calico-04 .14
+                                         (BIRD: the ToR, with --tor-bgp)
+
+  The root link's /22 makes its connected route cover every node subnet; the router
+  answers ARP for them, so the root namespace reaches the nodes (and the nodes etcd,
+  through the router) without any other root change. The router knows only its
+  connected subnets, so pod traffic between subnets needs ``--tor-bgp`` (BIRD in the
+  router namespace peers with every node in its own AS, learns their blocks and installs
+  them in the router's kernel; the lab writes BGPConfiguration ``default`` with no mesh
+  and a BGPPeer per node) or IPIP (``--ipip-mode CrossSubnet|Always``); `up` refuses a
+  routed lab with neither. The bridge guard becomes a forward-hook filter on ``root`` in
+  the router namespace (``_guard_routed_root_port``). The ToR's BIRD runs with its config
+  and control socket in ``<state>/tor/``, recorded by pid + start time in lab.json before
+  `up` waits for it; `status` reports it, `up` restarts it, `down` stops it by that pid.
 - Nodes are registered as Calico v3 Node resources (with the agent API socket as an
   annotation) and the default IPv4 pool is created if absent.
 
@@ -84,11 +107,23 @@ from calico.config import EtcdSettings
 from calico.datastore import Datastore
 from calico.errors import AlreadyExists
 from calico.health import assess
-from calico.resources import IPPool, IPPoolSpec, Metadata, Node, NodeBGPSpec, NodeSpec
-from lab import fabric
+from calico.keys import RESOURCE_ROOT
+from calico.resources import (
+    IPPool,
+    IPPoolSpec,
+    Metadata,
+    Node,
+    NodeBGPSpec,
+    NodeSpec,
+    ValidationError,
+    kind_class,
+    load,
+)
+from lab import fabric, tor
 from lab.etcd import CLUSTER_ELECTION_MS, CLUSTER_HEARTBEAT_MS, EtcdProcess, free_port, free_ports
 from lab.fabric import LabError
 from lab.pki import PKI, make_pki
+from lab.topology import CLUSTER_AS, TOR_AS, Options, TopologyError, node_as, plan
 from plugin.build_launcher import install as install_plugins
 
 AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to answer and say healthy
@@ -114,7 +149,6 @@ DEFAULT_NODES = 2
 MAX_NODES = 99
 DEFAULT_SUBNET = "10.213.0.0/24"
 SUBNET_RANGE = "10.213.0.0/16"  # where `up` looks for a free /24 when the default is taken
-NODE_OFFSET = 10  # node i gets the subnet's address .(10 + i)
 DEFAULT_STATE_BASE = "/var/lib/calico-lab"
 LOCK_PATH = "/run/calico-lab.lock"
 REGISTRY_DIR = "/run/calico-lab"  # <lab> -> its state dir, for every lab made on this machine
@@ -274,6 +308,58 @@ def _read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def tor_peering_documents(state: dict) -> list[dict]:
+    """The Calico side of a lab with a ToR, as the resources an operator would apply: the
+    cluster's BGPConfiguration `default` (no node-to-node mesh: every route goes through
+    the ToR) and one BGPPeer per node (`node:` that node; the router's address on the
+    node's own subnet, the ToR's AS). Each node is in an AS of its own (`--as` at
+    `calicoctl node run`, from state["nodes"][node]["as_number"])."""
+    v3 = "projectcalico.org/v3"
+    fab = state["fabric"]
+    docs: list[dict] = [
+        {
+            "apiVersion": v3,
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {
+                "asNumber": CLUSTER_AS,
+                "nodeToNodeMeshEnabled": False,
+                "logSeverityScreen": "Info",
+            },
+        }
+    ]
+    for node, info in sorted(state["nodes"].items()):
+        docs.append(
+            {
+                "apiVersion": v3,
+                "kind": "BGPPeer",
+                "metadata": {"name": f"tor-{node}"},
+                "spec": {
+                    "node": node,
+                    "peerIP": fab["subnets"][info["subnet"]]["router"],
+                    "asNumber": TOR_AS,
+                },
+            }
+        )
+    return docs
+
+
+_PLURALS = {"BGPConfiguration": "bgpconfigurations", "BGPPeer": "bgppeers"}
+
+
+def _apply_document(store: Datastore, doc: dict) -> None:
+    """Apply one resource document, validated by its kind's class. Until this build's
+    calico.resources knows the BGP kinds (issue 13's node/BIRD part), the document is
+    written as is, at the key the design gives those kinds."""
+    try:
+        kind_class(doc["kind"])
+    except ValidationError:
+        key = f"{RESOURCE_ROOT}{_PLURALS[doc['kind']]}/{doc['metadata']['name']}"
+        store.kv_put(key, json.dumps(doc, separators=(",", ":"), sort_keys=True))
+        return
+    store.apply(load(doc))
 
 
 def node_health(ndir: Path, service: dict) -> dict:
@@ -541,8 +627,16 @@ class Lab:
         subnet: str | None = None,
         etcd_members: int = 1,
         etcd_tls: bool = False,
+        *,
+        topology: str = "flat",
+        subnets: int = 2,
+        tor_bgp: bool = False,
+        ipip_mode: str = "Never",
     ) -> dict:
-        """Make the lab; a no-op if it is up. A lab with a dead part gets that part
+        """Make the lab; a no-op if it is up. `etcd_members`/`etcd_tls`: an etcd cluster,
+        TLS only. `topology`, `subnets`, `tor_bgp` and
+        `ipip_mode`: see lab.topology (a routed lab that could not carry pod traffic between
+        its subnets is refused before anything is made). A lab with a dead part gets that part
         repaired and keeps the rest (pods, etcd data, net.d): a dead etcd is restarted on
         its data dir and port, a dead node service started again. Only a lab whose
         namespaces are missing (or a half-made one) is torn down and rebuilt. `status()`
@@ -554,9 +648,16 @@ class Lab:
             raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
         if not 1 <= etcd_members <= MAX_ETCD_MEMBERS:
             raise LabError(f"--etcd-members must be between 1 and {MAX_ETCD_MEMBERS}")
+        options = Options(topology, subnets, tor_bgp, ipip_mode)
+        try:
+            options.check(nodes)
+        except TopologyError as exc:
+            raise LabError(str(exc)) from None
         t0 = time.monotonic()
         with _global_lock():
             current = self.status()
+            if current["state"] != "down" and current.get("fabric"):
+                self._check_same_topology(current["fabric"], options)
             if current["state"] != "down" and current["etcd"].get("members"):
                 have = (len(current["etcd"]["members"]), bool(current["etcd"].get("tls")))
                 if have != (etcd_members, etcd_tls) and not any(
@@ -599,7 +700,7 @@ class Lab:
                 )
             self._teardown()
             try:
-                self._build(nodes, subnet, etcd_members, etcd_tls)
+                self._build(nodes, subnet, options, etcd_members, etcd_tls)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._teardown()
@@ -611,11 +712,30 @@ class Lab:
             "seconds": time.monotonic() - t0,
         }
 
+    def _check_same_topology(self, fab: dict, options: Options) -> None:
+        """A lab that exists keeps its shape: `up` with other options is an error."""
+        have = Options(
+            fab.get("topology", "flat"),
+            len(fab.get("subnets") or []) if fab.get("topology") == "routed" else options.subnets,
+            bool(fab.get("tor_bgp")),
+            fab.get("ipip_mode", "Never"),
+        )
+        if have != options:
+            shape = have.topology
+            if have.topology == "routed":
+                shape += f" ({have.subnets} subnets)"
+            raise LabError(
+                f"lab {self.name} exists as {shape}, tor-bgp {'on' if have.tor_bgp else 'off'},"
+                f" ipip-mode {have.ipip_mode}; run calico-lab down --name {self.name} first"
+            )
+
     def _repair(self, current: dict) -> None:
         """Do what `current["repairs"]` says (never a rebuild), then wait for every agent."""
         state = self._up_state()
         if not current["etcd"]["alive"]:
             self._restart_etcd(state)
+        if current["tor"]["wanted"] and not current["tor"]["alive"]:
+            self._start_tor(state)
         dead = [n["name"] for n in current["nodes"] if not n["agent"]["service_alive"]]
         if dead:
             self._start_agents(state, only=dead)
@@ -665,27 +785,33 @@ class Lab:
             tls=PKI(Path(tls["dir"])) if tls else None,
         )
 
-    def _choose_subnet(self, wanted: str | None) -> ipaddress.IPv4Network:
+    def _choose_subnet(self, wanted: str | None, prefixlen: int = 24) -> ipaddress.IPv4Network:
+        """The lab's address block: `wanted`, or the first free /`prefixlen` of SUBNET_RANGE
+        (the default subnet's first). Free: overlapping nothing the root namespace has an
+        address or a route in, so another lab's block (its root link's connected route
+        covers all of it) is never taken twice."""
         taken = fabric.root_ipv4_networks()
         if wanted:
             try:
                 net = ipaddress.IPv4Network(wanted)
             except ValueError as exc:
                 raise LabError(f"bad subnet {wanted!r}: {exc}") from None
-            if not 16 <= net.prefixlen <= 24:
-                raise LabError(f"subnet {net} must be between /16 and /24")
+            if not 16 <= net.prefixlen <= prefixlen:
+                raise LabError(f"subnet {net} must be between /16 and /{prefixlen}")
             clash = [t for t in taken if t.overlaps(net)]
             if clash:
                 raise LabError(f"subnet {net} overlaps {clash[0]} in the root namespace")
             return net
-        default = ipaddress.IPv4Network(DEFAULT_SUBNET)
+        default = ipaddress.IPv4Network(DEFAULT_SUBNET).supernet(new_prefix=prefixlen)
         candidates = [default] + [
-            n for n in ipaddress.IPv4Network(SUBNET_RANGE).subnets(new_prefix=24) if n != default
+            n
+            for n in ipaddress.IPv4Network(SUBNET_RANGE).subnets(new_prefix=prefixlen)
+            if n != default
         ]
         for net in candidates:
             if not any(t.overlaps(net) for t in taken):
                 return net
-        raise LabError(f"no free /24 in {SUBNET_RANGE} for the fabric; pass --subnet")
+        raise LabError(f"no free /{prefixlen} in {SUBNET_RANGE} for the fabric; pass --subnet")
 
     @property
     def _registry_entry(self) -> Path:
@@ -707,7 +833,12 @@ class Lab:
                 entry.unlink()
 
     def _build(
-        self, count: int, subnet: str | None, etcd_count: int = 1, etcd_tls: bool = False
+        self,
+        count: int,
+        subnet: str | None,
+        options: Options,
+        etcd_count: int = 1,
+        etcd_tls: bool = False,
     ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._register_lab()
@@ -726,50 +857,8 @@ class Lab:
         }
         self._save(state)
 
-        net = self._choose_subnet(subnet)
-        root_addr, bridge_addr = net[1], net[-2]
-        plen = net.prefixlen
-        state["fabric"] = {
-            "subnet": str(net),
-            "root_address": str(root_addr),
-            "bridge_address": str(bridge_addr),
-            "netns": self.fabric_netns,
-            "bridge": "br0",
-            "root_link": self.root_link,
-        }
-        state["mounts"].append(str(self._ns_dir))
-        self._save(state)
-        fabric.make_private_bind(self._ns_dir)
-
-        # The fabric: a bridge in its own namespace, a plain switch.
-        fab = self.fabric_netns
-        state["netns"].append(fab)
-        self._save(state)
-        fabric.netns_add(fab)
-        fabric.ip(fab, "link", "set", "lo", "up")
-        sysctls = {"net.ipv4.ip_forward": "0"}
-        for key in ("iptables", "ip6tables", "arptables"):
-            if os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{key}"):
-                sysctls[f"net.bridge.bridge-nf-call-{key}"] = "0"
-        fabric.sysctl_in_netns(fab, sysctls)
-        fabric.ip(fab, "link", "add", "br0", "type", "bridge")
-        fabric.ip(fab, "addr", "add", f"{bridge_addr}/{plen}", "dev", "br0")
-        fabric.ip(fab, "link", "set", "br0", "up")
-
-        # The one link in the root namespace.
-        link = self.root_link
-        if fabric.link_exists(link):
-            raise LabError(f"interface {link} already exists in the root namespace, not ours")
-        state["links"].append(link)
-        self._save(state)
-        fabric.ip(None, "link", "add", link, "type", "veth", "peer", "name", "root", "netns", fab)
-        ipv6_off = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
-        if ipv6_off.exists():
-            ipv6_off.write_text("1\n")
-        fabric.ip(None, "addr", "add", f"{root_addr}/{plen}", "dev", link)
-        fabric.ip(fab, "link", "set", "root", "master", "br0", "up")
-        self._guard_root_port(fab, net)
-        fabric.ip(None, "link", "set", link, "up")
+        net = self._choose_subnet(subnet, options.block_prefixlen)
+        root_addr = self._make_fabric(state, net, count, options)
 
         # etcd boots (about 0.2 s) while the nodes are made.
         tls = None
@@ -811,6 +900,7 @@ class Lab:
             raise LabError(f"etcd did not start: {failure[0]}")
 
         self._register(state)
+        self._peer_with_tor(state)
 
         # HOOK(agents): start one `calico-agent` per node here, inside the node
         # (self.exec_argv(node, ["calico-agent", ...]) with self.node_env(node)), and record
@@ -824,6 +914,179 @@ class Lab:
         state["phase"] = "up"
         state["up_since"] = time.time()
         self._save(state)
+
+    def _make_fabric(
+        self, state: dict, net: ipaddress.IPv4Network, count: int, options: Options
+    ) -> ipaddress.IPv4Address:
+        """The fabric namespace, its bridges and the root link, as `lab.topology.plan`
+        says; returns the root link's address (etcd listens there). Flat: one bridge, a
+        plain switch. Routed: one bridge per subnet and the namespace routes between them
+        (and to the root link), knowing only its connected subnets and what its ToR BIRD
+        learns."""
+        try:
+            layout = plan(options, net, count)
+        except TopologyError as exc:
+            raise LabError(str(exc)) from None
+        routed = layout.topology == "routed"
+        root_addr = ipaddress.IPv4Address(layout.root_address)
+        state["fabric"] = {
+            "topology": layout.topology,
+            "subnet": layout.block,
+            "root_address": layout.root_address,
+            "root_prefixlen": layout.root_prefixlen,
+            "netns": self.fabric_netns,
+            "root_link": self.root_link,
+            "subnets": [
+                {"cidr": sub.cidr, "bridge": sub.bridge, "router": sub.router}
+                for sub in layout.subnets
+            ],
+            "nodes": {
+                node_name(n.index): {
+                    "address": n.address,
+                    "prefixlen": n.prefixlen,
+                    "subnet": n.subnet,
+                }
+                for n in layout.nodes
+            },  # fmt: skip
+            "tor_bgp": options.tor_bgp,
+            "ipip_mode": options.ipip_mode,
+        }
+        if routed:
+            state["fabric"]["router_address"] = layout.root_peer_address
+        else:
+            state["fabric"]["bridge_address"] = layout.subnets[0].router
+            state["fabric"]["bridge"] = layout.subnets[0].bridge
+        state["mounts"].append(str(self._ns_dir))
+        self._save(state)
+        fabric.make_private_bind(self._ns_dir)
+
+        # The fabric namespace: a plain switch (flat) or the router (routed).
+        fab = self.fabric_netns
+        state["netns"].append(fab)
+        self._save(state)
+        fabric.netns_add(fab)
+        fabric.ip(fab, "link", "set", "lo", "up")
+        sysctls = {"net.ipv4.ip_forward": "1" if routed else "0"}
+        if routed:
+            # A dumb router: no redirects (nodes of one subnet may send via it before their
+            # routes converge) and no reverse-path filter (a pod source before the ToR
+            # learned its block); the nodes' own settings decide.
+            sysctls |= {
+                "net.ipv4.conf.all.send_redirects": "0",
+                "net.ipv4.conf.default.send_redirects": "0",
+                "net.ipv4.conf.all.rp_filter": "0",
+                "net.ipv4.conf.default.rp_filter": "0",
+            }
+        for key in ("iptables", "ip6tables", "arptables"):
+            if os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{key}"):
+                sysctls[f"net.bridge.bridge-nf-call-{key}"] = "0"
+        fabric.sysctl_in_netns(fab, sysctls)
+        for sub in layout.subnets:
+            plen = ipaddress.IPv4Network(sub.cidr).prefixlen
+            fabric.ip(fab, "link", "add", sub.bridge, "type", "bridge")
+            fabric.ip(fab, "addr", "add", f"{sub.router}/{plen}", "dev", sub.bridge)
+            fabric.ip(fab, "link", "set", sub.bridge, "up")
+
+        # The one link in the root namespace.
+        link = self.root_link
+        if fabric.link_exists(link):
+            raise LabError(f"interface {link} already exists in the root namespace, not ours")
+        state["links"].append(link)
+        self._save(state)
+        fabric.ip(None, "link", "add", link, "type", "veth", "peer", "name", "root", "netns", fab)
+        ipv6_off = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
+        if ipv6_off.exists():
+            ipv6_off.write_text("1\n")
+        fabric.ip(None, "addr", "add", f"{root_addr}/{layout.root_prefixlen}", "dev", link)
+        if routed:
+            # The root link's prefix covers every node subnet; the router answers ARP for
+            # them, so the root reaches the nodes (and they etcd) with no route of its own.
+            fabric.ip(fab, "addr", "add", f"{layout.root_peer_address}/24", "dev", "root")
+            fabric.sysctl_in_netns(fab, {"net.ipv4.conf.root.proxy_arp": "1"})
+            fabric.ip(fab, "link", "set", "root", "up")
+            self._guard_routed_root_port(fab, net)
+        else:
+            fabric.ip(fab, "link", "set", "root", "master", "br0", "up")
+            self._guard_root_port(fab, net)
+        fabric.ip(None, "link", "set", link, "up")
+        return root_addr
+
+    def _guard_routed_root_port(self, fab: str, net: ipaddress.IPv4Network) -> None:
+        """`_guard_root_port` for a routed lab: the root link is a routed port of the
+        router namespace, not a bridge port, so the same rule sits on the router's forward
+        hook: only the lab's own fabric addresses are forwarded to the root namespace
+        (never a pod address, never IPv6)."""
+        rules = (
+            "table inet calilab_guard {\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            f'    oifname "root" meta nfproto ipv4 ip saddr != {net} counter drop\n'
+            '    oifname "root" meta nfproto ipv6 counter drop\n'
+            "  }\n"
+            "}\n"
+        )
+        fabric.run(["nsenter", f"--net={fabric.netns_path(fab)}", "nft", "-f", "-"], input=rules)
+
+    # --- the ToR ----------------------------------------------------------------
+
+    @property
+    def _tor_dir(self) -> Path:
+        return self.state_dir / "tor"
+
+    def _tor_neighbors(self, state: dict) -> list[tor.Neighbor]:
+        fab = state["fabric"]
+        return [
+            tor.Neighbor(
+                name=node,
+                address=info["address"],
+                as_number=info["as_number"],
+                local_address=fab["subnets"][info["subnet"]]["router"],
+            )
+            for node, info in sorted(state["nodes"].items())
+        ]
+
+    def _start_tor(self, state: dict) -> None:
+        """The ToR's BIRD in the router namespace (config rendered afresh from lab.json),
+        recorded by pid + start time before waiting for its control socket."""
+        fab = state["fabric"]
+        d = self._tor_dir
+        d.mkdir(parents=True, exist_ok=True)
+        info = state.setdefault("tor", {})
+        info.update(
+            as_number=TOR_AS,
+            config=str(d / "bird.conf"),
+            socket=str(d / "bird.ctl"),
+            log=str(d / "bird.log"),
+        )
+        config = tor.render_config(
+            router_id=fab["router_address"],
+            local_as=TOR_AS,
+            neighbors=self._tor_neighbors(state),
+            fabric_block=fab["subnet"],
+            log_file=info["log"],
+        )
+        Path(info["config"]).write_text(config)
+
+        def record(pid: int) -> None:
+            info.update(pid=pid, starttime=fabric.proc_starttime(pid))
+            self._save(state)
+
+        tor.start(fab["netns"], Path(info["config"]), Path(info["socket"]),
+                  d / "bird.out", record)  # fmt: skip
+
+    def _peer_with_tor(self, state: dict) -> None:
+        """A lab with a ToR: start its BIRD, then tell Calico through the datastore, as an
+        operator would: no node-to-node mesh (BGPConfiguration default) and, per node, a
+        BGPPeer with the router's address on the node's own subnet."""
+        if not state["fabric"].get("tor_bgp"):
+            return
+        self._start_tor(state)
+        store = Datastore.connect(self._settings_of(state), timeout=10)
+        try:
+            for doc in tor_peering_documents(state):
+                _apply_document(store, doc)
+        finally:
+            store.close()
 
     def _guard_root_port(self, fab: str, net) -> None:
         """Only the nodes' own fabric addresses may send to the root namespace's port.
@@ -922,10 +1185,16 @@ class Lab:
         return info
 
     def _make_node(self, state: dict, index: int, net: ipaddress.IPv4Network) -> None:
+        """Node `index` on its subnet of the plan in state["fabric"] (`net`: the lab's
+        whole block), its default route via the subnet's bridge/router address."""
         node = node_name(index)
         netns = self.node_netns(node)
         ndir = self.node_dir(node)
-        address = net[NODE_OFFSET + index]
+        fab_info = state["fabric"]
+        where = fab_info["nodes"][node]
+        seg = fab_info["subnets"][where["subnet"]]
+        address = ipaddress.IPv4Address(where["address"])
+        net = ipaddress.IPv4Network(seg["cidr"])
         pin_mnt, pin_uts = self._ns_dir / f"{node}.mnt", self._ns_dir / f"{node}.uts"
         scratch = ndir / ".sys"
         for sub in ("rkt", "etc-upper", "etc-work", ".sys"):
@@ -940,7 +1209,12 @@ class Lab:
             "mntns": str(pin_mnt),
             "utsns": str(pin_uts),
             "fabric_port": node,
+            "subnet": where["subnet"],
+            "bridge": seg["bridge"],
+            "gateway": seg["router"],
         }
+        if fab_info.get("tor_bgp"):
+            state["nodes"][node]["as_number"] = node_as(index)
         state["netns"].append(netns)
         state["mounts"] += [str(pin_mnt), str(pin_uts)]
         self._save(state)
@@ -952,11 +1226,11 @@ class Lab:
             None, "link", "add", "name", "eth0", "netns", netns,
             "type", "veth", "peer", "name", node, "netns", fab,
         )  # fmt: skip
-        fabric.ip(fab, "link", "set", node, "master", "br0", "up")
+        fabric.ip(fab, "link", "set", node, "master", seg["bridge"], "up")
         fabric.ip(netns, "link", "set", "lo", "up")
         fabric.ip(netns, "addr", "add", f"{address}/{net.prefixlen}", "dev", "eth0")
         fabric.ip(netns, "link", "set", "eth0", "up")
-        fabric.ip(netns, "route", "add", "default", "via", str(net[-2]), "dev", "eth0")
+        fabric.ip(netns, "route", "add", "default", "via", seg["router"], "dev", "eth0")
 
         pin_mnt.touch()
         pin_uts.touch()
@@ -987,7 +1261,7 @@ class Lab:
                 spec=IPPoolSpec(
                     cidr=DEFAULT_POOL_CIDR,
                     block_size=26,
-                    ipip_mode="Never",
+                    ipip_mode=state["fabric"].get("ipip_mode", "Never"),
                     vxlan_mode="Never",
                     nat_outgoing=False,
                     node_selector="all()",
@@ -1111,8 +1385,11 @@ class Lab:
             except (LabError, OSError) as exc:
                 errors.append(str(exc))
 
-        # 1. Agents (recorded pids only).
+        # 1. Agents and the ToR's BIRD (recorded pids only).
         attempt(self._stop_agents, state)
+        tor_info = state.get("tor", {})
+        if tor_info.get("pid"):
+            attempt(fabric.stop_process, tor_info["pid"], tor_info.get("starttime"))
 
         # 2. Anything else living in the lab's namespaces: shells from `exec`, pods.
         ids = {fabric.ns_id(fabric.netns_path(n)) for n in netnses}
@@ -1203,6 +1480,7 @@ class Lab:
             )
         leftovers = self._leftover_netns(state)
         fabric_ok = bool(fab) and fabric.netns_exists(fab.get("netns", ""))
+        tor_status = self._tor_status(state)
         missing = []
         if state.get("phase") != "up":
             missing.append(f"phase {state.get('phase')!r}")
@@ -1232,6 +1510,8 @@ class Lab:
                     "etcd runs but does not answer /health"
                     + (f" ({', '.join(sick)})" if len(members) > 1 else "")
                 )
+            if tor_status["wanted"] and not tor_status["alive"]:
+                repairs.append("restart the ToR's BIRD in the router namespace")
             for n in nodes:
                 agent = n["agent"]
                 if not agent["service_alive"]:
@@ -1273,8 +1553,69 @@ class Lab:
                 ],
             },
             "fabric": fab,
+            "tor": tor_status,
             "nodes": nodes,
         }
+
+    def _tor_status(self, state: dict) -> dict:
+        """Whether the lab wants a ToR and whether its BIRD (the recorded pid) runs."""
+        info = state.get("tor", {})
+        wanted = bool(state.get("fabric", {}).get("tor_bgp"))
+        alive = wanted and fabric.same_process(info.get("pid"), info.get("starttime"))
+        return {
+            "wanted": wanted,
+            "pid": info.get("pid"),
+            "alive": alive,
+            "as_number": info.get("as_number"),
+            "socket": info.get("socket"),
+        }
+
+    def bgp(self) -> dict:
+        """BGP as each node's agent reports it (`GET /v1/bgp`) and the ToR's sessions (its
+        birdc), for `calico-lab status`. Never raises for a node or ToR that does not
+        answer: each entry says why instead."""
+        from calico.nodeapi import NodeAPIError, NodeClient  # httpx: only when asked
+
+        state = self._read_state()
+        nodes: dict[str, dict] = {}
+        for node, info in sorted(state.get("nodes", {}).items()):
+            sock = Path(info["dir"]) / "agent.sock"
+            if not sock.exists():
+                nodes[node] = {"error": "agent socket missing"}
+                continue
+            try:
+                with NodeClient(f"unix://{sock}", timeout=3) as client:
+                    nodes[node] = client.bgp()
+            except NodeAPIError as exc:
+                if exc.status == 404:
+                    nodes[node] = {"error": "not served by this agent"}
+                else:
+                    nodes[node] = {"error": str(exc)}
+        out: dict = {"nodes": nodes, "tor": None}
+        status = self._tor_status(state)
+        if status["wanted"]:
+            entry: dict = {"as_number": status["as_number"], "alive": status["alive"]}
+            if status["alive"]:
+                try:
+                    entry["sessions"] = [
+                        {
+                            "name": s.name,
+                            "node": next(
+                                (n for n in state["nodes"] if tor.protocol_name(n) == s.name), ""
+                            ),
+                            "state": s.state,
+                            "since": s.since,
+                            "info": s.info,
+                        }
+                        for s in tor.protocols(Path(status["socket"]))
+                    ]
+                    entry["routes"] = tor.routes(Path(status["socket"]))
+                except LabError as exc:
+                    entry["error"] = str(exc)
+            else:
+                entry["error"] = f"ToR BIRD pid {status['pid']} is not running"
+            out["tor"] = entry
+        return out
 
     @classmethod
     def find_running(cls, base: str | os.PathLike | None = None) -> list[str]:

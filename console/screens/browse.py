@@ -31,6 +31,7 @@ from console.model import (
     Row,
     RowFilter,
     View,
+    bgp_peer_lines,
     profile_members,
     view_names,
 )
@@ -370,6 +371,8 @@ def describe(row: Row, state: ClusterState) -> str:
             lines += [f"  {i}: {describe_rule(r)}" for i, r in enumerate(rules)]
     if row.data:
         lines += ["", *(f"{k}: {v}" for k, v in row.data.items())]
+    if row.key.startswith("node/"):
+        lines += ["", *bgp_peer_lines(state.nodes.get(row.key.split("/", 1)[1]))]
     return "\n".join(lines)
 
 

@@ -99,7 +99,15 @@ def seed_state() -> ClusterState:
             {"uuid": "6876aae5-0000", "app": "busybox", "image": "docker://busybox", "state": "running",
              "networks": [{"name": "network1", "ip": "192.168.0.1"}, {"name": "default-restricted", "ip": "172.31.0.2"}],
              "created": "11 seconds ago"},
-        ], networks=[{"name": "network1", "type": "calico"}, {"name": "network2", "type": "calico"}]),
+        ], networks=[{"name": "network1", "type": "calico"}, {"name": "network2", "type": "calico"}],
+           bgp={"backend": "bird", "running": True, "router_id": "10.213.1.11", "error": None,
+                "peers": [
+            {"peer_address": "10.213.1.254", "peer_type": "node specific", "state": "up",
+             "since": "07:09:34", "info": "Established", "name": "Node_10_213_1_254"},
+            {"peer_address": "10.213.2.12", "peer_type": "global", "state": "start",
+             "since": "07:09:35", "info": "Active Socket: Connection refused",
+             "name": "Global_10_213_2_12"},
+        ]}),
         "calico-02": NodeInfo(reachable=False, error="connection refused"),
     }  # fmt: skip
     return state

@@ -1,6 +1,14 @@
 """The console's views as data: rows, states, filters, completion."""
 
-from console.model import VIEWS, RowFilter, bar, complete_view
+from console.model import (
+    VIEWS,
+    NodeInfo,
+    RowFilter,
+    bar,
+    bgp_peer_lines,
+    bgp_summary,
+    complete_view,
+)
 
 from .fixtures import seed_state
 
@@ -11,9 +19,34 @@ def cells(view):
 
 def test_nodes_show_agent_reachability_pods_and_blocks():
     rows = {r.cells[0]: r for r in VIEWS["nodes"].rows(seed_state())}
-    assert rows["calico-01"].cells[1:] == ("10.213.0.11", "ready", "2/2", "192.168.0.0/26")
+    assert rows["calico-01"].cells[1:] == (
+        "10.213.0.11", "ready", "2/2", "1/2 up", "192.168.0.0/26"
+    )  # fmt: skip
     assert rows["calico-01"].state == "running"
     assert rows["calico-02"].cells[2] == "unreachable" and rows["calico-02"].state == "down"
+
+
+def test_bgp_cell_says_peers_up_or_why_there_are_none():
+    assert bgp_summary(seed_state().nodes["calico-01"]) == "1/2 up"
+    assert bgp_summary(NodeInfo(reachable=True, bgp_error="not served by this agent")) == "n/a"
+    assert bgp_summary(NodeInfo(reachable=False)) == ""
+    assert bgp_summary(NodeInfo(reachable=True, bgp={"backend": "direct"})) == "direct"
+    down = {"backend": "bird", "running": False, "peers": []}
+    assert bgp_summary(NodeInfo(reachable=True, bgp=down)) == "bird down"
+    lonely = {"backend": "bird", "running": True, "peers": []}
+    assert bgp_summary(NodeInfo(reachable=True, bgp=lonely)) == "no peers"
+
+
+def test_bgp_peer_lines_are_calicoctl_node_status_columns():
+    lines = bgp_peer_lines(seed_state().nodes["calico-01"])
+    assert lines[0] == "BGP: backend bird, BIRD running, router id 10.213.1.11"
+    header = lines[3].split()
+    assert header == ["PEER", "ADDRESS", "PEER", "TYPE", "STATE", "SINCE", "INFO"]
+    assert lines[4].split()[:5] == ["10.213.1.254", "node", "specific", "up", "07:09:34"]
+    assert lines[5].endswith("Active Socket: Connection refused")
+    missing = NodeInfo(reachable=True, bgp_error="not served by this agent")
+    assert bgp_peer_lines(missing) == ["BGP: not served by this agent"]
+    assert bgp_peer_lines(None) == ["BGP: not known yet"]
 
 
 def test_networks_join_cni_files_profiles_and_pools():

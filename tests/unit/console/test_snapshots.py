@@ -39,6 +39,16 @@ def test_describe_profile(snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, run_before=go)
 
 
+def test_describe_node_lists_its_bgp_peers(snap_compare):
+    async def go(pilot):
+        pilot.app.switch_view("nodes")
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=go)
+
+
 def test_filter_and_help(snap_compare):
     async def go(pilot):
         pilot.app.switch_view("endpoints")
