@@ -87,6 +87,14 @@ def handle_key(handle_id: str) -> str:
     return HANDLE_PREFIX + handle_id
 
 
+TUNNEL_HANDLE_PREFIX = "ipip-tunnel-addr-"  # Calico's IPAM handle of a node's tunl0 address
+
+
+def tunnel_handle_id(node: str) -> str:
+    """The IPAM handle holding `node`'s IPIP tunnel address."""
+    return TUNNEL_HANDLE_PREFIX + node
+
+
 def affinity_prefix(node: str) -> str:
     return f"{HOST_PREFIX}{node}/ipv4/block/"
 

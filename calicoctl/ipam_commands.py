@@ -91,6 +91,9 @@ class Snapshot:
     # what the agents report of endpoints they cannot program: their status key's value
     # ("status": "error", "reason", "name", "namespace"), with the node added
     agent_errors: list[dict[str, Any]] = field(default_factory=list)
+    # a node's tunl0 address (Node.spec.bgp.ipv4IPIPTunnelAddr) -> the node: in use, though
+    # no endpoint has it
+    tunnel_addresses: dict[str, str] = field(default_factory=dict)
 
     def allocations(self) -> list[Allocation]:
         out = []
@@ -224,13 +227,16 @@ def node_pods(snap: Snapshot, timeout: float = NODE_API_TIMEOUT) -> dict[str, An
 
 def check_snapshot(snap: Snapshot) -> Report:
     """The three kinds of inconsistency `check` reports (pure)."""
+    from calico import keys  # lazily, as every calico import here (calicoctl's start-up)
+
     report = Report()
     by_ip = snap.endpoint_by_ip()
     allocated: set[str] = set()
     nets = [p.cidr for p in snap.pools]
     for a in snap.allocations():
         allocated.add(a.ip)
-        if a.ip not in by_ip:
+        tunnel_of = snap.tunnel_addresses.get(a.ip)
+        if a.ip not in by_ip and not (tunnel_of and a.handle == keys.tunnel_handle_id(tunnel_of)):
             report.leaked_addresses.append(asdict(a))
         if not any(ipaddress.ip_address(a.ip) in n for n in nets):
             report.addresses_outside_pools.append({**asdict(a), "endpoint": by_ip.get(a.ip)})
@@ -274,11 +280,16 @@ def load_snapshot(ds: Any) -> Snapshot:
             "mod_revision": kv.mod_revision,
         }
     node_apis: dict[str, str] = {}
+    tunnels: dict[str, str] = {}
     for kv in ds.kv_list(kind_prefix("Node"))[0]:
-        meta = kv.json().get("metadata") or {}
+        data = kv.json()
+        meta = data.get("metadata") or {}
         url = (meta.get("annotations") or {}).get("calico-rkt.io/api")
         if meta.get("name") and url:
             node_apis[str(meta["name"])] = str(url)
+        tunnel = ((data.get("spec") or {}).get("bgp") or {}).get("ipv4IPIPTunnelAddr")
+        if meta.get("name") and tunnel:
+            tunnels[str(tunnel).split("/")[0]] = str(meta["name"])
     agent_errors = []
     for kv in ds.kv_list(keys.FELIX_ROOT)[0]:
         parsed = keys.parse_endpoint_status_key(kv.key)
@@ -292,6 +303,7 @@ def load_snapshot(ds: Any) -> Snapshot:
             agent_errors.append({**value, "node": parsed.node})
     snap = Snapshot(list_pools(ds), blocks, endpoints, handles, workloads, node_apis)
     snap.agent_errors = agent_errors
+    snap.tunnel_addresses = tunnels
     return snap
 
 
@@ -349,7 +361,9 @@ def render_ip(snap: Snapshot, ip_text: str) -> str:
             lines.append(f"  handle:   {handle}")
             for k, v in sorted((attrs.secondary or {}).items()):
                 lines.append(f"  {k + ':':<9} {v}")
-            lines.append(f"  endpoint: {snap.endpoint_by_ip().get(str(ip), '(none: leaked?)')}")
+            tunnel_of = snap.tunnel_addresses.get(str(ip))
+            holder = f"tunl0 of node {tunnel_of}" if tunnel_of else "(none: leaked?)"
+            lines.append(f"  endpoint: {snap.endpoint_by_ip().get(str(ip), holder)}")
             return "\n".join(lines) + "\n"
     inside = any(ip in p.cidr for p in snap.pools)
     return f"IP {ip} is not assigned{'' if inside else ' (and is outside every IP pool)'}\n"

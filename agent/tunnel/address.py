@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import threading
 
-from calico import ipam_store
+from calico import ipam_store, keys
 from calico.datastore import Datastore
 from calico.errors import Conflict, DatastoreError, NotFound
 from calico.resources import Node, NodeBGPSpec
@@ -28,7 +28,7 @@ ADDRESS_TYPE = "ipipTunnelAddress"
 
 
 def handle_id(node: str) -> str:
-    return f"ipip-tunnel-addr-{node}"
+    return keys.tunnel_handle_id(node)
 
 
 def reconcile(ds: Datastore, node: str, pools: tuple[str, ...]) -> str | None:

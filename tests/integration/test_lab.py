@@ -239,7 +239,11 @@ def test_node_is_set_up_like_a_host(lab):
     routes = lab.exec(node, ["ip", "route"]).stdout
     assert f"default via {bridge} dev eth0" in routes
     # /sys is the node's own: only its links.
-    assert sorted(lab.exec(node, ["ls", "/sys/class/net"]).stdout.split()) == ["eth0", "lo"]
+    assert sorted(lab.exec(node, ["ls", "/sys/class/net"]).stdout.split()) == [
+        "eth0",
+        "lo",
+        "tunl0",
+    ]
     # Named network namespaces (a runtime's pods) are the node's own.
     pod = "podtest" + secrets.token_hex(2)
     lab.exec(node, ["ip", "netns", "add", pod], check=True)

@@ -112,3 +112,16 @@ def test_endpoints_without_pod_or_interface_and_unreachable_nodes():
     text = ci.render_check(snap, report)
     assert "Check incomplete (1 nodes not checked)" in text and "n2: 1 endpoints" in text
     assert report.to_json()["staleEndpoints"][0]["endpoint"] == "default/a"
+
+
+def test_a_nodes_tunnel_address_is_in_use_not_leaked() -> None:
+    """tunl0's address has no endpoint; it is held by `ipip-tunnel-addr-<node>` and named on
+    the Node. The same handle with no Node recording the address is a leak."""
+    pool = ipam.Pool("p", ipaddress.IPv4Network("10.0.0.0/24"))
+    block = ipam.Block.new(ipaddress.IPv4Network("10.0.0.0/26"), "n1")
+    block = block.assign(ipaddress.IPv4Address("10.0.0.1"), "ipip-tunnel-addr-n1")
+    block = block.assign(ipaddress.IPv4Address("10.0.0.2"), "ipip-tunnel-addr-n2")
+    snap = ci.Snapshot([pool], [block], {}, {}, tunnel_addresses={"10.0.0.1": "n1"})
+    report = ci.check_snapshot(snap)
+    assert [a["ip"] for a in report.leaked_addresses] == ["10.0.0.2"]
+    assert "endpoint: tunl0 of node n1" in ci.render_ip(snap, "10.0.0.1")
