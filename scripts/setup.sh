@@ -11,6 +11,8 @@ DEBIAN_PACKAGES=(
   containernetworking-plugins      # reference ptp/host-local for rkt's default networks and benches
   busybox-static                   # the pod image (static: needs no libraries in the rootfs)
   iperf3                           # throughput benchmark
+  bird2                            # BGP: the lab's ToR router (and the nodes' BIRD)
+  openssl                          # the lab's etcd CA and certificates (--etcd-tls)
   util-linux procps                # nsenter, unshare, mount; pgrep
   python3-venv
   gcc libc6-dev                    # builds the C CNI launcher (plugin/launcher.c); without it, the Python one
