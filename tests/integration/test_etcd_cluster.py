@@ -428,6 +428,13 @@ def test_lab_leader_killed_during_pod_churn(tls_lab):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Check complete; found 0 problems." in check.stdout, check.stdout
+    # Isolation is unchanged: the tutorial's network1 reaches its httpd, network2 does not.
+    again = subprocess.run(
+        [str(BIN / "calico-lab"), "tutorial", "--name", tls_lab.name],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "tutorial: every step passed" in again.stdout
 
 
 def _status(lab, url: str) -> dict | None:
