@@ -26,6 +26,8 @@ def block_routes(
     via the hosting node for a remote endpoint whose address lies outside its node's blocks
     (a borrowed address). `nets_of` is the calculator's memoized `v4_nets`."""
     routes: dict[str, Route] = {}
+    # bird backend: BIRD programs the routes to remote blocks (and borrowed /32s)
+    remote = getattr(inputs, "backend", "direct") == "direct"
     own_blocks: dict[str, list[ipaddress.IPv4Network]] = {}
     for cidr, owner in sorted(inputs.blocks.items()):
         try:
@@ -39,9 +41,9 @@ def block_routes(
             routes[str(net)] = Route(str(net), kind="blackhole")
             continue
         via = node_address(inputs.nodes.get(owner))
-        if via:
+        if via and remote:
             routes[str(net)] = Route(str(net), via=via)
-    for ep in inputs.endpoints:
+    for ep in inputs.endpoints if remote else ():
         owner = ep.spec.node
         if owner == inputs.node or not owner:
             continue
