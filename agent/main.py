@@ -1,7 +1,8 @@
 """calico-agent: the per-node dataplane agent (Felix's job, plus the route part of BIRD).
 
     calico-agent --nodename N [--etcd-endpoints URLS] [--once] [--refresh-interval S]
-                 [--api-socket PATH] [--health-file PATH]
+                 [--api-socket PATH] [--health-file PATH] [--backend bird|direct]
+                 [--run-dir DIR]
 
 It programs only the network namespace it runs in: run it in a node's namespace
 (`ip netns exec NODE calico-agent ...`) or in a real host's root namespace.
@@ -11,6 +12,14 @@ apply the difference (agent.dataplane) -> report status (agent.status). Nothing 
 to the dataplane before the first complete snapshot. Every `--refresh-interval` seconds the
 kernel state is read back in full and any drift repaired. On SIGTERM/SIGINT the agent exits
 0 and leaves the dataplane as it is, so isolation stays in force while it is down.
+
+Backends (`--backend`, `$CALICO_NETWORKING_BACKEND`, default direct for now: nothing starts
+BIRD on a node until `calicoctl node run` does, and a bird-backend agent without its BIRD
+would leave remote blocks unrouted): `bird` renders this
+node's BIRD configuration (agent.bgp) into `<run dir>/bird.conf` and reloads BIRD with
+`birdc configure` whenever it changes; BIRD advertises the node's blocks and programs the
+routes to remote blocks. `direct` writes a route to each remote block via its node
+itself (a flat L2 fabric, no BGP).
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from typing import Any
 
 from agent.api.metrics import Histogram
 from agent.api.node import serve
+from agent.bgp.render import RenderError, bird_inputs, render_bird_config
+from agent.bgp.writer import BirdWriter, run_birdc
 from agent.calc.calculator import Calculator
 from agent.calc.routes import ipip_pools
 from agent.cni_server import CNIServer
@@ -37,6 +48,7 @@ from agent.dataplane.apply import Applier
 from agent.status import HEALTH_FILE_INTERVAL, Health, StatusReporter, _now
 from agent.sync import ClusterCache, Syncer, connect
 from agent.tunnel.address import TunnelAddressKeeper
+from calico.bgp import parse_birdc_protocols
 from calico.config import ConfigError, EtcdSettings, resolve_settings
 from calico.datastore import Datastore, SyncStatus
 from calico.errors import Conflict, DatastoreError, NotFound
@@ -47,6 +59,16 @@ log = logging.getLogger("calico-agent")
 
 RETRY_AFTER_ERROR = 1.0  # seconds before a failed apply is retried with a full read
 MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there yet
+BACKENDS = ("bird", "direct")
+DEFAULT_RUN_DIR = "/var/run/calico"
+
+
+def default_backend() -> str:
+    return os.environ.get("CALICO_NETWORKING_BACKEND") or "direct"
+
+
+def default_run_dir() -> str:
+    return os.environ.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR
 
 
 class Agent:
@@ -61,6 +83,8 @@ class Agent:
         once: bool = False,
         health_file: Path | None = None,
         status_interval: float = 5.0,
+        backend: str = "direct",
+        run_dir: str | os.PathLike | None = None,
     ):
 
         self.nodename = nodename
@@ -83,6 +107,12 @@ class Agent:
         self._health_written: tuple | None = None
         self._health_written_at = 0.0
 
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r} (bird or direct)")
+        self.backend = backend
+        self.run_dir = Path(run_dir or default_run_dir())
+        self.bird = BirdWriter(self.run_dir) if backend == "bird" else None
+        self.apply_ok = True  # the dataplane and (bird backend) BIRD took the last apply
         self.apply_histogram = Histogram()
         self.protected_hosts = datastore_hosts(endpoints)
         self.resyncs = 0
@@ -104,10 +134,11 @@ class Agent:
             self.tunnel_keeper = TunnelAddressKeeper(self.datastore, self.nodename, self.stop_event)
             self.tunnel_keeper.start()
         log.info(
-            "calico-agent for node %s, etcd %s, refresh every %ss (pid %d)",
+            "calico-agent for node %s, etcd %s, refresh every %ss, backend %s (pid %d)",
             self.nodename,
             self.datastore.endpoints,
             self.refresh_interval,
+            self.backend,
             os.getpid(),
         )
         try:
@@ -159,10 +190,10 @@ class Agent:
                     self._publish(reporter)
             elif self.cache.ready and (dirty or full):
                 dirty = False
-                result = self._apply(full)
+                self._apply(full)
                 if full:
                     next_full = now + self.refresh_interval
-                if not result.ok:
+                if not self.apply_ok:
                     next_full = min(next_full, now + RETRY_AFTER_ERROR)
                 next_missing = now + MISSING_IFACE_POLL
                 self._publish(reporter)
@@ -172,7 +203,7 @@ class Agent:
                     ok = reporter.report(use_lease=False)
                     if not ok:
                         log.warning("could not write status to etcd")
-                    return 0 if result.ok else 1
+                    return 0 if self.apply_ok else 1
             self._write_health()
         return 0
 
@@ -191,6 +222,7 @@ class Agent:
         inputs.protected_hosts = self.protected_hosts
         # IPIP (agent.tunnel.address): the pools say whether this node needs a tunnel address.
         inputs.pools = [r for r in self.cache.resources.values() if isinstance(r, IPPool)]
+        inputs.backend = self.backend  # bird: remote blocks are BIRD's routes, not ours
         desired = self.calculator.calculate(inputs)
         if self.tunnel_keeper is not None:
             me = inputs.nodes.get(self.nodename)
@@ -199,6 +231,9 @@ class Agent:
             self.tunnel_keeper.want(names, recorded)
         calc_ms = (time.perf_counter() - t0) * 1000
         result = self.applier.apply(desired, full=full)
+        bird_error = self._update_bird(inputs.blocks, full)
+        errors = [*result.errors, *([bird_error] if bird_error else [])]
+        self.apply_ok = result.ok and not bird_error
         self.desired, self.last_result = desired, result
         self.apply_histogram.observe((calc_ms + result.ms) / 1000)
         if full:
@@ -209,9 +244,9 @@ class Agent:
         self.health.ready = True
         self.health.last_apply_ms = calc_ms + result.ms
         self.health.last_apply = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.health.last_apply_ok = result.ok
+        self.health.last_apply_ok = self.apply_ok
         keeper_error = self.tunnel_keeper.error if self.tunnel_keeper else ""
-        errors = [*result.errors, *([f"tunnel address: {keeper_error}"] if keeper_error else [])]
+        errors = [*errors, *([f"tunnel address: {keeper_error}"] if keeper_error else [])]
         self.health.error = "; ".join(errors)[:500]
         for warning in desired.warnings:
             log.debug("calc: %s", warning)
@@ -239,9 +274,54 @@ class Agent:
             counts["rules"],
             counts["ipsets"],
             counts["ipset_members"],
-            f"; ERRORS: {self.health.error}" if result.errors else "",
+            f"; ERRORS: {self.health.error}" if errors else "",
         )
         return result
+
+    # -- BIRD
+    def bird_config(self, blocks: Any) -> str:
+        """This node's bird.conf from the synced state (RenderError: no address yet)."""
+        return render_bird_config(bird_inputs(self.nodename, self.cache.resources.values(), blocks))
+
+    def _update_bird(self, blocks: Any, full: bool) -> str | None:
+        """Render and load BIRD's configuration; the error, or None when BIRD runs it."""
+        if self.bird is None:
+            return None
+        try:
+            text = self.bird_config(blocks)
+        except (RenderError, ValueError) as exc:
+            return f"BIRD: {exc}"
+        if full:
+            self.bird.check()  # a BIRD that stopped answering is an error until it answers
+        self.bird.update(text)  # (again, while the last one failed)
+        return self.bird.error
+
+    def bgp_status(self) -> dict[str, Any]:
+        """What `GET /v1/bgp` answers: BIRD's peers as data (calico.bgp.PeerStatus)."""
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "running": False,
+            "router_id": None,
+            "peers": [],
+            "error": None,
+        }
+        if self.bird is None:
+            return out
+        ok, status = run_birdc(self.bird.control, "show", "status", timeout=5.0)
+        if not ok:
+            out["error"] = f"BIRD unreachable: {status}"
+            return out
+        out["running"] = True
+        for line in status.splitlines():
+            if line.startswith("Router ID is "):
+                out["router_id"] = line.removeprefix("Router ID is ").strip()
+        ok, text = run_birdc(self.bird.control, "show", "protocols", timeout=5.0)
+        if not ok:
+            out["error"] = f"birdc show protocols: {text}"
+            return out
+        out["peers"] = [p.to_dict() for p in parse_birdc_protocols(text)]
+        out["error"] = self.bird.error
+        return out
 
     def rejected_here(self) -> dict[str, str]:
         """Resources this agent cannot program that concern it: endpoints on this node, and
@@ -480,6 +560,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run CNI requests handed over by the calico plugins (default: $CALICO_CNI_SOCKET)",
     )
     p.add_argument("--health-file", metavar="PATH", help="keep health JSON in this file")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=default_backend(),
+        help="bird: BIRD distributes routes (BGP); direct: routes to remote blocks via their "
+        "node, for a flat L2 fabric (default: $CALICO_NETWORKING_BACKEND, else direct)",
+    )
+    p.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        default=default_run_dir(),
+        help="the node's runtime dir: bird.conf, bird.ctl (default: $CALICO_RUN_DIR, else "
+        f"{DEFAULT_RUN_DIR})",
+    )
     p.add_argument("--status-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default=os.environ.get("CALICO_AGENT_LOG", "INFO"))
     args = p.parse_args(argv)
@@ -509,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             once=args.once,
             health_file=Path(args.health_file) if args.health_file else None,
             status_interval=args.status_interval,
+            backend=args.backend,
+            run_dir=args.run_dir,
         )
     except ConfigError as exc:
         print(f"calico-agent: {exc}", file=sys.stderr)

@@ -1,9 +1,19 @@
 """calico-node: the node service, a small supervisor of the node's programs.
 
-    calico-node [--state-file PATH] [--backoff-max S] [--] [calico-agent options...]
+    calico-node [--state-file PATH] [--backoff-max S] [--name N] [--ip ADDR/PLEN|autodetect]
+                [--ip-autodetection-method M] [--as ASN] [--backend bird|direct]
+                [--run-dir DIR] [--cni-bin-dir DIR] [--] [more calico-agent options...]
 
-As Calico's calico/node container supervises felix (and BIRD), this process starts each
-program of its list (today `calico-agent`, given the options after its own), restarts one
+With `--name` it first does the node's start-up (agent.startup: finds the address,
+registers the Node, installs the CNI plugins; a missing prerequisite is one line and exit
+status 1, also kept in the state file as `error`), then runs `calico-agent` for that node
+(its sockets, health file and bird.conf in the run dir, `$CALICO_RUN_DIR` by default) and,
+in the bird backend, BIRD (`bird -f -c <run>/bird.conf -s <run>/bird.ctl`), started on a
+bootstrap configuration (router id, no peers) until the agent renders the real one.
+Without `--name` it runs `calico-agent` with the options after its own, as before.
+
+As Calico's calico/node container supervises felix and BIRD, this process starts each
+program of its list, restarts one
 that dies, with a backoff (0.5 s doubling to `--backoff-max`, back to 0.5 s once a run
 lasted STABLE_AFTER seconds), and logs every exit with its status or signal. SIGTERM or
 SIGINT is forwarded to every program; the service waits for them (SIGKILL after
@@ -107,6 +117,7 @@ class Supervisor:
     stable_after: float = STABLE_AFTER
     stop_timeout: float = STOP_TIMEOUT
     stopping: bool = False
+    info: dict = field(default_factory=dict)  # start-up facts for the state file
     _wake_r: int = -1
     _wake_w: int = -1
     _signals: list[int] = field(default_factory=list)
@@ -253,6 +264,7 @@ class Supervisor:
             "stopping": self.stopping,
             "time": time.time(),
             "programs": {p.name: p.record() for p in self.programs},
+            **self.info,
         }
         tmp = self.state_file.with_name(self.state_file.name + ".tmp")
         try:
@@ -274,15 +286,29 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--backoff-max", type=float, default=BACKOFF_MAX, metavar="S",
         help=f"longest wait before a restart (default {BACKOFF_MAX:g} s)",
     )  # fmt: skip
+    p.add_argument("--name", help="this node's name: do the start-up, then run its agent")
+    p.add_argument(
+        "--ip", default="autodetect", help="ADDR/PLEN or autodetect (default autodetect)"
+    )
+    p.add_argument(
+        "--ip-autodetection-method", default="first-found",
+        help="first-found, can-reach=DEST or interface=REGEX (default first-found)",
+    )  # fmt: skip
+    p.add_argument("--as", dest="as_number", metavar="ASN", help="this node's AS number")
+    p.add_argument(
+        "--backend", choices=("bird", "direct"),
+        default=os.environ.get("CALICO_NETWORKING_BACKEND") or "bird",
+        help="bird (BGP, default) or direct (routes via each node, flat L2 only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--run-dir", default=os.environ.get("CALICO_RUN_DIR") or "/var/run/calico",
+        help="the node's runtime dir (default $CALICO_RUN_DIR, else /var/run/calico)",
+    )  # fmt: skip
+    p.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="install the CNI plugins here")
     args, rest = p.parse_known_args(argv)
     if rest and rest[0] == "--":
         rest = rest[1:]
     return args, rest
-
-
-def programs_for(agent_args: list[str]) -> list[Program]:
-    """What the node service runs. BIRD will join this list."""
-    return [Program("calico-agent", [program("calico-agent"), *agent_args]), *_tunnel_programs()]
 
 
 def _tunnel_programs() -> list[Program]:
@@ -296,6 +322,66 @@ def _tunnel_programs() -> list[Program]:
     return [Program("calico-tunl", argv)]
 
 
+BIRD_CONFIG = "bird.conf"
+BIRD_CONTROL = "bird.ctl"
+
+
+def agent_argv(name: str, backend: str, run_dir: Path, extra: list[str]) -> list[str]:
+    """The agent of node `name`, with its sockets and files in the run dir."""
+    return [
+        "--nodename", name,
+        "--backend", backend,
+        "--run-dir", str(run_dir),
+        "--api-socket", str(run_dir / "agent.sock"),
+        "--cni-socket", str(run_dir / "cni.sock"),
+        "--health-file", str(run_dir / "agent-health.json"),
+        *extra,
+    ]  # fmt: skip
+
+
+def bird_argv(run_dir: Path) -> list[str]:
+    return [
+        program("bird"), "-f",
+        "-c", str(run_dir / BIRD_CONFIG),
+        "-s", str(run_dir / BIRD_CONTROL),
+        "-P", str(run_dir / "bird.pid"),
+    ]  # fmt: skip
+
+
+def programs_for(
+    agent_args: list[str], backend: str = "direct", run_dir: Path | None = None
+) -> list[Program]:
+    """What the node service runs: the agent, calico-tunl, and BIRD in the bird backend."""
+    progs = [Program("calico-agent", [program("calico-agent"), *agent_args]), *_tunnel_programs()]
+    if backend == "bird" and run_dir is not None:
+        progs.append(Program("bird", bird_argv(run_dir)))
+    return progs
+
+
+def write_bootstrap_config(run_dir: Path, name: str, address: str) -> None:
+    """A bird.conf BIRD can start on (router id, no peers), unless the agent's is there."""
+    from agent.bgp.render import render_bootstrap
+    from agent.bgp.writer import write_atomically
+
+    path = run_dir / BIRD_CONFIG
+    try:
+        current = path.read_text()
+    except OSError:
+        current = ""
+    if f"router id {address};" not in current:
+        write_atomically(path, render_bootstrap(name, address))
+
+
+def _fail(state_file: Path | None, info: dict, why: str) -> int:
+    log.error("%s", why)
+    print(f"calico-node: {why}", file=sys.stderr)
+    if state_file:
+        Supervisor(
+            [], state_file=state_file, info={**info, "phase": "failed", "error": why}
+        )._save()
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args, agent_args = parse_args(argv)
     logging.basicConfig(
@@ -303,10 +389,44 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s calico-node[%(process)d] %(levelname)s %(message)s",
     )
+    state_file = Path(args.state_file) if args.state_file else None
+    info: dict = {}
+    if args.name:
+        from agent.startup import StartupError, start
+
+        run_dir = Path(args.run_dir)
+        info = {"node": args.name, "backend": args.backend, "run_dir": str(run_dir)}
+        if state_file:
+            Supervisor([], state_file=state_file, info={**info, "phase": "starting"})._save()
+        try:
+            started = start(
+                args.name, args.ip, args.ip_autodetection_method, args.as_number,
+                run_dir, args.cni_bin_dir,
+            )  # fmt: skip
+        except StartupError as exc:
+            return _fail(state_file, info, str(exc))
+        address = str(started.address.ip)
+        info.update(address=str(started.address), phase="running")
+        log.info(
+            "node %s: address %s, %s CNI plugins in %s, backend %s",
+            args.name, started.address, "C" if started.native_plugins else "Python",
+            args.cni_bin_dir, args.backend,
+        )  # fmt: skip
+        if args.backend == "bird":
+            try:
+                write_bootstrap_config(run_dir, args.name, address)
+            except OSError as exc:
+                return _fail(state_file, info, f"cannot write the BIRD bootstrap config: {exc}")
+        progs = programs_for(
+            agent_argv(args.name, args.backend, run_dir, agent_args), args.backend, run_dir
+        )
+    else:
+        progs = programs_for(agent_args)
     sup = Supervisor(
-        programs_for(agent_args),
-        state_file=Path(args.state_file) if args.state_file else None,
+        progs,
+        state_file=state_file,
         backoff_max=max(BACKOFF_INITIAL, args.backoff_max),
+        info=info,
     )
     return sup.run()
 

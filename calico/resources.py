@@ -131,7 +131,7 @@ def _to_wire(value: Any) -> Any:
             # Omit what is unset (empty, false), as Go's omitempty does in Calico's types,
             # so output is what an operator wrote and round-trips cleanly.
             v = _to_wire(getattr(value, f.name))
-            if _is_empty(v) or v is False:
+            if _is_empty(v) or (v is False and not f.metadata.get("keep_false")):
                 continue
             out[_field_key(f)] = v
         return out
@@ -330,6 +330,7 @@ class NodeBGPSpec:
     ipv6_address: str | None = wire("ipv6Address", default=None)
     as_number: int | str | None = None
     ipv4_ipip_tunnel_addr: str | None = wire("ipv4IPIPTunnelAddr", default=None)
+    route_reflector_cluster_id: str | None = wire("routeReflectorClusterID", default=None)
 
 
 @dataclass
@@ -349,6 +350,22 @@ class NodeSpec:
     bgp: NodeBGPSpec | None = wire("bgp", default=None)
     addresses: list[NodeAddress] = field(default_factory=list)
     orch_refs: list[OrchRef] = field(default_factory=list)
+
+
+@dataclass
+class BGPConfigurationSpec:
+    as_number: int | str | None = None
+    # false must survive a round trip: it is what turns the mesh off
+    node_to_node_mesh_enabled: bool | None = field(default=None, metadata={"keep_false": True})
+    log_severity_screen: str | None = None
+
+
+@dataclass
+class BGPPeerSpec:
+    peer_ip: str | None = wire("peerIP", default=None)
+    as_number: int | str | None = None
+    node: str | None = None
+    node_selector: str | None = None
 
 
 @dataclass
@@ -543,6 +560,19 @@ class Node(Resource):
 
     def validate_spec(self) -> None:
         if self.spec.bgp:
+            if self.spec.bgp.as_number is not None:
+                check_as_number(self.spec.bgp.as_number, "spec.bgp.asNumber")
+            for key, text in (
+                ("ipv4IPIPTunnelAddr", self.spec.bgp.ipv4_ipip_tunnel_addr),
+                ("routeReflectorClusterID", self.spec.bgp.route_reflector_cluster_id),
+            ):
+                if text:
+                    try:
+                        ipaddress.IPv4Address(text)
+                    except ValueError:
+                        raise ValidationError(
+                            f"spec.bgp.{key}", f"{text!r} is not an IPv4 address"
+                        ) from None
             for key, addr in (
                 ("ipv4Address", self.spec.bgp.ipv4_address),
                 ("ipv6Address", self.spec.bgp.ipv6_address),
@@ -561,6 +591,18 @@ class Node(Resource):
         if self.spec.bgp and self.spec.bgp.ipv4_address:
             return str(ipaddress.ip_interface(self.spec.bgp.ipv4_address).ip)
         return None
+
+    @property
+    def as_number(self) -> int | None:
+        """The node's own AS number, None when it inherits the cluster's."""
+        if self.spec.bgp and self.spec.bgp.as_number not in (None, ""):
+            return parse_as_number(self.spec.bgp.as_number)
+        return None
+
+    @property
+    def rr_cluster_id(self) -> str | None:
+        """The route reflector cluster ID when this node is a route reflector."""
+        return (self.spec.bgp.route_reflector_cluster_id or None) if self.spec.bgp else None
 
     @property
     def api_url(self) -> str | None:
@@ -632,10 +674,119 @@ class GlobalNetworkPolicy(Resource):
         _check_selector(self.spec.namespace_selector, "spec.namespaceSelector")
 
 
+DEFAULT_AS_NUMBER = 64512
+LOG_SEVERITIES = ("Debug", "Info", "Warning", "Error", "Fatal")
+
+
+def parse_as_number(value: int | str) -> int:
+    """An AS number as Calico writes it: 64512, "64512" or asdot "1.10". ValueError if bad."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad AS number {value!r}")
+    if isinstance(value, int):
+        asn = value
+    elif isinstance(value, str) and re.fullmatch(r"\d+", value):
+        asn = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
+        hi, lo = (int(x) for x in value.split("."))
+        if hi > 65535 or lo > 65535:
+            raise ValueError(f"bad AS number {value!r}: asdot halves are 0-65535")
+        asn = hi * 65536 + lo
+    else:
+        raise ValueError(f"bad AS number {value!r}")
+    if not 1 <= asn <= 4294967295:
+        raise ValueError(f"AS number {value!r} out of range 1-4294967295")
+    return asn
+
+
+def check_as_number(value: int | str, path: str) -> None:
+    try:
+        parse_as_number(value)
+    except ValueError as exc:
+        raise ValidationError(path, str(exc)) from None
+
+
+@dataclass
+class BGPConfiguration(Resource):
+    """The cluster's BGP settings; the one named `default` applies to every node (a
+    `node.<name>` one would be per node in Calico; this project reads `default` only)."""
+
+    spec: BGPConfigurationSpec = field(default_factory=BGPConfigurationSpec)
+    KIND: ClassVar[str] = "BGPConfiguration"
+    PLURAL: ClassVar[str] = "bgpconfigurations"
+    SPEC: ClassVar[type] = BGPConfigurationSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("bgpconfig", "bgpconfigs")
+
+    def validate_spec(self) -> None:
+        s = self.spec
+        if s.as_number is not None:
+            check_as_number(s.as_number, "spec.asNumber")
+        if s.log_severity_screen is not None and s.log_severity_screen not in LOG_SEVERITIES:
+            raise ValidationError(
+                "spec.logSeverityScreen",
+                f"unknown severity {s.log_severity_screen!r} (one of {', '.join(LOG_SEVERITIES)})",
+            )
+
+    @property
+    def as_number(self) -> int:
+        if self.spec.as_number in (None, ""):
+            return DEFAULT_AS_NUMBER
+        return parse_as_number(self.spec.as_number)
+
+    @property
+    def mesh_enabled(self) -> bool:
+        return self.spec.node_to_node_mesh_enabled is not False
+
+    @property
+    def log_severity(self) -> str:
+        return self.spec.log_severity_screen or "Info"
+
+
+@dataclass
+class BGPPeer(Resource):
+    """A BGP peering: with every node (neither `node` nor `nodeSelector`), one node
+    (`node`) or the nodes a selector matches (`nodeSelector`)."""
+
+    spec: BGPPeerSpec = field(default_factory=BGPPeerSpec)
+    KIND: ClassVar[str] = "BGPPeer"
+    PLURAL: ClassVar[str] = "bgppeers"
+    SPEC: ClassVar[type] = BGPPeerSpec
+    ALIASES: ClassVar[tuple[str, ...]] = ("bgppeer", "bgpp", "bgpps", "bp", "bps")
+
+    def validate_spec(self) -> None:
+        s = self.spec
+        if not s.peer_ip:
+            raise ValidationError("spec.peerIP", "a BGPPeer needs a peerIP")
+        try:
+            addr = ipaddress.ip_address(s.peer_ip)
+        except ValueError:
+            raise ValidationError("spec.peerIP", f"{s.peer_ip!r} is not an IP address") from None
+        if addr.version != 4:
+            raise ValidationError("spec.peerIP", "only IPv4 peers are supported")
+        if s.as_number in (None, ""):
+            raise ValidationError("spec.asNumber", "a BGPPeer needs an asNumber")
+        check_as_number(s.as_number, "spec.asNumber")
+        if s.node and s.node_selector:
+            raise ValidationError("spec.nodeSelector", "give node or nodeSelector, not both")
+        if s.node:
+            _check_name(s.node, "spec.node", "node")
+        _check_selector(s.node_selector, "spec.nodeSelector")
+
+    @property
+    def scope(self) -> str:
+        """ "global", "node specific" (node) or "node selector"."""
+        if self.spec.node:
+            return "node specific"
+        if self.spec.node_selector:
+            return "node selector"
+        return "global"
+
+
 KINDS: tuple[type[Resource], ...] = (
     Profile,
     IPPool,
     Node,
+    BGPConfiguration,
+    BGPPeer,
     WorkloadEndpoint,
     NetworkPolicy,
     GlobalNetworkPolicy,

@@ -122,6 +122,40 @@ _COLUMNS: dict[str, tuple[list[tuple[str, Cell]], list[tuple[str, Cell]]]] = {
             ("IPV6", lambda r: str(_node_bgp(r).get("ipv6Address") or "")),
         ],
     ),
+    "BGPConfiguration": (
+        [
+            ("NAME", _name),
+            ("LOGSEVERITY", lambda r: str(_spec(r).get("logSeverityScreen") or "Info")),
+            ("MESHENABLED", lambda r: _bool(_spec(r).get("nodeToNodeMeshEnabled", True))),
+            ("ASNUMBER", lambda r: _number(_spec(r).get("asNumber")) or f"({DEFAULT_ASN})"),
+        ],
+        [
+            ("NAME", _name),
+            ("LOGSEVERITY", lambda r: str(_spec(r).get("logSeverityScreen") or "Info")),
+            ("MESHENABLED", lambda r: _bool(_spec(r).get("nodeToNodeMeshEnabled", True))),
+            ("ASNUMBER", lambda r: _number(_spec(r).get("asNumber")) or f"({DEFAULT_ASN})"),
+        ],
+    ),
+    "BGPPeer": (
+        [
+            ("NAME", _name),
+            ("PEERIP", lambda r: str(_spec(r).get("peerIP") or "")),
+            (
+                "NODE",
+                lambda r: str(_spec(r).get("node") or _spec(r).get("nodeSelector") or "(global)"),
+            ),
+            ("ASN", lambda r: _number(_spec(r).get("asNumber"))),
+        ],
+        [
+            ("NAME", _name),
+            ("PEERIP", lambda r: str(_spec(r).get("peerIP") or "")),
+            (
+                "NODE",
+                lambda r: str(_spec(r).get("node") or _spec(r).get("nodeSelector") or "(global)"),
+            ),
+            ("ASN", lambda r: _number(_spec(r).get("asNumber"))),
+        ],
+    ),
     "NetworkPolicy": (
         [("NAME", _name)],
         [
