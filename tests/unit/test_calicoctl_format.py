@@ -21,6 +21,26 @@ from calicoctl.context import Cli, CliError
 from calicoctl.inputs import load_resources
 
 SAMPLES = {
+    "BGPConfiguration": """
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: default
+spec:
+  asNumber: 64512
+  nodeToNodeMeshEnabled: false
+  logSeverityScreen: Info
+""",
+    "BGPPeer": """
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor-calico-01
+spec:
+  node: calico-01
+  peerIP: 10.99.0.254
+  asNumber: 65000
+""",
     "Profile": """
 apiVersion: projectcalico.org/v3
 kind: Profile
