@@ -7,9 +7,11 @@
     calicoctl create -f pools.yaml --skip-exists
     calicoctl delete profile network1
     calicoctl ipam show | check | release
+    calicoctl node run --name calico-01 | status
 
 This file builds the argument parser from each command group's `register(sub, common)`
-(calicoctl/resource_commands.py, calicoctl/ipam_commands.py) and runs the chosen command.
+(calicoctl/resource_commands.py, calicoctl/ipam_commands.py,
+calicoctl/node_commands.py) and runs the chosen command.
 Every failure is one line on stderr and exit status 1; `--debug` adds the traceback of an
 unexpected error.
 """
@@ -20,7 +22,7 @@ import argparse
 import sys
 
 from calico.errors import Unavailable
-from calicoctl import ipam_commands, resource_commands
+from calicoctl import ipam_commands, node_commands, resource_commands
 from calicoctl.context import ArgParser, Cli, CliError
 
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     resource_commands.register(sub, common)
     ipam_commands.register(sub, common)
+    node_commands.register(sub, common)
     return parser
 
 

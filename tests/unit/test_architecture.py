@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "plugin": {"calico", "kernel"},
     "rkt": {"calico", "kernel"},
     "agent": {"calico", "kernel", "plugin", "rkt"},
-    "calicoctl": {"calico"},
+    "calicoctl": {"calico", "kernel"},  # kernel.proc: node run/status judge pids
     "console": {"calico"},
     "lab": {"calico", "kernel", "plugin"},
 }
