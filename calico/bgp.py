@@ -51,28 +51,48 @@ def peer_of(name: str) -> tuple[str, str] | None:
     return m.group("addr").replace("_", "."), PEER_TYPES[m.group("type")]
 
 
-def parse_birdc_protocols(text: str) -> list[PeerStatus]:
-    """The BGP peers in `birdc show protocols` output, in its order."""
-    out: list[PeerStatus] = []
+@dataclass(frozen=True)
+class BirdProtocol:
+    """One BGP protocol as `birdc show protocols` lists it, whoever named it."""
+
+    name: str
+    state: str  # BIRD's: up, start, down, flush...
+    since: str
+    info: str  # "Established", "Active Socket: Connection refused" (spaces squeezed)
+
+
+def parse_bgp_protocols(text: str) -> list[BirdProtocol]:
+    """Every BGP protocol in `birdc show protocols` output, in its order (the header,
+    device, kernel, static... left out)."""
+    out: list[BirdProtocol] = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 5 or fields[1] != "BGP":
-            continue
-        peer = peer_of(fields[0])
-        if peer is None:
             continue
         state, rest = fields[3], fields[4:]
         since = rest.pop(0) if rest else ""
         if rest and _TIME_RE.match(rest[0]):  # an older "since" is "2026-12-01 07:06:45"
             since = f"{since} {rest.pop(0)}"
+        out.append(BirdProtocol(fields[0], state, since, " ".join(rest)))
+    return out
+
+
+def parse_birdc_protocols(text: str) -> list[PeerStatus]:
+    """The node's BGP peers in `birdc show protocols` output: the protocols the agent
+    named (`<type>_<address>`), in its order."""
+    out: list[PeerStatus] = []
+    for proto in parse_bgp_protocols(text):
+        peer = peer_of(proto.name)
+        if peer is None:
+            continue
         out.append(
             PeerStatus(
                 peer_address=peer[0],
                 peer_type=peer[1],
-                state=state,
-                since=since,
-                info=" ".join(rest),
-                name=fields[0],
+                state=proto.state,
+                since=proto.since,
+                info=proto.info,
+                name=proto.name,
             )
         )
     return out

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from calico.bgp import BirdProtocol, parse_bgp_protocols
 from lab import fabric
 from lab.fabric import LabError
 
@@ -143,39 +144,13 @@ def _birdc(socket: Path, command: str, timeout: float = 5.0) -> subprocess.Compl
     return fabric.run([BIRDC, "-s", str(socket), *command.split()], check=False, timeout=timeout)
 
 
-@dataclass(frozen=True)
-class Session:
-    """One BGP protocol of the ToR as `birdc show protocols` lists it."""
-
-    name: str
-    state: str  # BIRD's: up, start, down...
-    since: str
-    info: str  # Established, Active, Connect, "Active  Socket: ..."
-
-
-_PROTO_LINE = re.compile(
-    r"^(?P<name>\S+)\s+(?P<proto>\S+)\s+(?P<table>\S+)\s+(?P<state>\S+)\s+"
-    r"(?P<since>\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?|\d\d:\d\d:\d\d(?:\.\d+)?)\s*(?P<info>.*)$"
-)
-
-
-def parse_protocols(text: str) -> list[Session]:
-    """The BGP protocols in `birdc show protocols` output (other kinds left out)."""
-    out = []
-    for line in text.splitlines():
-        m = _PROTO_LINE.match(line.strip())
-        if m and m["proto"] == "BGP":
-            out.append(Session(m["name"], m["state"], m["since"], " ".join(m["info"].split())))
-    return out
-
-
-def protocols(socket: Path) -> list[Session]:
+def protocols(socket: Path) -> list[BirdProtocol]:
     """The ToR's sessions now; LabError if its BIRD does not answer."""
     proc = _birdc(socket, "show protocols")
     if proc.returncode != 0:
         detail = " ".join((proc.stderr or proc.stdout).split()) or f"exit {proc.returncode}"
         raise LabError(f"ToR birdc: {detail}")
-    return parse_protocols(proc.stdout)
+    return parse_bgp_protocols(proc.stdout)
 
 
 def routes(socket: Path) -> list[str]:

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from calico.bgp import parse_bgp_protocols
 from lab import tor
 from lab.topology import Options, TopologyError, plan
 
@@ -60,7 +61,7 @@ def test_birdc_protocols_parse():
         "node_calico_01 BGP        ---        start  07:07:41.313  Active        Socket: Connection refused\n"
         "node_calico_02 BGP        ---        up     07:07:42.001  Established   \n"
     )
-    s = tor.parse_protocols(text)
+    s = parse_bgp_protocols(text)
     assert [(x.name, x.state, x.info) for x in s] == [
         ("node_calico_01", "start", "Active Socket: Connection refused"),
         ("node_calico_02", "up", "Established"),
