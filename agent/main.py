@@ -13,13 +13,12 @@ to the dataplane before the first complete snapshot. Every `--refresh-interval` 
 kernel state is read back in full and any drift repaired. On SIGTERM/SIGINT the agent exits
 0 and leaves the dataplane as it is, so isolation stays in force while it is down.
 
-Backends (`--backend`, `$CALICO_NETWORKING_BACKEND`, default direct for now: nothing starts
-BIRD on a node until `calicoctl node run` does, and a bird-backend agent without its BIRD
-would leave remote blocks unrouted): `bird` renders this
+Backends (`--backend`, `$CALICO_NETWORKING_BACKEND`, default bird): `bird` renders this
 node's BIRD configuration (agent.bgp) into `<run dir>/bird.conf` and reloads BIRD with
-`birdc configure` whenever it changes; BIRD advertises the node's blocks and programs the
-routes to remote blocks. `direct` writes a route to each remote block via its node
-itself (a flat L2 fabric, no BGP).
+`birdc configure` whenever it changes; BIRD (started beside the agent by calico-node)
+advertises the node's blocks and programs the routes to remote blocks. `direct` writes a
+route to each remote block via its node itself: only for one flat L2 segment without BGP,
+and only when asked for (`--backend direct`), never as a fallback.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ DEFAULT_RUN_DIR = "/var/run/calico"
 
 
 def default_backend() -> str:
-    return os.environ.get("CALICO_NETWORKING_BACKEND") or "direct"
+    return os.environ.get("CALICO_NETWORKING_BACKEND") or "bird"
 
 
 def default_run_dir() -> str:
@@ -565,7 +564,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=BACKENDS,
         default=default_backend(),
         help="bird: BIRD distributes routes (BGP); direct: routes to remote blocks via their "
-        "node, for a flat L2 fabric (default: $CALICO_NETWORKING_BACKEND, else direct)",
+        "node, for a flat L2 fabric (default: $CALICO_NETWORKING_BACKEND, else bird)",
     )
     p.add_argument(
         "--run-dir",

@@ -59,7 +59,7 @@ def compile_launcher(out: Path, cc: str | None = None) -> str | None:
 def _put(path: Path, write: Callable[[Path], object]) -> None:
     # Written beside the target and renamed over it: a runtime exec'ing the plugin during
     # an install sees the old file or the new one, never half of one.
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     write(tmp)
     tmp.chmod(0o755)
@@ -80,7 +80,7 @@ def install(
         text = launcher(plugin, python, root)
         _put(bin_dir / fallback_name(plugin), lambda p, t=text: p.write_text(t))
     if native:
-        built = bin_dir / ".calico-c.tmp"
+        built = bin_dir / f".calico-c.{os.getpid()}.tmp"  # nodes install side by side
         why = compile_launcher(built, cc)
         if why is None:
             for plugin in PLUGINS:

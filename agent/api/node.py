@@ -219,6 +219,11 @@ class NodeService:
             )
         return out
 
+    def bgp(self, req: Request) -> dict[str, Any]:
+        """What `calicoctl node status` shows, as data: BIRD asked over its control socket
+        (two birdc calls, about 10 ms); backend direct answers running false, no peers."""
+        return self.agent.bgp_status()
+
     def dataplane(self, req: Request) -> dict[str, Any]:
         desired = self.agent.desired
         chains = read_chain_counters()
@@ -397,6 +402,7 @@ class NodeService:
             self.endpoints,
             "this node's workload endpoints with programming status",
         )
+        r.add("GET", "/v1/bgp", self.bgp, "the BGP daemon (BIRD) and its peers, as node status")
         r.add("GET", "/v1/dataplane", self.dataplane, "chains with counters, ipsets, routes")
         r.add("POST", "/v1/probes", self.probe, "one connectivity probe from a pod or a network")
         r.add("POST", "/v1/probes/batch", self.probes, "many probes, run concurrently")

@@ -28,3 +28,7 @@ class AgentView(SyncedAgent, Protocol):
     def endpoint_status(self) -> dict[str, dict[str, Any]]:
         """Status key -> {status, namespace, name, interface, since} per local endpoint."""
         ...
+
+    def bgp_status(self) -> dict[str, Any]:
+        """backend, running, router_id, peers (calico.bgp.PeerStatus dicts), error."""
+        ...

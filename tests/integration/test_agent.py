@@ -291,7 +291,7 @@ class Topology:
     ) -> subprocess.Popen:
         log = open(self.workdir / f"{node}.agent.log", "ab")  # noqa: SIM115 - child's
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", node, AGENT, "--nodename", node,
+            ["ip", "netns", "exec", node, AGENT, "--nodename", node, "--backend", "direct",
              "--etcd-endpoints", "http://127.0.0.1:2379", "--refresh-interval", str(refresh),
              "--health-file", str(self.health_file(node)),
              "--status-interval", str(status_interval)],

@@ -28,6 +28,15 @@ class FakeAgent:
     def endpoint_status(self) -> dict[str, dict[str, Any]]:
         return self.status
 
+    def bgp_status(self) -> dict[str, Any]:
+        return {
+            "backend": "direct",
+            "running": False,
+            "router_id": None,
+            "peers": [],
+            "error": None,
+        }
+
 
 class FakeNodeAPI:
     """A node API over a unix socket with canned answers (path under /v1 -> JSON), as a
