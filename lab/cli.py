@@ -2,6 +2,7 @@
 
     calico-lab up [--nodes N] [--name LAB] [--subnet CIDR] [--topology flat|routed]
                   [--subnets K] [--tor-bgp] [--ipip-mode Never|Always|CrossSubnet]
+                  [--backend bird|direct]
                   [--etcd-members N] [--etcd-tls]
     calico-lab down [--name LAB]
     calico-lab status [--name LAB] [--json]
@@ -29,7 +30,14 @@ from calico.tools import program
 from calico.tutorial import Tutorial
 from lab.cluster import DEFAULT_NODES, MAX_NODES, Lab, default_lab_name
 from lab.fabric import LabError
-from lab.topology import DEFAULT_SUBNETS, IPIP_MODES, MAX_SUBNETS, MIN_SUBNETS, TOPOLOGIES
+from lab.topology import (
+    BACKENDS,
+    DEFAULT_SUBNETS,
+    IPIP_MODES,
+    MAX_SUBNETS,
+    MIN_SUBNETS,
+    TOPOLOGIES,
+)
 
 EXIT_NOT_RUNNING = 3
 
@@ -85,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=IPIP_MODES,
         default="Never",
         help="the default IP pool's ipipMode (Never)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="bird",
+        help="each node's routing: bird (BGP, default) or direct (the agent routes each"
+        " remote block via its node; flat only)",
     )
     p.add_argument(
         "--etcd-members",
@@ -271,6 +286,7 @@ def cmd_up(args) -> int:
         subnets=args.subnets,
         tor_bgp=args.tor_bgp,
         ipip_mode=args.ipip_mode,
+        backend=args.backend,
     )
     if args.json:
         print(json.dumps(st, indent=2))

@@ -75,8 +75,9 @@ What is made, and why this way:
   the router namespace (``_guard_routed_root_port``). The ToR's BIRD runs with its config
   and control socket in ``<state>/tor/``, recorded by pid + start time in lab.json before
   `up` waits for it; `status` reports it, `up` restarts it, `down` stops it by that pid.
-- Nodes are registered as Calico v3 Node resources (with the agent API socket as an
-  annotation) and the default IPv4 pool is created if absent.
+- The default IPv4 pool is created if absent; then every node joins as a real host does,
+  with `calicoctl node run` inside it (its Node resource, the CNI plugins, the rkt pod
+  `node` running calico-agent, BIRD and calico-tunl): the lab has no other way in.
 
 State dir: ``state_dir=``, else the registered one (below), else ``$CALICO_LAB_STATE/<lab>``,
 else ``/var/lib/calico-lab/<lab>``. Lab names are machine-wide (the namespaces carry them),
@@ -107,16 +108,10 @@ from calico.config import EtcdSettings
 from calico.datastore import Datastore
 from calico.errors import AlreadyExists
 from calico.health import assess
-from calico.keys import RESOURCE_ROOT
 from calico.resources import (
     IPPool,
     IPPoolSpec,
     Metadata,
-    Node,
-    NodeBGPSpec,
-    NodeSpec,
-    ValidationError,
-    kind_class,
     load,
 )
 from lab import fabric, tor
@@ -124,7 +119,6 @@ from lab.etcd import CLUSTER_ELECTION_MS, CLUSTER_HEARTBEAT_MS, EtcdProcess, fre
 from lab.fabric import LabError
 from lab.pki import PKI, make_pki
 from lab.topology import CLUSTER_AS, TOR_AS, Options, TopologyError, node_as, plan
-from plugin.build_launcher import install as install_plugins
 
 AGENT_START_TIMEOUT = 30.0  # seconds for every node's agent to answer and say healthy
 # One member: no peer to lose, so a short election timeout only makes the first leader
@@ -346,22 +340,6 @@ def tor_peering_documents(state: dict) -> list[dict]:
     return docs
 
 
-_PLURALS = {"BGPConfiguration": "bgpconfigurations", "BGPPeer": "bgppeers"}
-
-
-def _apply_document(store: Datastore, doc: dict) -> None:
-    """Apply one resource document, validated by its kind's class. Until this build's
-    calico.resources knows the BGP kinds (issue 13's node/BIRD part), the document is
-    written as is, at the key the design gives those kinds."""
-    try:
-        kind_class(doc["kind"])
-    except ValidationError:
-        key = f"{RESOURCE_ROOT}{_PLURALS[doc['kind']]}/{doc['metadata']['name']}"
-        store.kv_put(key, json.dumps(doc, separators=(",", ":"), sort_keys=True))
-        return
-    store.apply(load(doc))
-
-
 def node_health(ndir: Path, service: dict) -> dict:
     """A node's service, agent and health as `status` reports them, read from the kernel
     (pids with their start times), the service's state file and the agent's health file.
@@ -547,6 +525,7 @@ class Lab:
             **self.etcd_settings(fabric_side=True).env(),
             "DATASTORE_TYPE": "etcdv3",
             "CALICO_NODENAME": info["name"],
+            "CALICO_RUN_DIR": str(ndir),  # calicoctl node run/status, calico-node, calico-tunl
             "CALICO_LAB": self.name,
             "RKT_DIR": str(ndir / "rkt"),
             "CALICO_AGENT_SOCKET": str(ndir / "agent.sock"),
@@ -632,8 +611,10 @@ class Lab:
         subnets: int = 2,
         tor_bgp: bool = False,
         ipip_mode: str = "Never",
+        backend: str = "bird",
     ) -> dict:
-        """Make the lab; a no-op if it is up. `etcd_members`/`etcd_tls`: an etcd cluster,
+        """Make the lab; a no-op if it is up. `backend`: each node's `calicoctl node run
+        --backend` (bird, or direct on a flat lab). `etcd_members`/`etcd_tls`: an etcd cluster,
         TLS only. `topology`, `subnets`, `tor_bgp` and
         `ipip_mode`: see lab.topology (a routed lab that could not carry pod traffic between
         its subnets is refused before anything is made). A lab with a dead part gets that part
@@ -648,7 +629,7 @@ class Lab:
             raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
         if not 1 <= etcd_members <= MAX_ETCD_MEMBERS:
             raise LabError(f"--etcd-members must be between 1 and {MAX_ETCD_MEMBERS}")
-        options = Options(topology, subnets, tor_bgp, ipip_mode)
+        options = Options(topology, subnets, tor_bgp, ipip_mode, backend)
         try:
             options.check(nodes)
         except TopologyError as exc:
@@ -719,6 +700,7 @@ class Lab:
             len(fab.get("subnets") or []) if fab.get("topology") == "routed" else options.subnets,
             bool(fab.get("tor_bgp")),
             fab.get("ipip_mode", "Never"),
+            fab.get("backend", "bird"),
         )
         if have != options:
             shape = have.topology
@@ -726,7 +708,8 @@ class Lab:
                 shape += f" ({have.subnets} subnets)"
             raise LabError(
                 f"lab {self.name} exists as {shape}, tor-bgp {'on' if have.tor_bgp else 'off'},"
-                f" ipip-mode {have.ipip_mode}; run calico-lab down --name {self.name} first"
+                f" ipip-mode {have.ipip_mode}, backend {have.backend};"
+                f" run calico-lab down --name {self.name} first"
             )
 
     def _repair(self, current: dict) -> None:
@@ -842,7 +825,6 @@ class Lab:
     ) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._register_lab()
-        self._install_plugins()
         state: dict = {
             "name": self.name,
             "state_dir": str(self.state_dir),
@@ -902,11 +884,8 @@ class Lab:
         self._register(state)
         self._peer_with_tor(state)
 
-        # HOOK(agents): start one `calico-agent` per node here, inside the node
-        # (self.exec_argv(node, ["calico-agent", ...]) with self.node_env(node)), and record
-        # state["agents"][node] = {"pid": ..., "starttime": fabric.proc_starttime(pid)}
-        # *before* waiting for its socket, so that `down` can stop it after a crash.
-        # The agents start through `exec`, which needs the lab marked up: it is, but for them.
+        # The nodes start through `exec` (`calicoctl node run` inside each), which needs the
+        # lab marked up: it is, but for them.
         state["phase"] = "up"
         self._save(state)
         self._start_agents(state)
@@ -950,6 +929,7 @@ class Lab:
             },  # fmt: skip
             "tor_bgp": options.tor_bgp,
             "ipip_mode": options.ipip_mode,
+            "backend": options.backend,
         }
         if routed:
             state["fabric"]["router_address"] = layout.root_peer_address
@@ -1084,7 +1064,7 @@ class Lab:
         store = Datastore.connect(self._settings_of(state), timeout=10)
         try:
             for doc in tor_peering_documents(state):
-                _apply_document(store, doc)
+                store.apply(load(doc))
         finally:
             store.close()
 
@@ -1105,13 +1085,6 @@ class Lab:
             "}\n"
         )
         fabric.run(["nsenter", f"--net={fabric.netns_path(fab)}", "nft", "-f", "-"], input=rules)
-
-    def _install_plugins(self) -> None:
-        """Install the fastest exec path this machine can build (plugin.build_launcher):
-        the C launcher (~1 ms to hand a request to the agent, where `python -S` needs ~16 ms
-        to start), with the `python -S` launchers beside it as its fallback when no agent
-        listens; without a C compiler, the `python -S` launchers alone (one line says so)."""
-        install_plugins(self.cni_bin_dir)
 
     def _etcd_processes(self, fabric_addr: str, count: int, tls: PKI | None) -> list[EtcdProcess]:
         """The lab's etcd members (not started): each listens for clients on loopback and
@@ -1244,18 +1217,10 @@ class Lab:
         )  # fmt: skip
 
     def _register(self, state: dict) -> None:
-        """Node resources and the default IPv4 pool in etcd (the pool only if absent)."""
+        """The default IPv4 pool in etcd (only if absent). The nodes register themselves:
+        `calicoctl node run` on each writes its Node resource."""
         store = Datastore.connect(self._settings_of(state), timeout=10)
         try:
-            for node, info in sorted(state["nodes"].items()):
-                api = f"unix://{info['dir']}/agent.sock"
-                address = f"{info['address']}/{info['prefixlen']}"
-                store.apply(
-                    Node(
-                        metadata=Metadata(name=node, annotations={Node.API_ANNOTATION: api}),
-                        spec=NodeSpec(bgp=NodeBGPSpec(ipv4_address=address)),
-                    )
-                )
             pool = IPPool(
                 metadata=Metadata(name=DEFAULT_POOL_NAME),
                 spec=IPPoolSpec(
@@ -1273,48 +1238,97 @@ class Lab:
             store.close()
 
     def _start_agents(self, state: dict, only: list[str] | None = None) -> None:
-        """Each node runs its node service as an rkt pod named `node` on the host network, as
-        Calico's calico/node ran under rkt: `calico-node`, which runs `calico-agent` and
-        restarts it when it dies. The service's pid is recorded before waiting for the
-        agent's health, so `down` can stop it after a crash. `only`: these nodes (a repair);
-        a node whose service runs keeps it."""
+        """Each node becomes a Calico node the way a real host does: `calicoctl node run
+        --name NODE --ip autodetect [--as ASN]`, run inside the node (its environment has
+        the etcd settings, CALICO_RUN_DIR = the node's dir and CNI_PATH, so the plugins go
+        where its rkt looks). That starts the rkt pod `node` (calico-node: start-up, then
+        the agent, BIRD and calico-tunl) and returns once the agent is healthy. The nodes
+        start side by side. `only`: these nodes (a repair); a node whose service runs
+        keeps it. Then, with BIRD, until every node's BGP sessions are Established."""
         agents = state.setdefault("agents", {})
-        bindir = plugin_dir()
-        rkt = str(Path(bindir) / "rkt")
+        calicoctl = str(Path(plugin_dir()) / "calicoctl")
+        starting: dict[str, subprocess.Popen] = {}
         for node in sorted(only if only is not None else state["nodes"]):
             known = agents.get(node, {})
             if fabric.same_process(known.get("pid"), known.get("starttime")):
                 continue  # `up` on a running lab: keep the service it has
-            ndir = Path(state["nodes"][node]["dir"])
-            if known.get("uuid"):  # the exited pod of a service that died: make room
-                self.exec(node, [rkt, "rm", known["uuid"]], timeout=60)
-            argv = [
-                rkt, "run", "--detach", "--net=host", "calico/node",
-                f"--exec={Path(bindir) / 'calico-node'}", "--",
-                "--state-file", str(ndir / NODE_SERVICE_STATE),
-                "--nodename", node,
-                "--api-socket", str(ndir / "agent.sock"),
-                "--cni-socket", str(ndir / "cni.sock"),
-                "--health-file", str(ndir / HEALTH_FILE),
-            ]  # fmt: skip
-            proc = self.exec(node, argv, timeout=60)
-            if proc.returncode != 0:
-                raise LabError(
-                    f"{node}: cannot start calico-node: {(proc.stderr or proc.stdout).strip()}"
-                )
-            uuid = proc.stdout.strip().splitlines()[-1]
-            status = self.exec(node, [rkt, "status", "--format=json", uuid], timeout=30)
+            argv = [calicoctl, "node", "run", "--name", node, "--ip", "autodetect"]
+            if state["nodes"][node].get("as_number"):
+                argv += ["--as", str(state["nodes"][node]["as_number"])]
+            if state["fabric"].get("backend", "bird") != "bird":
+                argv += ["--backend", state["fabric"]["backend"]]
+            starting[node] = subprocess.Popen(
+                self.exec_argv(node, argv),
+                env={**os.environ, **self.node_env(node)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        failures = []
+        for node, proc in starting.items():
             try:
-                pid = int(json.loads(status.stdout).get("pid") or 0)
-            except ValueError:
-                pid = 0
+                out, err = proc.communicate(timeout=AGENT_START_TIMEOUT * 2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                err = f"calicoctl node run did not return in {AGENT_START_TIMEOUT * 2:.0f} s"
+            ndir = Path(state["nodes"][node]["dir"])
+            service = _read_json(ndir / NODE_SERVICE_STATE)
+            uuid_file = ndir / "node.uuid"
             agents[node] = {
-                "uuid": uuid,
-                "pid": pid,
-                "starttime": fabric.proc_starttime(pid) if pid else None,
+                "uuid": uuid_file.read_text().strip() if uuid_file.exists() else None,
+                "pid": service.get("pid"),
+                "starttime": service.get("starttime"),
             }
-            self._save(state)
+            if proc.returncode != 0:
+                failures.append(f"{node}: {(err or out).strip() or 'calicoctl node run failed'}")
+        self._save(state)
+        if failures:
+            raise LabError("; ".join(failures))
         self._wait_agents_healthy(state, only)
+        self._wait_bgp_established(state, only)
+
+    def _wait_bgp_established(
+        self, state: dict, only: list[str] | None = None, timeout: float = AGENT_START_TIMEOUT
+    ) -> None:
+        """Until each BIRD node has at least one BGP session and all of them Established
+        (the mesh, or the ToR), as its agent reports them (`GET /v1/bgp`): pods started
+        next are routed at once. Sessions come up about 1 s after both ends run BIRD."""
+        from calico.nodeapi import NodeAPIError, NodeClient
+
+        wanted = len(state["nodes"]) > 1 or bool(state.get("fabric", {}).get("tor_bgp"))
+        if not wanted:
+            return
+        deadline = time.monotonic() + timeout
+        for node in sorted(only if only is not None else state["nodes"]):
+            sock = Path(state["nodes"][node]["dir"]) / "agent.sock"
+            why = "no answer"
+            while True:
+                try:
+                    with NodeClient(f"unix://{sock}", timeout=3) as client:
+                        bgp = client.bgp()
+                except NodeAPIError as exc:
+                    bgp, why = {}, str(exc)
+                if bgp and bgp.get("backend") != "bird":
+                    break  # the direct backend: no sessions to wait for
+                peers = bgp.get("peers") or []
+                if peers and all(str(p.get("info", "")).startswith("Established") for p in peers):
+                    break
+                if bgp:
+                    why = (
+                        bgp.get("error")
+                        or ", ".join(
+                            f"{p.get('peer_address')} {p.get('info') or p.get('state')}"
+                            for p in peers
+                        )
+                        or "no BGP peers"
+                    )
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"{node}: BGP not Established within {timeout:.0f} s ({why}); "
+                        f"see: calico-lab exec {node} -- calicoctl node status"
+                    )
+                time.sleep(0.1)
 
     def _wait_agents_healthy(
         self, state: dict, only: list[str] | None = None, timeout: float = AGENT_START_TIMEOUT
@@ -1342,7 +1356,7 @@ class Lab:
                 time.sleep(0.05)
 
     def _stop_agents(self, state: dict) -> list[str]:
-        """HOOK(agents): stop the agents this lab recorded, by pid + start time only."""
+        """Stop the node services this lab recorded, by pid + start time only."""
         stopped = []
         for node, agent in sorted(state.get("agents", {}).items()):
             if fabric.stop_process(agent.get("pid") or 0, agent.get("starttime")):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 TOPOLOGIES = ("flat", "routed")
 IPIP_MODES = ("Never", "Always", "CrossSubnet")
+BACKENDS = ("bird", "direct")  # calicoctl node run --backend
 MIN_SUBNETS, MAX_SUBNETS = 2, 8
 DEFAULT_SUBNETS = 2
 NODE_OFFSET = 10  # node i gets its subnet's address .(10 + i)
@@ -40,6 +41,7 @@ class Options:
     subnets: int = DEFAULT_SUBNETS  # routed only
     tor_bgp: bool = False
     ipip_mode: str = "Never"
+    backend: str = "bird"
 
     def check(self, nodes: int) -> None:
         """Refuse, before anything is built, what cannot carry pod traffic."""
@@ -47,6 +49,13 @@ class Options:
             raise TopologyError(f"--topology must be one of {', '.join(TOPOLOGIES)}")
         if self.ipip_mode not in IPIP_MODES:
             raise TopologyError(f"--ipip-mode must be one of {', '.join(IPIP_MODES)}")
+        if self.backend not in BACKENDS:
+            raise TopologyError(f"--backend must be one of {', '.join(BACKENDS)}")
+        if self.backend == "direct" and self.topology != "flat":
+            raise TopologyError(
+                "--backend direct routes each remote block via its node's address, which only "
+                "works on one L2 segment: use it with --topology flat"
+            )
         if self.topology == "flat":
             if self.tor_bgp:
                 raise TopologyError("--tor-bgp needs --topology routed (a flat lab has no router)")

@@ -32,19 +32,9 @@ NODES = 4
 @pytest.fixture(scope="module", params=list(TOPOLOGIES))
 def routed(request, tmp_path_factory) -> Iterator[tuple[str, object]]:
     options = TOPOLOGIES[request.param]
-    if options.get("tor_bgp") and not _nodes_run_bird():
-        pytest.skip("the nodes' agents do not run BIRD yet (bird backend not built)")
     base = tmp_path_factory.mktemp("routed")
     with dedicated_lab(base, NODES, NETWORKS, **options) as cluster:
         yield request.param, cluster
-
-
-def _nodes_run_bird() -> bool:
-    try:
-        import agent.bgp  # noqa: F401 - present only once the bird backend exists
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture
