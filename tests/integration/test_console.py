@@ -93,6 +93,34 @@ def test_every_view_shows_the_live_cluster(networks):
     asyncio.run(run())
 
 
+def test_nodes_show_their_bgp_sessions(networks):
+    """:nodes has each node's BGP sessions as its agent reports them (BIRD, the mesh of
+    two: 1/1 up) and describe lists the peer, Established, as calicoctl node status does."""
+    from console.screens.browse import describe
+
+    lab = networks
+
+    async def run():
+        app = CalicoConsole(endpoints=lab.etcd_endpoints, cluster_name=lab.name)
+        async with app.run_test(size=(140, 40)) as pilot:
+            app.switch_view("nodes")
+            await wait_for(
+                pilot,
+                lambda: [r.cells.count("1/1 up") for r in app.browse.current_rows()] == [1, 1],
+                what="both nodes' BGP column 1/1 up",
+            )
+            row = next(r for r in app.browse.current_rows() if r.cells[0] == "calico-01")
+            text = describe(row, app.state)
+            peer = lab.node_address("calico-02")
+            assert "BGP: backend bird, BIRD running" in text, text
+            assert any(
+                peer in line and "node-to-node mesh" in line and "Established" in line
+                for line in text.splitlines()
+            ), text
+
+    asyncio.run(run())
+
+
 def test_launch_a_pod_through_the_form_then_probe_it(networks):
     lab = networks
     started: list[str] = []
