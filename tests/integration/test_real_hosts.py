@@ -101,3 +101,38 @@ def test_cross_subnet_traffic_takes_the_topologys_path(routed, started) -> None:
         assert learned, routes
         assert across["dev"] == "eth0" and across.get("gateway") != a_addr, across
         assert beside["dev"] == "eth0" and beside.get("gateway") == a_addr, beside
+
+
+def test_a_tor_peer_turned_off_and_on_converges(routed, started, tmp_path) -> None:
+    """With the ToR: calico-01's BGPPeer deleted, its session goes, the ToR forgets its
+    block and calico-02's pod no longer reaches the httpd on it; applied again, the session
+    is Established and the pod gets its answer, with no step but the two calicoctl calls."""
+    from tests.integration.test_bgp import established, wget_from
+    from tests.integration.test_tutorial import root_run, wait_for
+
+    name, lab = routed
+    if name != "routed-tor-bgp":
+        pytest.skip("a ToR peering exists only with --tor-bgp")
+    proc = lab.exec(
+        "calico-01",
+        ["rkt", "run", "--detach", f"--net=network1:IP={HTTPD_IP}", "docker://busybox",
+         "--exec", "httpd", "--", "-f", "-h", "/"],
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    started["calico-01"].add(proc.stdout.strip().splitlines()[-1])
+    tor_addr = lab.status()["fabric"]["subnets"][subnet_of(lab, "calico-01")]["router"]
+    assert wait_for(lambda: wget_from(lab, "calico-02"), 20, "the httpd across subnets")
+
+    saved = tmp_path / "peer.json"
+    got = root_run(lab, "calicoctl", "get", "bgppeer", "tor-calico-01", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    peer = json.loads(got.stdout)
+    saved.write_text(json.dumps({**peer, "metadata": {"name": peer["metadata"]["name"]}}))
+    assert root_run(lab, "calicoctl", "delete", "bgppeer", "tor-calico-01").returncode == 0
+    wait_for(lambda: tor_addr not in established(lab, "calico-01"), 15, "the session gone")
+    assert not wget_from(lab, "calico-02")
+
+    assert root_run(lab, "calicoctl", "apply", "-f", str(saved)).returncode == 0
+    wait_for(lambda: established(lab, "calico-01") == {tor_addr: "node specific"}, 15, "back")
+    assert wait_for(lambda: wget_from(lab, "calico-02"), 20, "the httpd again")
