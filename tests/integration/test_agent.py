@@ -767,7 +767,7 @@ def test_once_programs_everything_and_exits_zero(agents_running):
     t.ds.kv_delete(host_status_key(node))
     env = {**os.environ, "CALICO_NODENAME": node, "ETCD_ENDPOINTS": "http://127.0.0.1:2379"}
     proc = subprocess.run(
-        ["ip", "netns", "exec", node, AGENT, "--once"],
+        ["ip", "netns", "exec", node, AGENT, "--once", "--backend", "direct"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -61,10 +61,13 @@ def test_tutorial_through_tunl0_with_isolation(ipip_lab):
         addrs = wait_for(addressed, 60, "every node's tunl0 with its tunnel address")
         assert len(set(addrs.values())) == len(lab.nodes)
         a, b = lab.nodes[:2]
-        routes = json.loads(lab.exec(a, ["ip", "-j", "route", "show", "proto", "80"]).stdout)
-        assert any(r.get("dev") == "tunl0" and "onlink" in r.get("flags", []) for r in routes), (
-            routes
-        )
+
+        def tunnelled() -> bool:  # BIRD's routes to the other blocks, now through tunl0
+            out = lab.exec(a, ["ip", "-j", "route", "show", "proto", "bird"]).stdout
+            routes = json.loads(out or "[]")
+            return any(r.get("dev") == "tunl0" and "onlink" in r.get("flags", []) for r in routes)
+
+        wait_for(tunnelled, 15, f"{a}'s routes to remote blocks through tunl0")
         before = {n: tunl0(lab, n)["stats64"]["rx"]["packets"] for n in lab.nodes}
 
         proc = subprocess.run(

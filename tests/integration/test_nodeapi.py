@@ -512,7 +512,7 @@ ROUTES = {
     ("post", "/v1/pods/{uuid}/stop"), ("delete", "/v1/pods/{uuid}"), ("get", "/v1/networks"),
     ("get", "/v1/endpoints"), ("get", "/v1/dataplane"), ("post", "/v1/probes"),
     ("post", "/v1/probes/batch"), ("get", "/v1/flows"), ("get", "/metrics"),
-    ("get", "/v1/openapi.json"),
+    ("get", "/v1/openapi.json"), ("get", "/v1/bgp"),
 }  # fmt: skip
 
 
