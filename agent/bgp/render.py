@@ -21,6 +21,9 @@ What the text makes BIRD do:
   kernel gets only BGP-learned pool routes (`proto bird`). A route in an IPIP pool
   (ipipMode Always, or CrossSubnet with the next hop outside this node's subnet) whose
   next hop is a node goes `via <next hop> dev tunl0 onlink`.
+- Graceful restart on every session: when a node's BIRD dies and calico-node starts it
+  again, its peers keep the routes they had from it (stale, for up to 120 s) until it
+  has sent them again, so pod traffic does not stop for the restart.
 - `logSeverityScreen` picks the log classes written to stderr, and Debug turns on
   protocol debugging.
 """
@@ -368,6 +371,7 @@ def render_bird_config(inputs: BirdInputs) -> str:
         if s.rr_client:
             w("  rr client;")
             w(f"  rr cluster id {me.rr_cluster_id};")
+        w("  graceful restart on;  # a peer's BIRD restarting (kill -9 too): its routes stay")
         w("  connect delay time 1;")
         w("  connect retry time 5;")
         w("  error wait time 1, 10;")

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +167,34 @@ def test_a_peer_that_never_answers_is_shown(mesh_lab, tmp_path) -> None:
     found = wait_for(row, CONVERGE, "the unanswered peer in node status")
     assert found[1] == "node specific" and found[4] != "Established", found
     assert mesh_lab.node_address("calico-01") in established(mesh_lab, "calico-02")
+
+
+def test_bird_killed_is_restarted_and_routes_hold(mesh_lab, httpd, tmp_path) -> None:
+    """kill -9 of calico-03's BIRD: calico-node starts it again, its peers keep the routes
+    they learned from it meanwhile (graceful restart), the pods keep talking, and the
+    sessions come back Established."""
+    calicoctl_apply(mesh_lab, tmp_path, [{
+        "apiVersion": V3, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+        "spec": {"nodeToNodeMeshEnabled": True, "asNumber": 64512},
+    }])  # fmt: skip
+    for name in ("peer-with-rr", "nobody"):
+        root_run(mesh_lab, "calicoctl", "delete", "bgppeer", name)
+    a3 = mesh_lab.node_address("calico-03")
+    wait_for(lambda: a3 in established(mesh_lab, "calico-01"), CONVERGE, "the mesh back")
+    state_file = mesh_lab.node_dir("calico-03") / "node-service.json"
+    bird = json.loads(state_file.read_text())["programs"]["bird"]
+    os.kill(bird["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # the restart's window: the route stays
+        route = block_route(mesh_lab, "calico-01")
+        assert route and route.get("gateway") == a3, route
+        time.sleep(0.1)
+    assert wget_from(mesh_lab, "calico-01")
+
+    def restarted() -> bool:
+        rec = json.loads(state_file.read_text())["programs"]["bird"]
+        return rec.get("state") == "running" and rec.get("pid") != bird["pid"]
+
+    wait_for(restarted, CONVERGE, "calico-node restarting BIRD")
+    wait_for(lambda: a3 in established(mesh_lab, "calico-01"), CONVERGE, "the session back")
+    assert wget_from(mesh_lab, "calico-01")
