@@ -161,7 +161,12 @@ class CalicoConsole(App):
         return self.get_screen("browse", BrowseScreen)
 
     def switch_view(self, name: str) -> None:
-        """`:name`: a table of the browse screen, or one of the screens in SCREENS."""
+        """`:name`: a table of the browse screen, or one of the screens in SCREENS;
+        `:tutorial NAME` opens that walkthrough."""
+        name, _, arg = name.strip().partition(" ")
+        if arg and name == "tutorial":
+            self._open_tutorial(arg.strip())
+            return
         matches = complete_view(name)
         target = name if name in VIEWS else (matches[0] if len(matches) == 1 else "")
         if target in SCREEN_VIEWS:
@@ -172,6 +177,18 @@ class CalicoConsole(App):
             self.notify(f":{name} is not available yet", severity="warning")
         else:
             self.notify(f"unknown view {name!r}; try one of: {', '.join(VIEWS)}", severity="error")
+
+    def _open_tutorial(self, which: str) -> None:
+        from calico.tutorial import TUTORIALS
+
+        if which not in TUTORIALS:
+            self.notify(
+                f"unknown tutorial {which!r}; try one of: {', '.join(TUTORIALS)}", severity="error"
+            )
+            return
+        self.push_screen("tutorial")
+        screen = self.get_screen("tutorial", TutorialScreen)
+        self.call_after_refresh(screen.choose, which)
 
     def lab_shell(self) -> LabShell:
         """Runs the tutorial's commands in the lab's nodes, against the cluster on screen."""

@@ -9,6 +9,7 @@
     calico-lab exec [--name LAB] NODE -- CMD...
     calico-lab env [--name LAB] [--node NODE]
     calico-lab list
+    calico-lab tutorial [NAME] [--list] [--step KEY]
 
 The lab name comes from --name, else $CALICO_LAB, else "calilab"; a new lab's state goes to
 $CALICO_LAB_STATE/<lab> (default /var/lib/calico-lab/<lab>), and an existing lab is found
@@ -27,7 +28,7 @@ import subprocess
 import sys
 
 from calico.tools import program
-from calico.tutorial import Tutorial
+from calico.tutorial import DEFAULT_TUTORIAL, TUTORIALS, Tutorial
 from lab.cluster import DEFAULT_NODES, MAX_NODES, Lab, default_lab_name
 from lab.fabric import LabError
 from lab.topology import (
@@ -133,8 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="labs that are up")
 
-    p = sub.add_parser("tutorial", help="run the basic isolation walkthrough against the lab")
+    p = sub.add_parser("tutorial", help="run a guided walkthrough against the lab, checked")
     _add_name(p)
+    p.add_argument(
+        "tutorial", nargs="?", default=DEFAULT_TUTORIAL,
+        help=f"which walkthrough (default {DEFAULT_TUTORIAL}; --list names them)",
+    )  # fmt: skip
+    p.add_argument("--list", action="store_true", help="name the walkthroughs and stop")
     p.add_argument("--step", action="append", help="run only these steps (by key), in order")
     return parser
 
@@ -360,6 +366,12 @@ def cmd_list(args) -> int:
 
 def cmd_tutorial(args) -> int:
     """Each step: its title, the commands, what was seen; stop at the first failure."""
+    if args.list:
+        for name, spec in TUTORIALS.items():
+            print(f"{name:<14}{spec.title} ({len(spec.steps)} steps)")
+        return 0
+    if args.tutorial not in TUTORIALS:
+        raise LabError(f"unknown tutorial {args.tutorial!r} (tutorials: {', '.join(TUTORIALS)})")
     lab = Lab(args.name)
     if lab.status()["state"] != "up":
         raise LabError(f"lab {lab.name} is not up (calico-lab up --name {lab.name})")
@@ -378,7 +390,8 @@ def cmd_tutorial(args) -> int:
             proc = lab.exec(node, argv, input=input, timeout=timeout)
         return proc.returncode, proc.stdout + proc.stderr
 
-    tut = Tutorial(nodes=nodes[:2])
+    tut = Tutorial.named(args.tutorial, nodes[:2])
+    print(f"tutorial {tut.name}: {tut.spec.title}")
     keys = [s.key for s in tut.steps]
     wanted = args.step or keys
     unknown = [k for k in wanted if k not in keys]
@@ -399,7 +412,7 @@ def cmd_tutorial(args) -> int:
         if not result.ok:
             print(f"calico-lab: tutorial step {key!r} failed", file=sys.stderr)
             return 1
-    print("tutorial: every step passed")
+    print(f"tutorial {tut.name}: every step passed")
     return 0
 
 

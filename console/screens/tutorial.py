@@ -1,4 +1,7 @@
-"""`:tutorial`: the walkthrough, one step at a time, against the live cluster."""
+"""`:tutorial [NAME]`: a guided walkthrough, one step at a time, against the live cluster.
+
+The walkthroughs are calico.tutorial's data (the same `calico-lab tutorial NAME` runs); `t`
+moves to the next one, and the heading says which of them is open."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, ListItem, ListView, Static
 
-from calico.tutorial import Shell, Tutorial
+from calico.tutorial import TUTORIALS, Shell, Tutorial
 from console.screens.base import ConsoleScreen
 
 MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
@@ -20,6 +23,7 @@ class TutorialScreen(ConsoleScreen):
         Binding("enter,r", "run_step", "run step"),
         Binding("a", "run_all", "run all"),
         Binding("R", "reset", "reset"),
+        Binding("t", "next_tutorial", "next tutorial"),
         Binding("escape", "app.pop_screen", "back"),
     ]
 
@@ -31,14 +35,9 @@ class TutorialScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(self._heading(), id="tutorial-title")
         with Horizontal():
-            yield ListView(
-                *[
-                    ListItem(Static(self._label(i)), id=f"step-{i}")
-                    for i in range(len(self.tutorial.steps))
-                ],
-                id="steps",
-            )
+            yield ListView(*self._items(), id="steps")
             with VerticalScroll(id="step-detail"):
                 yield Static(id="detail")
         yield Footer()
@@ -49,6 +48,43 @@ class TutorialScreen(ConsoleScreen):
         self.query_one(ListView).index = 0
         self.show_detail(0)
 
+    def _heading(self) -> Text:
+        names = list(TUTORIALS)
+        spec = self.tutorial.spec
+        return Text.assemble(
+            (f" {spec.title}", "bold"),
+            (
+                f"  ({names.index(spec.name) + 1}/{len(names)}: {spec.name}; t for the next)\n",
+                "dim",
+            ),
+            f" {spec.summary}",
+        )
+
+    def _items(self) -> list[ListItem]:
+        # ids carry the tutorial's name: the old items may linger while the new ones mount
+        return [
+            ListItem(Static(self._label(i)), id=f"step-{self.tutorial.name}-{i}")
+            for i in range(len(self.tutorial.steps))
+        ]
+
+    def choose(self, name: str) -> None:
+        """Open walkthrough `name` (its steps not yet run)."""
+        if self.running is not None:
+            self.notify("a step is running; wait for it", severity="warning")
+            return
+        nodes = self.tutorial.nodes
+        self.tutorial = Tutorial.named(name, nodes)
+        self.query_one("#tutorial-title", Static).update(self._heading())
+        steps = self.query_one(ListView)
+        steps.clear()
+        steps.extend(self._items())
+        steps.index = 0
+        self.show_detail(0)
+
+    def action_next_tutorial(self) -> None:
+        names = list(TUTORIALS)
+        self.choose(names[(names.index(self.tutorial.name) + 1) % len(names)])
+
     def _label(self, i: int) -> Text:
         step = self.tutorial.steps[i]
         ok = None if step.result is None else step.result.ok
@@ -57,7 +93,8 @@ class TutorialScreen(ConsoleScreen):
 
     def refresh_labels(self) -> None:
         for i in range(len(self.tutorial.steps)):
-            self.query_one(f"#step-{i}", ListItem).query_one(Static).update(self._label(i))
+            item = self.query_one(f"#step-{self.tutorial.name}-{i}", ListItem)
+            item.query_one(Static).update(self._label(i))
 
     @property
     def index(self) -> int:

@@ -366,7 +366,7 @@ def test_lab_with_a_tls_cluster_runs_the_tutorial(tls_lab):
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "tutorial: every step passed" in proc.stdout
+    assert "tutorial isolation: every step passed" in proc.stdout
 
 
 @pytest.mark.root
@@ -434,7 +434,7 @@ def test_lab_leader_killed_during_pod_churn(tls_lab):
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "tutorial: every step passed" in again.stdout
+    assert "tutorial isolation: every step passed" in again.stdout
 
 
 def _status(lab, url: str) -> dict | None:

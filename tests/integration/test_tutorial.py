@@ -310,12 +310,21 @@ def seed_tutorial(lab, ds, started: dict[str, set[str]], nodes: tuple[str, str])
         assert leftovers.netns_pins(node) == [], f"pod netns pins left on {node}"
 
 
-def test_calico_lab_tutorial_passes_on_the_lab(lab, networks, started) -> None:
-    """Issue 8: `calico-lab tutorial` against the (clean) shared lab: every step PASSes."""
+@pytest.mark.parametrize(
+    "name", ["isolation", pytest.param("default-deny", marks=pytest.mark.slow),
+             pytest.param("policy-order", marks=pytest.mark.slow),
+             pytest.param("two-networks", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_calico_lab_tutorial_passes_on_the_lab(lab, networks, started, name) -> None:
+    """Issues 8 and 14: `calico-lab tutorial NAME` against the (clean) shared lab: every step
+    of every walkthrough PASSes (its probes answer or time out as each step promises), and
+    its clean-up leaves the node service alone and no policy behind."""
+    from calico.tutorial import TUTORIALS
+
     for node in NODES:  # fresh enough: only the node service runs
         assert [r[1] for r in rkt_rows(lab, node)] == ["node"]
     proc = subprocess.run(
-        [str(Path(plugin_dir()) / "calico-lab"), "tutorial", "--name", lab.name],
+        [str(Path(plugin_dir()) / "calico-lab"), "tutorial", "--name", lab.name, name],
         capture_output=True,
         text=True,
         timeout=240,
@@ -324,10 +333,25 @@ def test_calico_lab_tutorial_passes_on_the_lab(lab, networks, started) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdicts = re.findall(r"^   (PASS|FAIL) \(", proc.stdout, re.M)
     steps = re.findall(r"^== \d+\. ", proc.stdout, re.M)
-    assert len(steps) == 8 and verdicts == ["PASS"] * len(steps), proc.stdout
-    assert "tutorial: every step passed" in proc.stdout
+    assert len(steps) == len(TUTORIALS[name].steps), proc.stdout
+    assert verdicts == ["PASS"] * len(steps), proc.stdout
+    assert f"tutorial {name}: every step passed" in proc.stdout
     for node in NODES:  # its own clean-up step left only the node service
         assert [r[1] for r in rkt_rows(lab, node)] == ["node"]
+    for argv in (["networkpolicy", "-A"], ["globalnetworkpolicy"]):
+        listed = root_run(lab, "calicoctl", "get", *argv)
+        assert listed.returncode == 0 and listed.stdout.strip().splitlines()[1:] == [], listed
+
+
+def test_calico_lab_tutorial_lists_and_refuses() -> None:
+    tool = str(Path(plugin_dir()) / "calico-lab")
+    listed = subprocess.run([tool, "tutorial", "--list"], capture_output=True, text=True)
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [
+        "isolation", "default-deny", "policy-order", "two-networks",
+    ]  # fmt: skip
+    bad = subprocess.run([tool, "tutorial", "nosuch"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown tutorial 'nosuch'" in bad.stderr
 
 
 # ---------------------------------------------------------------- bad input

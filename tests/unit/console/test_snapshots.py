@@ -66,3 +66,14 @@ def test_empty_view_says_what_to_do(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app(), terminal_size=SIZE, run_before=go)
+
+
+def test_tutorial_default_deny(snap_compare):
+    """`:tutorial default-deny`: the walkthrough's heading, its steps, the first step's words."""
+
+    async def go(pilot):
+        pilot.app.switch_view("tutorial default-deny")
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=go)

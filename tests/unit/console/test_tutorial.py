@@ -78,3 +78,70 @@ def test_a_crashing_step_fails_with_the_reason():
     assert not result.ok and "no such node" in result.seen
     tut.reset()
     assert all(s.result is None for s in tut.steps)
+
+
+def test_every_walkthrough_builds_and_names_its_commands():
+    from calico.tutorial import KINDS, TUTORIALS
+
+    for name, spec in TUTORIALS.items():
+        tut = Tutorial.named(name)
+        assert [s.key for s in tut.steps] == [s.key for s in spec.steps]
+        assert len({s.key for s in tut.steps}) == len(tut.steps), name  # keys are unique
+        assert all(s.kind in KINDS and s.title and s.why for s in spec.steps)
+        assert all(step.commands for step in tut.steps), name
+        assert tut.steps[0].key == "node-service" and tut.steps[-1].key == "cleanup"
+
+
+def test_probes_judge_each_promise_and_need_the_servers_address():
+    tut = Tutorial.named("default-deny")
+    i = index(tut, "one-open")  # 8080 answers, 80 times out
+    answer = (0, "Connecting to 192.168.0.100\npasswd  100% |****|\n")
+    timeout = (1, "Connecting to 192.168.0.100\nwget: download timed out\n")
+    as_promised = FakeShell(
+        [(lambda n, a: ":8080/" in a[-1], answer), (lambda n, a: True, timeout)]
+    )
+    assert tut.run_step(i, as_promised).ok
+    both_open = FakeShell([(lambda n, a: True, answer)])
+    result = tut.run_step(i, both_open)
+    assert not result.ok and "NOT as promised: times out" in result.seen
+
+    dual = Tutorial.named("two-networks")
+    result = dual.run_step(index(dual, "each-own"), FakeShell([(lambda n, a: True, answer)]))
+    assert not result.ok and "dual has no network1 address: run its step first" in result.seen
+
+
+def test_cleanup_deletes_what_the_walkthrough_declares_even_if_gone():
+    tut = Tutorial.named("policy-order")
+    gone = (1, "Failed to delete 'GlobalNetworkPolicy' resource: resource does not exist")
+    shell = FakeShell([(lambda n, a: a[:2] == ["calicoctl", "delete"], gone)])
+    assert tut.run_step(index(tut, "cleanup"), shell).ok
+    deleted = [a[3] for n, a, _ in shell.calls if a[:2] == ["calicoctl", "delete"]]
+    assert deleted == ["pass-network1", "deny-web"]
+
+
+def test_the_console_opens_a_walkthrough_by_name_and_t_moves_on():
+    import asyncio
+
+    from console.app import CalicoConsole
+    from console.screens.tutorial import TutorialScreen
+
+    from .fixtures import seed_state
+
+    async def run():
+        app = CalicoConsole(endpoints="http://127.0.0.1:1", follow=False, state=seed_state())
+        async with app.run_test(size=(120, 32)) as pilot:
+            app.switch_view("tutorial two-networks")
+            await pilot.pause()
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, TutorialScreen) and screen.tutorial.name == "two-networks"
+            assert len(screen.query("#steps ListItem")) == 7
+            await pilot.press("t")  # wraps round to the first
+            await pilot.pause()
+            assert screen.tutorial.name == "isolation"
+            assert len(screen.query("#steps ListItem")) == 8
+            app.switch_view("tutorial nosuch")
+            await pilot.pause()
+            assert screen.tutorial.name == "isolation"
+
+    asyncio.run(run())
