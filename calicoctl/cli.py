@@ -7,6 +7,8 @@
     calicoctl create -f pools.yaml --skip-exists
     calicoctl delete profile network1
     calicoctl ipam show | check | release
+    calicoctl label wep NAME team=red      calicoctl patch profile P -p '{...}'
+    calicoctl apply --dry-run -f p.yaml    (what-if: the pairs whose verdict would change)
 
 This file builds the argument parser from each command group's `register(sub, common)`
 (calicoctl/resource_commands.py, calicoctl/ipam_commands.py) and runs the chosen command.
@@ -20,7 +22,7 @@ import argparse
 import sys
 
 from calico.errors import Unavailable
-from calicoctl import ipam_commands, resource_commands
+from calicoctl import ipam_commands, resource_commands, whatif_commands
 from calicoctl.context import ArgParser, Cli, CliError
 
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     resource_commands.register(sub, common)
     ipam_commands.register(sub, common)
+    whatif_commands.register(sub, common)
     return parser
 
 
