@@ -744,7 +744,7 @@ class MatrixScreen(ConsoleScreen):
         try:
             staged = self.staging.staged(self.console.state)
         except StageError as exc:
-            self.notify(f"not applied, nothing written: {exc}", severity="error", timeout=8)
+            self._not_applied(str(exc))
             return
         self.commit_staged(staged, list(self.staging.changes))
 
@@ -754,11 +754,14 @@ class MatrixScreen(ConsoleScreen):
         try:
             done = commit(self.console.datastore(), staged)
         except (StageError, DatastoreError) as exc:
-            self.app.call_from_thread(
-                self.notify, f"not applied, nothing written: {exc}", severity="error", timeout=8
-            )
+            self.app.call_from_thread(self._not_applied, str(exc))
             return
         self.app.call_from_thread(self._committed, done, changes)
+
+    def _not_applied(self, message: str) -> None:
+        """The staging stays as it was, so it can be looked at again or discarded."""
+        self.console.last_error = f"not applied, nothing written: {message}"
+        self.notify(self.console.last_error, severity="error", timeout=8)
 
     def _committed(self, done: list[str], changes: list[Any]) -> None:
         for change in changes:  # what was applied; anything staged meanwhile stays
