@@ -183,6 +183,9 @@ class BrowseScreen(ConsoleScreen):
         hint.display = not rows
         app = self.console
         extra = "read-only" if app.read_only else ""
+        if app.staging:  # what-if: say so on every view, until applied or discarded
+            count = len(app.staging.changes)
+            extra += f"{'  ' if extra else ''}what-if: {count} staged (:matrix)"
         self.query_one(StatusBar).show(app.cluster_name, app.sync_state, app.last_error, extra)
 
     def selected(self) -> Row | None:
@@ -311,6 +314,7 @@ class BrowseScreen(ConsoleScreen):
             self._write_failed(f"cannot stage: {exc}")
             return
         self.notify(f"staged ({staging_summary(staged)}); :matrix shows it, a applies, x discards")
+        self.refresh_view()
         self.console.switch_view("matrix")
 
     def action_labels(self) -> None:

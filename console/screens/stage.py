@@ -78,6 +78,11 @@ class ApplyOrStageScreen(ModalScreen[str | None]):
         super().__init__()
         self.ident = ident
         self.verb = verb
+        self.how = (
+            "refused if it exists already"
+            if verb == "Create"
+            else "compare-and-swap on the version it was read at"
+        )
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
@@ -85,7 +90,7 @@ class ApplyOrStageScreen(ModalScreen[str | None]):
                 Text.assemble(
                     (f"{self.verb} {self.ident}?\n\n", "bold"),
                     ("a", "bold"),
-                    f"  {self.verb.lower()} it now (compare-and-swap on its version)\n",
+                    f"  {self.verb.lower()} it now ({self.how})\n",
                     ("s", "bold"),
                     "  stage it: :matrix shows which cells it would flip, writes nothing\n",
                     ("escape", "bold"),

@@ -193,3 +193,51 @@ def test_edit_then_stage_puts_the_edit_on_the_matrix(tmp_path, monkeypatch):
             assert change.resource.metadata.resource_version  # the CAS base: read at
 
     asyncio.run(run())
+
+
+def test_new_policy_with_c_asks_create_or_stage(snap_compare, monkeypatch):
+    monkeypatch.setenv("EDITOR", "true")  # the template as it is
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = make_app()
+
+    async def go(pilot):
+        pilot.app.switch_view("policies")
+        await pilot.pause()
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ApplyOrStageScreen)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=go)
+
+
+def test_new_policy_staged_lets_network2_in_on_80_and_the_status_bar_says_so(monkeypatch):
+    monkeypatch.setenv("EDITOR", "true")
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = make_app()
+
+    async def run():
+        async with app.run_test(size=SIZE) as pilot:
+            pilot.app.switch_view("pods")
+            await pilot.pause()
+            await pilot.press("c")  # not a view of profiles or policies: says where to go
+            await pilot.pause()
+            assert not isinstance(app.screen, ApplyOrStageScreen)
+            pilot.app.switch_view("policies")
+            await pilot.pause()
+            await pilot.press("c", "s")
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if isinstance(app.screen, MatrixScreen) and app.screen.done:
+                    break
+            (change,) = app.staging.changes
+            assert change.resource.ident == "GlobalNetworkPolicy(new-policy)"
+            # allow-web already lets network2 into network1 on 80: the new one adds nothing
+            assert app.screen.matrix.flips() == []
+            whatif = str(app.screen.query_one("#matrix-whatif").render())
+            assert "create GlobalNetworkPolicy(new-policy)" in whatif and "0 cells" in whatif
+            await pilot.press("escape")
+            await pilot.pause()
+            status = str(app.browse.query_one("#status").render())
+            assert "what-if: 1 staged (:matrix)" in status
+
+    asyncio.run(run())
