@@ -93,7 +93,7 @@ def test_label_sets_overwrites_and_removes(ctl, seeded):
     assert seeded.get(WorkloadEndpoint, "a1", "default").metadata.labels == {"team": "blue"}
     assert ctl("label", "wep", "a1", "team", "--remove")[0] == 0
     assert seeded.get(WorkloadEndpoint, "a1", "default").metadata.labels == {}
-    code, _, err = ctl("label", "wep", "a1", "team", "--remove")
+    code, _, err = ctl("label", "wep", "a1", "--remove", "team")  # either order
     assert code == 1 and "has no label 'team' to remove" in err
     code, _, err = ctl("label", "wep", "ghost", "a=b")
     assert code == 1 and "resource does not exist: WorkloadEndpoint(default/ghost)" in err
