@@ -8,6 +8,8 @@
     calicoctl delete profile network1
     calicoctl ipam show | check | release
     calicoctl node run --name calico-01 | status
+    calicoctl label wep NAME team=red      calicoctl patch profile P -p '{...}'
+    calicoctl apply --dry-run -f p.yaml    (what-if: the pairs whose verdict would change)
 
 This file builds the argument parser from each command group's `register(sub, common)`
 (calicoctl/resource_commands.py, calicoctl/ipam_commands.py,
@@ -22,7 +24,7 @@ import argparse
 import sys
 
 from calico.errors import Unavailable
-from calicoctl import ipam_commands, node_commands, resource_commands
+from calicoctl import ipam_commands, node_commands, resource_commands, whatif_commands
 from calicoctl.context import ArgParser, Cli, CliError
 
 
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     resource_commands.register(sub, common)
     ipam_commands.register(sub, common)
     node_commands.register(sub, common)
+    whatif_commands.register(sub, common)
     return parser
 
 

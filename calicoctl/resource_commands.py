@@ -230,6 +230,10 @@ def _cmd_from_file(action: str) -> Callable[[Cli], int]:
         resources = load_resources(
             read_source(args.filename), source_name(args.filename), args.namespace
         )
+        if getattr(args, "dry_run", False):  # apply --dry-run: what-if, nothing written
+            from calicoctl.whatif_commands import apply_dry_run
+
+            return apply_dry_run(cli, resources)
         return _run_action(cli, action, resources)
 
     return run
@@ -317,6 +321,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             p.add_argument("--skip-exists", action="store_true", help="skip what exists already")
         if action == "replace":
             p.add_argument("--skip-not-exists", action="store_true", help="skip what is absent")
+        if action == "apply":
+            from calicoctl.whatif_commands import what_if_options
+
+            what_if_options(p)
         p.set_defaults(func=_cmd_from_file(action), skip_exists=False, skip_not_exists=False)
 
     p = sub.add_parser("delete", parents=[common], help="delete resources by name or file")

@@ -32,6 +32,7 @@ from console.screens.matrix import MatrixScreen
 from console.screens.probe import ProbeRecord
 from console.screens.tutorial import TutorialScreen
 from console.shell import LabShell
+from console.staging import Staging
 from console.sync import EtcdFollower, SyncReport
 
 
@@ -80,6 +81,7 @@ class CalicoConsole(App):
         self.node_infos: dict[str, NodeInfo] = dict(self.state.nodes)
         self.lab_name = lab_name
         self.probe_history: list[ProbeRecord] = []  # kept across probe dialogs
+        self.staging = Staging()  # what-if: changes staged by the browse screen, shown by :matrix
         self._datastore: Datastore | None = None
 
     # ------------------------------------------------------------ lifecycle

@@ -9,9 +9,10 @@ through the node API. A wrong cell carries the command that reproduces it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from calico.keys import key_of
 from calico.policy import Flow, PolicySet, Verdict, evaluate
 from calico.resources import WorkloadEndpoint
 
@@ -40,6 +41,17 @@ class Cell:
     verdict: Verdict | None = None
     detail: str = ""  # probe outcome, e.g. "timed out after 3.0 s"
     note: str = ""  # why there is no policy verdict although both ends are endpoints
+    staged: str = ""  # what-if: the expected mark after the staged changes ("" = none staged)
+    staged_verdict: Verdict | None = None
+
+    @property
+    def flips(self) -> bool:
+        """The staged changes would turn this cell's expected verdict around."""
+        return (
+            bool(self.staged)
+            and UNKNOWN not in (self.staged, self.expected)
+            and (self.staged != self.expected)
+        )
 
     @property
     def wrong(self) -> bool:
@@ -65,6 +77,13 @@ class Matrix:
 
     def cell(self, i: int, j: int) -> Cell:
         return self.cells[(i, j)]
+
+    @property
+    def staged(self) -> bool:
+        return any(c.staged for c in self.cells.values())
+
+    def flips(self) -> list[tuple[int, int]]:
+        return sorted(k for k, c in self.cells.items() if c.flips)
 
     def summary(self) -> str:
         judged = [c for c in self.cells.values() if UNKNOWN not in (c.expected, c.observed)]
@@ -143,6 +162,37 @@ def build(
     return matrix
 
 
+def stage_into(matrix: Matrix, after: PolicySet) -> Matrix:
+    """Fill every cell's `staged` mark: the same cells built again on the policy set after
+    the staged changes (the same `build`, so the same evaluator), each target's endpoint
+    replaced by its staged version (a label edit changes the endpoint itself). A target
+    whose endpoint the staging deletes gets `?`."""
+    by_key = {key_of(ep): ep for ep in after.endpoints}
+
+    def restaged(t: Target) -> Target:
+        if t.endpoint is None:
+            return t
+        return replace(t, endpoint=by_key.get(key_of(t.endpoint)))
+
+    again = build(
+        after,
+        [restaged(t) for t in matrix.sources],
+        [restaged(t) for t in matrix.destinations],
+        matrix.port,
+        matrix.protocol,
+    )
+    for key, cell in matrix.cells.items():
+        other = again.cells[key]
+        cell.staged, cell.staged_verdict = other.expected, other.verdict
+    return matrix
+
+
+def clear_staged(matrix: Matrix) -> Matrix:
+    for cell in matrix.cells.values():
+        cell.staged, cell.staged_verdict = "", None
+    return matrix
+
+
 SAME_POD = (
     "Both ends are in the same pod: the connection stays inside the pod's network namespace "
     "(over its loopback), so no Calico policy sees it and it is always allowed."
@@ -175,11 +225,18 @@ def render_text(matrix: Matrix) -> list[str]:
         cells = []
         for j in range(len(matrix.destinations)):
             c = matrix.cell(i, j)
-            mark = "!" if c.wrong else " "
-            cells.append(f"{c.expected}/{c.observed}{mark}".ljust(col))
+            mark = "!" if c.wrong else ("*" if c.flips else " ")
+            now = f"{c.expected}>{c.staged}" if c.staged else c.expected
+            cells.append(f"{now}/{c.observed}{mark}".ljust(col))
         lines.append(src.label.ljust(width) + " │ " + " ".join(cells))
     lines.append("")
-    lines.append(
-        matrix.summary() + "   (expected/observed: . allowed, X denied, ? unknown; ! wrong)"
-    )
+    if matrix.staged:
+        lines.append(
+            matrix.summary() + f", {len(matrix.flips())} would flip   (now>after/observed: "
+            ". allowed, X denied, ? unknown; ! wrong, * flips)"
+        )
+    else:
+        lines.append(
+            matrix.summary() + "   (expected/observed: . allowed, X denied, ? unknown; ! wrong)"
+        )
     return lines

@@ -25,6 +25,15 @@ from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import describe_rule
 from calico.resources import Resource, ValidationError, load_documents
+from calico.whatif import (
+    LABEL_KINDS,
+    POLICY_KINDS,
+    Apply,
+    Change,
+    Label,
+    StageError,
+    parse_label_args,
+)
 from console.model import (
     VIEWS,
     ClusterState,
@@ -40,13 +49,15 @@ from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
 from console.screens.launch import LaunchRequest, LaunchScreen
 from console.screens.probe import ProbeScreen
+from console.screens.stage import NEW_TEMPLATES, ApplyOrStageScreen, LabelsScreen, labels_of
 from console.screens.text_view import TextScreen
+from console.staging import summary as staging_summary
 from console.widgets.command_bar import CommandBar
 from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
-WRITE_ACTIONS = ("edit", "delete", "launch")  # hidden from help and the palette when read-only
+WRITE_ACTIONS = ("edit", "new", "delete", "launch")  # hidden from help and palette when read-only
 
 
 class BrowseScreen(ConsoleScreen):
@@ -62,7 +73,11 @@ class BrowseScreen(ConsoleScreen):
         Binding("d", "describe", "describe", tooltip="describe the selected row"),
         Binding("y", "yaml", "yaml", tooltip="show the selected resource as YAML"),
         Binding("e", "edit", "edit",
-                tooltip="edit the selected resource in $EDITOR, validate, apply"),
+                tooltip="edit the selected resource in $EDITOR, validate, apply or stage (what-if)"),
+        Binding("c", "new", "new", show=False,
+                tooltip="a new profile or policy in $EDITOR, validate, create or stage (what-if)"),
+        Binding("l", "labels", "labels", show=False,
+                tooltip="stage a label edit of the selected endpoint or profile (what-if, :matrix)"),
         Binding("ctrl+d", "delete", "delete",
                 tooltip="delete the selected resource (asks first)"),
         Binding("n", "launch", "new pod",
@@ -168,6 +183,9 @@ class BrowseScreen(ConsoleScreen):
         hint.display = not rows
         app = self.console
         extra = "read-only" if app.read_only else ""
+        if app.staging:  # what-if: say so on every view, until applied or discarded
+            count = len(app.staging.changes)
+            extra += f"{'  ' if extra else ''}what-if: {count} staged (:matrix)"
         self.query_one(StatusBar).show(app.cluster_name, app.sync_state, app.last_error, extra)
 
     def selected(self) -> Row | None:
@@ -244,6 +262,90 @@ class BrowseScreen(ConsoleScreen):
         if res is None:
             return
         original = yaml.safe_dump(res.to_dict(), sort_keys=False)
+        self.edit_then_choose(original, "Apply")
+
+    def action_new(self) -> None:
+        if self.console.read_only:
+            self.notify("read-only: creating is off", severity="warning")
+            return
+        template = NEW_TEMPLATES.get(self.view.name)
+        if template is None:
+            self.notify(
+                "c makes a new profile or policy: open :profiles or :policies", severity="warning"
+            )
+            return
+        self.edit_then_choose(template, "Create", new=True)
+
+    def edit_then_choose(self, original: str, verb: str, new: bool = False) -> None:
+        """$EDITOR on `original`; a valid result is applied or staged, as the user picks
+        (profiles, policies, endpoints; anything else is applied). Nothing is written for
+        an invalid edit."""
+        edited = self.run_editor(original)
+        if edited == original and not new:
+            self.notify("no change")
+            return
+        try:
+            docs = load_documents(edited)
+            if len(docs) != 1:
+                raise ValidationError("", "the edit must hold exactly one resource")
+        except (ValidationError, ValueError) as exc:
+            self._write_failed(str(exc))
+            return
+        res = docs[0]
+        if not isinstance(res, POLICY_KINDS):
+            self.apply_edit(edited)
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "apply":
+                self.apply_edit(edited)
+            elif choice == "stage":
+                self.stage(Apply(res))
+            else:
+                self.notify("edit dropped; nothing written")
+
+        self.app.push_screen(ApplyOrStageScreen(res.ident, verb), chosen)
+
+    def stage(self, change: Change) -> None:
+        """Add to the app's staging and show it on the matrix (nothing is written)."""
+        try:
+            staged = self.console.staging.add(change, self.console.state)
+        except StageError as exc:
+            self._write_failed(f"cannot stage: {exc}")
+            return
+        self.notify(f"staged ({staging_summary(staged)}); :matrix shows it, a applies, x discards")
+        self.refresh_view()
+        self.console.switch_view("matrix")
+
+    def action_labels(self) -> None:
+        row = self.selected()
+        res = row.resource if row is not None else None
+        if res is None or res.KIND not in LABEL_KINDS:
+            self.notify(
+                "select an endpoint (:endpoints) or a profile (:profiles) to label",
+                severity="warning",
+            )
+            return
+        what = (
+            "its own labels"
+            if res.KIND == "WorkloadEndpoint"
+            else "labelsToApply: what its endpoints inherit"
+        )
+
+        def entered(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                to_set, to_remove = parse_label_args(text.split())
+            except StageError as exc:
+                self._write_failed(str(exc))
+                return
+            ns = res.metadata.namespace if res.NAMESPACED else None
+            self.stage(Label(res.KIND, res.metadata.name, ns, to_set, tuple(to_remove), True))
+
+        self.app.push_screen(LabelsScreen(res.ident, labels_of(res), what), entered)
+
+    def run_editor(self, original: str) -> str:
         path = Path(tempfile.mkstemp(prefix="calico-edit-", suffix=".yaml")[1])
         path.write_text(original)
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
@@ -258,10 +360,7 @@ class BrowseScreen(ConsoleScreen):
             edited = path.read_text()
         finally:
             path.unlink(missing_ok=True)
-        if edited == original:
-            self.notify("no change")
-            return
-        self.apply_edit(edited)
+        return edited
 
     @work(thread=True, group="write", exit_on_error=False)
     def apply_edit(self, text: str) -> None:
@@ -269,7 +368,10 @@ class BrowseScreen(ConsoleScreen):
             docs = load_documents(text)
             if len(docs) != 1:
                 raise ValidationError("", "the edit must hold exactly one resource")
-            saved = self.console.datastore().update(docs[0])
+            res = docs[0]
+            ds = self.console.datastore()
+            # an edit carries the version it was read at (update is a CAS on it); a new one none
+            saved = ds.update(res) if res.metadata.resource_version else ds.create(res)
         except (ValidationError, DatastoreError, ValueError) as exc:
             self.app.call_from_thread(self._write_failed, str(exc))
             return

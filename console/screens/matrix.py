@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,35 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import PolicySet
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
-from console.matrix import ALLOWED, DENIED, UNKNOWN, Cell, Matrix, Target, build
+from calico.whatif import StageError
+from calico.whatif_store import commit
+from console.matrix import (
+    ALLOWED,
+    DENIED,
+    UNKNOWN,
+    Cell,
+    Matrix,
+    Target,
+    build,
+    clear_staged,
+    stage_into,
+)
 from console.model import ClusterState
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.help import bound_key, help_screen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
+from console.staging import Staging, summary
 from console.widgets.labelled_table import LabelledDataTable
 
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for a connection before calling it denied
 PROBE_POD_APP = "probe"  # the agent's reusable "fresh pod on a network" (not a destination)
 MARK_STYLE = {ALLOWED: "bold green", DENIED: "bold yellow", UNKNOWN: "dim"}
+FLIP_STYLE = "bold black on magenta"  # a staged mark that turns the cell's verdict around
 WORDS = {ALLOWED: "allowed", DENIED: "denied", UNKNOWN: "unknown"}
 POLICY_KINDS = (Profile, GlobalNetworkPolicy, NetworkPolicy, WorkloadEndpoint)
 
@@ -141,8 +157,21 @@ def empty_reason(state: ClusterState, matrix: Matrix | None, *, again: str) -> s
 
 
 def cell_text(cell: Cell, *, pending: bool) -> Text:
-    """` e o ` with each mark coloured; a wrong cell on red."""
+    """` e o ` with each mark coloured; a wrong cell on red. With staged changes three
+    marks, ` e s o ` (now, after the staged changes, observed), a flipping `s` on magenta."""
     observed = "…" if pending else cell.observed
+    if cell.staged:
+        text = Text(" ")
+        now_style = "bold white on red" if cell.wrong else MARK_STYLE[cell.expected]
+        text.append(cell.expected, style=now_style)
+        text.append(" ")
+        text.append(cell.staged, style=FLIP_STYLE if cell.flips else MARK_STYLE[cell.staged])
+        text.append(" ")
+        text.append(
+            observed, style="bold white on red" if cell.wrong else MARK_STYLE.get(observed, "dim")
+        )
+        text.append(" ")
+        return text
     if cell.wrong:
         return Text(f" {cell.expected} {observed} ", style="bold white on red")
     text = Text(" ")
@@ -153,7 +182,27 @@ def cell_text(cell: Cell, *, pending: bool) -> Text:
     return text
 
 
-def legend() -> Text:
+def legend(staged: bool = False) -> Text:
+    if staged:
+        return Text.assemble(
+            " cell = ",
+            ("now", "bold"),
+            " ",
+            ("after", "bold"),
+            " ",
+            ("observed", "bold"),
+            "   ",
+            (".", MARK_STYLE[ALLOWED]),
+            " allowed   ",
+            ("X", MARK_STYLE[DENIED]),
+            " denied   ",
+            ("?", "dim"),
+            " unknown   ",
+            ("X", FLIP_STYLE),
+            " would flip   ",
+            ("X", "bold white on red"),
+            " wrong now",
+        )
     return Text.assemble(
         " cell = ",
         ("expected", "bold"),
@@ -183,6 +232,11 @@ class MatrixScreen(ConsoleScreen):
         Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected cell"),
         Binding("c", "reproduce", "command", tooltip="the command that reproduces the selected cell"),
         Binding("n", "next_wrong", "next wrong", tooltip="jump to the next wrong cell"),
+        Binding("f", "next_flip", "next flip", show=False,
+                tooltip="what-if: jump to the next cell the staged changes would flip"),
+        Binding("a", "apply_staged", "apply staged", show=False,
+                tooltip="what-if: write the staged changes (all or nothing; a conflict writes nothing)"),
+        Binding("x", "discard_staged", "discard staged", show=False, tooltip="what-if: drop the staged changes"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back"),
     ]  # fmt: skip
@@ -200,11 +254,25 @@ class MatrixScreen(ConsoleScreen):
         self.pods_print: tuple = ()
         self.stale = ""  # why the observed column may be out of date
         self.building = False
+        self.staged_text = ""  # what the staging writes, or why it cannot be shown
+        self.staging_print: tuple = ()
+
+    def hidden_actions(self) -> Collection[str]:
+        """Left out of help and the palette: the what-if keys while nothing is staged (in
+        the footer they stay, and say "nothing staged" when pressed)."""
+        if self.console.staging:
+            return ("apply_staged",) if self.console.read_only else ()
+        return ("next_flip", "apply_staged", "discard_staged")
+
+    @property
+    def staging(self) -> Staging:
+        return self.console.staging
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="matrix-title")
+        yield Static(id="matrix-whatif")
         yield Static(legend(), id="matrix-legend")
         yield LabelledDataTable(id="matrix-table", cursor_type="cell", header_height=3)
         yield Static(id="matrix-empty")
@@ -233,13 +301,29 @@ class MatrixScreen(ConsoleScreen):
     def build_matrix(self, generation: int, state: ClusterState, mode: str, port: int) -> None:
         policy_set, sources, destinations = targets(state, mode)
         matrix = build(policy_set, sources, destinations, port)
+        self.staged_text = self._stage_into(matrix, state)
         self.app.call_from_thread(self.show_matrix, generation, matrix)
+
+    def _stage_into(self, matrix: Matrix, state: ClusterState) -> str:
+        """Fill the staged marks (or clear them); returns the title's what-if text."""
+        self.staging_print = tuple(id(c) for c in self.staging.changes)
+        if not self.staging:
+            clear_staged(matrix)
+            return ""
+        try:
+            staged, after = self.staging.after(state)
+        except StageError as exc:
+            clear_staged(matrix)
+            return f"the staged changes no longer apply: {exc} (x discards them)"
+        stage_into(matrix, after)
+        return summary(staged)
 
     def show_matrix(self, generation: int, matrix: Matrix, *, probe: bool = True) -> None:
         if generation != self.generation:
             return
         self.building = False
         self.matrix = matrix
+        self.query_one("#matrix-legend", Static).update(legend(matrix.staged))
         table = self.query_one(DataTable)
         table.clear(columns=True)
         for j, dst in enumerate(matrix.destinations):
@@ -343,6 +427,29 @@ class MatrixScreen(ConsoleScreen):
         """Back on screen: catch up with what changed while another screen was on top."""
         if self.matrix is not None:
             self.watch_cluster()
+            if tuple(id(c) for c in self.staging.changes) != self.staging_print:
+                self.restage()
+
+    def restage(self) -> None:
+        """The staging changed (browse staged more, or `a`/`x`): new staged marks, same
+        expected and observed ones."""
+        if self.matrix is None:
+            return
+        self.staged_text = self._stage_into(self.matrix, self.console.state)
+        self.redraw_cells()
+        self.query_one("#matrix-legend", Static).update(legend(self.matrix.staged))
+        self.update_title()
+        self.update_detail()
+
+    def redraw_cells(self) -> None:
+        if self.matrix is None:
+            return
+        table = self.query_one(DataTable)
+        for (i, j), cell in self.matrix.cells.items():
+            try:
+                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, pending=(i, j) in self.pending))
+            except Exception:  # the table was rebuilt meanwhile
+                pass
 
     def _policy_print(self) -> tuple:
         return tuple(
@@ -387,18 +494,14 @@ class MatrixScreen(ConsoleScreen):
         if old is None:
             return
         fresh = build(policy_set_of(self.console.state), old.sources, old.destinations, old.port)
+        self.staged_text = self._stage_into(fresh, self.console.state)
         changed = 0
         for key, cell in fresh.cells.items():
             before = old.cells[key]
             cell.observed, cell.detail = before.observed, before.detail
             changed += cell.expected != before.expected
         self.matrix = fresh
-        table = self.query_one(DataTable)
-        for (i, j), cell in fresh.cells.items():
-            try:
-                table.update_cell(f"r{i}", f"c{j}", cell_text(cell, pending=(i, j) in self.pending))
-            except Exception:
-                pass
+        self.redraw_cells()
         again = bound_key(self, "probe")
         self.stale = (
             f"policy changed ({changed} expected cells moved): press {again} to probe again"
@@ -429,6 +532,17 @@ class MatrixScreen(ConsoleScreen):
         if self.stale:
             text.append(f"  ⚠ {self.stale}", style="yellow")
         self.query_one("#matrix-title", Static).update(text)
+        whatif = self.query_one("#matrix-whatif", Static)
+        whatif.display = bool(self.staging)
+        if self.staging and m is not None and not self.building:
+            flips = len(m.flips())
+            line = Text.assemble((" what-if ", "bold black on magenta"), " staged: ")
+            line.append(self.staged_text, style="magenta")
+            if m.staged:
+                line.append(f" · {flips} cell{'s' * (flips != 1)} would flip", style="bold")
+            keys = [bound_key(self, a) for a in ("apply_staged", "discard_staged", "next_flip")]
+            line.append(f" · {keys[0]} apply, {keys[1]} discard, {keys[2]} next flip", style="dim")
+            whatif.update(line)
 
     def current(self) -> Cell | None:
         if self.matrix is None or not self.matrix.cells:
@@ -455,6 +569,16 @@ class MatrixScreen(ConsoleScreen):
             text.append(f" by {cell.verdict.decision}", style="dim")
         elif cell.note:
             text.append(" (same pod: no policy applies)", style="dim")
+        if cell.staged:
+            text.append("\nafter the staged changes ")
+            text.append(
+                WORDS[cell.staged], style=FLIP_STYLE if cell.flips else MARK_STYLE[cell.staged]
+            )
+            verdict = cell.staged_verdict
+            if verdict is not None and verdict.decision is not None:
+                text.append(f" by {verdict.decision}", style="dim")
+            if cell.flips:
+                text.append("   FLIPS", style="bold magenta")
         text.append("\nobserved ")
         if self._key(cell) in self.pending:
             text.append("probing…", style="yellow")
@@ -539,7 +663,16 @@ class MatrixScreen(ConsoleScreen):
         if self.matrix is not None and sum(d.pod == dst.pod for d in self.matrix.destinations) > 1:
             sections.insert(1, ("Destination", endpoint_story(dst)))  # which interface
         title = f"{src.label} → {dst.label} ({dst.address}:{self.port}/TCP)"
-        self.app.push_screen(WhyScreen(title, cell.verdict, sections, no_verdict=cell.note))
+        after = None
+        if cell.staged:
+            change = "would flip" if cell.flips else "stays"
+            after = (
+                f"After the staged changes ({self.staged_text}): {change}",
+                cell.staged_verdict,
+            )
+        self.app.push_screen(
+            WhyScreen(title, cell.verdict, sections, no_verdict=cell.note, after=after)
+        )
 
     def action_reproduce(self) -> None:
         cell = self.current()
@@ -580,5 +713,63 @@ class MatrixScreen(ConsoleScreen):
         i, j = (after or wrong)[0]
         table.move_cursor(row=i, column=j)
 
+    def action_next_flip(self) -> None:
+        if self.matrix is None:
+            return
+        flips = self.matrix.flips()
+        if not flips:
+            self.notify("no cell would flip" if self.staging else "nothing staged")
+            return
+        table = self.query_one(DataTable)
+        here = tuple(table.cursor_coordinate)
+        i, j = ([k for k in flips if k > here] or flips)[0]
+        table.move_cursor(row=i, column=j)
+
+    def action_discard_staged(self) -> None:
+        if not self.staging:
+            self.notify("nothing staged")
+            return
+        count = len(self.staging.changes)
+        self.staging.clear()
+        self.notify(f"discarded {count} staged change{'s' * (count != 1)}; nothing was written")
+        self.restage()
+
+    def action_apply_staged(self) -> None:
+        if self.console.read_only:
+            self.notify("read-only: applying is off", severity="warning")
+            return
+        if not self.staging:
+            self.notify("nothing staged")
+            return
+        try:
+            staged = self.staging.staged(self.console.state)
+        except StageError as exc:
+            self._not_applied(str(exc))
+            return
+        self.commit_staged(staged, list(self.staging.changes))
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def commit_staged(self, staged: Any, changes: list[Any]) -> None:
+        """One etcd transaction, compare-and-swap on every staged key (calico/whatif_store)."""
+        try:
+            done = commit(self.console.datastore(), staged)
+        except (StageError, DatastoreError) as exc:
+            self.app.call_from_thread(self._not_applied, str(exc))
+            return
+        self.app.call_from_thread(self._committed, done, changes)
+
+    def _not_applied(self, message: str) -> None:
+        """The staging stays as it was, so it can be looked at again or discarded."""
+        self.console.last_error = f"not applied, nothing written: {message}"
+        self.notify(self.console.last_error, severity="error", timeout=8)
+
+    def _committed(self, done: list[str], changes: list[Any]) -> None:
+        for change in changes:  # what was applied; anything staged meanwhile stays
+            if change in self.staging.changes:
+                self.staging.changes.remove(change)
+        self.stale = f"applied ({', '.join(done)}): press {bound_key(self, 'probe')} to probe again"
+        self.notify(f"applied: {', '.join(done)}")
+        self.restage()
+
     def action_help(self) -> None:
-        self.app.push_screen(help_screen("Isolation matrix", self))
+        self.app.push_screen(help_screen("Isolation matrix", self, hidden=self.hidden_actions()))

@@ -50,8 +50,15 @@ def flow_verdict(
     )
 
 
+FROM_DATASTORE = "from the policy in the datastore; no traffic was sent to decide this"
+FROM_STAGED = "from the policy as it would be after the staged changes; nothing was written"
+
+
 def explanation(
-    verdict: Verdict | None, sections: list[tuple[str, str]] = (), no_verdict: str = ""
+    verdict: Verdict | None,
+    sections: list[tuple[str, str]] = (),
+    no_verdict: str = "",
+    source: str = FROM_DATASTORE,
 ) -> Text:
     """The explanation as coloured text: the verdict, each direction with its ordered
     policies/profiles and the rules looked at, the hint for a deny, then extra sections
@@ -92,10 +99,13 @@ def explanation(
                 out.append(stripped + "\n", style="green")
             else:
                 out.append(stripped + "\n", style="dim")
-        out.append(
-            "\nfrom the policy in the datastore; no traffic was sent to decide this\n",
-            style="italic dim",
-        )
+        out.append(f"\n{source}\n", style="italic dim")
+    out.append_text(sections_text(sections))
+    return out
+
+
+def sections_text(sections: list[tuple[str, str]]) -> Text:
+    out = Text()
     for title, body in sections:
         if body:
             out.append(f"\n{title}\n", style="bold underline")
@@ -115,17 +125,30 @@ class WhyScreen(ModalScreen[None]):
         verdict: Verdict | None,
         sections: list[tuple[str, str]] | None = None,
         no_verdict: str = "",
+        after: tuple[str, Verdict | None] | None = None,
     ):
+        """`after`: what-if, (heading, verdict after the staged changes), explained after
+        the verdict of now, so both verdicts read side by side."""
         super().__init__()
         self.title_text = title
         self.verdict = verdict
         self.sections = list(sections or [])
         self.no_verdict = no_verdict
+        self.after = after
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="why-box"):
             yield Static(Text.assemble(("why? ", "bold"), self.title_text), id="why-title")
-            yield Static(explanation(self.verdict, self.sections, self.no_verdict), id="why-body")
+            if self.after is None:
+                body = explanation(self.verdict, self.sections, self.no_verdict)
+                yield Static(body, id="why-body")
+            else:  # what-if: now, then after the staged changes, then the rest
+                heading, verdict = self.after
+                yield Static(Text("Now", style="bold underline"), classes="why-heading")
+                yield Static(explanation(self.verdict, [], self.no_verdict), id="why-body")
+                yield Static(Text(heading, style="bold magenta underline"), classes="why-heading")
+                yield Static(explanation(verdict, [], self.no_verdict, FROM_STAGED), id="why-after")
+                yield Static(sections_text(self.sections), id="why-sections")
             yield Static("escape: close", id="why-keys")
 
     def action_close(self) -> None:

@@ -233,6 +233,9 @@ def test_edit_a_profile_in_yaml(networks, tmp_path, monkeypatch):
 
             monkeypatch.setenv("EDITOR", str(good))
             await pilot.press("e")
+            # apply now (a) rather than stage it for what-if (s)
+            await wait_for(pilot, lambda: "Apply" in type(app.screen).__name__, what="the choice")
+            await pilot.press("a")
             await wait_for(
                 pilot, lambda: ds.get("Profile", "network1").metadata.labels.get("edited-by") == "console",
                 what="the edit in etcd",
