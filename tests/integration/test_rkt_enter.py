@@ -91,3 +91,19 @@ def test_app_output_is_kept_foreground_and_detached(node):
     node.rkt("status", "--wait=10s", uuid)
     assert (node.dir / "pods" / uuid / "log").read_text() == "detached\n"
     assert pod_ip(node, uuid).startswith("10.199.")
+
+
+def test_enter_a_host_root_pod_joins_only_its_network(node):
+    """calico/node runs on the host's root: enter joins its netns (on a pod network) and
+    nothing else, so the host's files are there and the pod's address too."""
+    r = node.rkt(
+        "run", "--detach", "--net=ptpnet", "calico/node", "--exec=/bin/sleep", "--", "60"
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    uuid = r.stdout.strip()
+    ip = pod_ip(node, uuid)
+    r = node.rkt(
+        "enter", uuid, "sh", "-c", f"ip -o -4 addr show eth0; test -d {node.cfg} && echo host-files"
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"inet {ip}/" in r.stdout and "host-files" in r.stdout
