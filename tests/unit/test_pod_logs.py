@@ -106,3 +106,42 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet_and_keeps_alive(tmp_path
     assert next(stream) == {"type": "line", "line": "hello"}
     state["state"] = "exited"
     assert [g["type"] for g in stream] == ["end"]
+
+
+def _pod_dir(tmp_path, interactive=False, state="exited"):
+    from rkt.pods import Runtime
+    from rkt.state import AppState, PodState, write_state
+
+    rt = Runtime(str(tmp_path), str(tmp_path / "cfg"), warn=lambda m: None)
+    uuid = "0123abcd-0000-4000-8000-000000000000"
+    pdir = tmp_path / "pods" / uuid
+    pdir.mkdir(parents=True)
+    app = AppState(name="busybox", image_name="busybox", image_id="x", exit_code=0)
+    write_state(str(pdir), PodState(uuid=uuid, state=state, app=app, created=0.0,
+                                    interactive=interactive))  # fmt: skip
+    return rt, uuid, pdir
+
+
+def test_route_refuses_what_it_cannot_serve_before_streaming(tmp_path):
+    from agent.api.logs import pod_log_stream
+    from agent.api.server import APIError
+
+    rt, uuid, pdir = _pod_dir(tmp_path, interactive=True)
+    with pytest.raises(APIError) as exc:
+        pod_log_stream(rt, uuid, {})
+    assert exc.value.status == 404 and "runs interactively" in exc.value.message
+    with pytest.raises(APIError) as exc:
+        pod_log_stream(rt, uuid, {"tail": ["ten"]})
+    assert exc.value.status == 400
+
+
+def test_route_streams_an_exited_pods_log_with_its_exit_code(tmp_path):
+    from agent.api.logs import pod_log_stream
+
+    rt, uuid, pdir = _pod_dir(tmp_path)
+    (pdir / "log").write_bytes(b"a\nb\n")
+    got = list(pod_log_stream(rt, uuid, {"follow": ["1"], "tail": ["1"]}))
+    assert got == [
+        {"type": "line", "line": "b"},
+        {"type": "end", "state": "exited", "exit_code": 0},
+    ]

@@ -86,3 +86,30 @@ def test_keys_follow_wrap_search_and_back():
             assert app.screen is app.browse
 
     asyncio.run(run())
+
+
+def test_l_and_s_live_on_pods_and_a_node_without_api_is_said():
+    async def run():
+        app = CalicoConsole(endpoints="http://127.0.0.1:1", follow=False, state=seed_state())
+        async with app.run_test(size=(120, 32)) as pilot:
+            app.switch_view("nodes")
+            await pilot.pause()
+            assert not app.browse.check_action("logs", ())  # out of the footer
+            assert not app.browse.check_action("shell", ())
+            await pilot.press("l")
+            assert app.screen is app.browse  # nothing on :nodes
+            app.switch_view("pods")
+            await pilot.pause()
+            assert app.browse.check_action("logs", ()) and app.browse.check_action("shell", ())
+            await pilot.press("l")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, LogScreen)
+            # the fixture's nodes publish no API address: said on screen, not a silent blank
+            for _ in range(100):
+                if screen.model.error:
+                    break
+                await pilot.pause(0.02)
+            assert "publishes no API address" in screen.model.header()
+
+    asyncio.run(run())
