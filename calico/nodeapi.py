@@ -158,3 +158,24 @@ class NodeClient:
                         yield json.loads(line)
         except httpx.HTTPError as exc:
             raise NodeAPIError(f"flow stream from {self.url} broke: {exc}") from None
+
+    def logs(
+        self, uuid: str, follow: bool = False, tail: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """A pod's output: {"type": "line", "line": ...} records, then {"type": "end",
+        "state": ..., "exit_code": ...}; follow=True streams until the pod ends."""
+        params = {"follow": "1"} if follow else {}
+        if tail is not None:
+            params["tail"] = str(tail)
+        try:
+            with self.http.stream(
+                "GET", f"/v1/pods/{uuid}/logs", params=params, timeout=None
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise NodeAPIError(resp.json().get("error", resp.text), resp.status_code)
+                for line in resp.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise NodeAPIError(f"log stream from {self.url} broke: {exc}") from None

@@ -8,6 +8,7 @@
     rkt status [--wait[=DURATION]] [--format=json|json-pretty] UUID
     rkt stop [--force] UUID...
     rkt rm [--force] UUID...
+    rkt enter [--app=NAME] UUID [CMD...]
     rkt gc [--grace-period=DURATION]
     rkt image list [--no-legend] [--full] [--format=json|json-pretty]
     rkt image import [--exec=CMD] [--app-name=NAME] SOURCE NAME[:VERSION]
@@ -57,6 +58,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "status": {"wait": OPTVAL, "format": VALUE, "uuid-file": VALUE},
     "stop": {"force": BOOL, "uuid-file": VALUE},
     "rm": {"force": BOOL, "uuid-file": VALUE},
+    "enter": {"app": VALUE},
     "gc": {"grace-period": VALUE, "expire-prepared": VALUE},
     "image list": {"no-legend": BOOL, "full": BOOL, "format": VALUE},
     "image import": {"exec": VALUE, "app-name": VALUE},
@@ -182,6 +184,11 @@ def parse_argv(argv: list[str]) -> Parsed:
                 p.positionals.extend(tokens[j + 1 :])
                 break
             p.app_args = tokens[j + 1 :]
+            break
+        if cmd == "enter" and p.positionals:
+            # `enter UUID CMD...`: the command's own flags are never rkt's (as rkt's cobra
+            # command, flags stop at the first argument).
+            p.positionals.extend(tokens[j:])
             break
         if tok.startswith("--") and len(tok) > 2:
             target_specs, into = (APP_FLAGS, p.app_flags) if image_seen else (specs, p.flags)
@@ -345,6 +352,8 @@ def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
                     _err(str(e))
                     failed += 1
             return EXIT_ERROR if failed else 0
+        if cmd == "enter":
+            return _enter(p, rt)
         if cmd == "gc":
             grace = parse_duration(str(p.get("grace-period") or "30m"))
             return EXIT_ERROR if rt.gc(grace).errors else 0
@@ -386,6 +395,28 @@ def _run(p: Parsed, rt) -> int:
         set_env=env,
     )
     return rt.run(opts)
+
+
+def _enter(p: Parsed, rt) -> int:
+    from rkt import enter
+    from rkt.state import StateError
+
+    if not p.positionals:
+        raise UsageError("enter: give the UUID of a running pod")
+    pod, state = rt.get(p.positionals[0])
+    app = p.get("app")
+    plan = enter.plan_enter(
+        pod,
+        state,
+        str(app) if app else None,
+        p.positionals[1:],
+        enter.namespace_inodes("self"),
+        enter.namespace_inodes(pod.pid) if pod.pid else {},
+    )
+    try:
+        return enter.enter(plan)
+    except OSError as e:  # the app ended between the check and the entering
+        raise StateError(f"cannot enter pod {pod.uuid}: {e.strerror or e}") from None
 
 
 def _list(p: Parsed, rt) -> int:

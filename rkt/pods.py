@@ -580,10 +580,18 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
         os.close(log)
     if pod.netns:
         netns.enter_netns(pod.netns)
+    # A foreground, non-interactive app writes into a pipe that the supervisor copies both
+    # to rkt's stdout and to <pod>/log, so its output is kept as a detached pod's is (the
+    # node API serves it). An interactive app keeps the terminal: its output is not kept.
+    tee: tuple[int, int] | None = None
+    if not opts.detach and not opts.interactive:
+        tee = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     app = os.fork()
     if app == 0:
         os.close(err_r)
+        if tee is not None:
+            os.dup2(tee[1], 1)  # dup2 clears O_CLOEXEC on the copy
         try:
             _exec_app(pod, pdir, image, opts)
         except BaseException as e:
@@ -592,6 +600,10 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
             finally:
                 os._exit(127)
     os.close(err_w)
+    relay = None
+    if tee is not None:
+        os.close(tee[1])
+        relay = _start_relay(tee[0], pdir)
     err = b""
     while True:
         c = os.read(err_r, 4096)
@@ -641,11 +653,52 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
         pass
     if member_ns is not None:
         isolation.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
+    if relay is not None:
+        relay.join(5.0)  # every writer is gone now: the relay sees EOF and drains
     pod.finished = time.time()
     pod.app.exit_code = code
     pod.set_state(EXITED)
     write_state(pdir, pod)
     return code
+
+
+def _start_relay(read_fd: int, pdir: str):
+    """A thread copying the app's output to rkt's stdout and to <pod>/log, until EOF.
+
+    A thread, not a loop in the supervisor, because the supervisor's main thread must stay
+    in waitpid (an app that leaves a daemon holding the pipe would otherwise keep the pod
+    "running"). A stdout that fails (a closed terminal, a reader gone) stops only the copy
+    to stdout; the log keeps every byte."""
+    import threading
+
+    log = os.open(os.path.join(pdir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+    def copy() -> None:
+        out_ok = True
+        try:
+            while True:
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                _write_all(log, chunk)
+                if out_ok:
+                    try:
+                        _write_all(1, chunk)
+                    except OSError:
+                        out_ok = False
+        finally:
+            os.close(read_fd)
+            os.close(log)
+
+    t = threading.Thread(target=copy, name="output relay", daemon=True)
+    t.start()
+    return t
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _describe(e: BaseException) -> str:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.api.counters import read_chain_counters
+from agent.api.logs import pod_log_stream
 from agent.api.metrics import metrics_text
 from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns, probe_source_ip
 from agent.api.server import APIError, APIServer, Request, Router, Stream, Text
@@ -295,6 +296,10 @@ class NodeService:
             raise APIError(502, f"rkt run printed no pod UUID: {proc.stdout.strip()[:200]!r}")
         return {"uuid": uuid}
 
+    def pod_logs(self, req: Request) -> Stream:
+        uuid = self._pod_or_404(req.params["uuid"])
+        return Stream(pod_log_stream(self.runtime, uuid, req.query))
+
     def stop_pod(self, req: Request) -> dict[str, Any]:
         uuid = self._pod_or_404(req.params["uuid"])
         body = req.body if req.body is not None else {}
@@ -393,6 +398,8 @@ class NodeService:
             "pods on this node (rkt list --format=json plus endpoints)",
         )
         r.add("POST", "/v1/pods", self.run_pod, "run a pod, as rkt run")
+        r.add("GET", "/v1/pods/{uuid}/logs", self.pod_logs,
+              "a pod's output as JSON lines (tail=N, follow=1 streams until it ends)")  # fmt: skip
         r.add("POST", "/v1/pods/{uuid}/stop", self.stop_pod, "stop a pod (force by default)")
         r.add("DELETE", "/v1/pods/{uuid}", self.remove_pod, "remove a stopped pod")
         r.add("GET", "/v1/networks", self.networks, "CNI network files in this node's net.d")

@@ -34,6 +34,7 @@ from calico.whatif import (
     StageError,
     parse_label_args,
 )
+from console import podshell
 from console.model import (
     VIEWS,
     ClusterState,
@@ -48,6 +49,7 @@ from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
 from console.screens.launch import LaunchRequest, LaunchScreen
+from console.screens.logs import LogScreen
 from console.screens.probe import ProbeScreen
 from console.screens.stage import NEW_TEMPLATES, ApplyOrStageScreen, LabelsScreen, labels_of
 from console.screens.text_view import TextScreen
@@ -57,7 +59,8 @@ from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
-WRITE_ACTIONS = ("edit", "new", "delete", "launch")  # hidden from help and palette when read-only
+WRITE_ACTIONS = ("edit", "new", "delete", "launch", "shell", "labels")  # hidden when read-only
+POD_ACTIONS = ("logs", "shell")  # only on :pods
 
 
 class BrowseScreen(ConsoleScreen):
@@ -84,6 +87,10 @@ class BrowseScreen(ConsoleScreen):
                 tooltip="launch a test pod (node, networks, IP=, image, command)"),
         Binding("p", "probe", "probe",
                 tooltip="probe: from the selected pod, or a new pod on a network, to address:port"),
+        Binding("l", "logs", "logs",
+                tooltip="the selected pod's output: follow, wrap, search, from the start or last N"),
+        Binding("s", "shell", "shell",
+                tooltip="a shell in the selected pod (rkt enter); the console resumes when it ends"),
         Binding("escape", "clear_filter", "clear", show=False,
                 tooltip="clear the filter (or close the command line)"),
     ]  # fmt: skip
@@ -115,6 +122,13 @@ class BrowseScreen(ConsoleScreen):
         self.view = view
         self.row_filter = RowFilter()
         self.refresh_view()
+        self.refresh_bindings()  # l and s are in the footer on :pods only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `l` is a pod's logs on :pods (k9s), a label edit everywhere else
+        if action == "labels":
+            return self.view.name != "pods"
+        return action not in POD_ACTIONS or self.view.name == "pods"
 
     def set_filter(self, text: str) -> None:
         self.row_filter = RowFilter(text)
@@ -217,7 +231,8 @@ class BrowseScreen(ConsoleScreen):
 
     # ------------------------------------------------------------ actions on the selected row
     def hidden_actions(self) -> Collection[str]:
-        return WRITE_ACTIONS if self.console.read_only else ()
+        hidden = WRITE_ACTIONS if self.console.read_only else ()
+        return (*hidden, "labels") if self.view.name == "pods" else (*hidden, *POD_ACTIONS)
 
     def action_help(self) -> None:
         note = "read-only: actions that change the cluster are hidden"
@@ -454,6 +469,49 @@ class BrowseScreen(ConsoleScreen):
             app.probe_history,
         )
         app.push_screen(screen)
+
+    # ------------------------------------------------------------ a pod's logs and shell
+    def selected_pod(self, doing: str) -> dict | None:
+        row = self.selected()
+        if self.view.name != "pods" or row is None or not row.data:
+            self.notify(f"select a pod in :pods for {doing}", severity="warning")
+            return None
+        return row.data
+
+    def action_logs(self) -> None:
+        pod = self.selected_pod("its logs")
+        if pod is not None:
+            url = self.console.node_api_urls().get(pod["node"], "")
+            self.app.push_screen(
+                LogScreen(pod["node"], str(pod.get("uuid", "")), str(pod.get("app", "")), url)
+            )
+
+    def action_shell(self) -> None:
+        if self.console.read_only:
+            self.notify("read-only: shells are off", severity="warning")
+            return
+        pod = self.selected_pod("a shell")
+        if pod is not None:
+            lab = self.console.lab_name or self.console.cluster_name
+            self.check_shell(lab, pod["node"], str(pod.get("uuid", "")))
+
+    @work(thread=True, group="shell", exit_on_error=False)
+    def check_shell(self, lab: str, node: str, uuid: str) -> None:
+        why = podshell.check_enter(lab, node, uuid)
+        if why:
+            self.app.call_from_thread(self.notify, f"shell: {why}", severity="error", timeout=8)
+        else:
+            argv = podshell.enter_argv(lab, node, uuid, podshell.shell_command())
+            self.app.call_from_thread(self.run_shell, node, uuid, argv)
+
+    def run_shell(self, node: str, uuid: str, argv: list[str]) -> None:
+        try:
+            with self.app.suspend():
+                code = subprocess.run(argv, check=False).returncode
+        except Exception:  # headless (tests) or no terminal to hand over: run it as is
+            code = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL).returncode
+        note = "" if code == 0 else f" (exit code {code})"
+        self.notify(f"shell in {uuid[:8]} on {node} ended{note}")
 
 
 def describe(row: Row, state: ClusterState) -> str:
