@@ -45,6 +45,17 @@ from console.model import (
     profile_members,
     view_names,
 )
+from console.navigate import (
+    Arrangement,
+    Crumb,
+    Scope,
+    Sort,
+    Trail,
+    drill,
+    next_sort,
+    sort_column,
+    sort_text,
+)
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.help import help_screen
@@ -82,7 +93,8 @@ class BrowseScreen(ConsoleScreen):
         Binding("l", "labels", "labels", show=False,
                 tooltip="stage a label edit of the selected endpoint or profile (what-if, :matrix)"),
         Binding("ctrl+d", "delete", "delete",
-                tooltip="delete the selected resource (asks first)"),
+                tooltip="delete the selected resource, or every marked row; on :pods stop and remove"
+                        " the pods (asks once)"),
         Binding("n", "launch", "new pod",
                 tooltip="launch a test pod (node, networks, IP=, image, command)"),
         Binding("p", "probe", "probe",
@@ -91,14 +103,24 @@ class BrowseScreen(ConsoleScreen):
                 tooltip="the selected pod's output: follow, wrap, search, from the start or last N"),
         Binding("s", "shell", "shell",
                 tooltip="a shell in the selected pod (rkt enter); the console resumes when it ends"),
-        Binding("escape", "clear_filter", "clear", show=False,
-                tooltip="clear the filter (or close the command line)"),
+        Binding("enter", "drill", "open", show=False,
+                tooltip="open what is below the row: node → pods → endpoints → policies"),
+        Binding("space", "mark", "mark", show=False,
+                tooltip="mark the row (ctrl+d then acts on every marked row)"),
+        Binding("escape", "clear_filter", "back", show=False,
+                tooltip="close the command line, else clear the filter, else go back up"),
+        *(Binding(letter, f"sort('{letter}')", f"sort {letter}", show=False)
+          for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
     ]  # fmt: skip
 
     def __init__(self, view: View | None = None) -> None:
         super().__init__()
         self.view: View = view or VIEWS["nodes"]
         self.row_filter = RowFilter()
+        self.scope: Scope | None = None  # what a drill-down keeps of the view's rows
+        self.trail = Trail()  # where escape goes back to
+        self.sorts: dict[str, Sort] = {}  # view name -> its sort, kept across visits
+        self.marked: set[str] = set()  # row keys; ctrl+d acts on all of them
         self.generation = 0  # bumps on every refresh; stale background builds are dropped
 
     def compose(self) -> ComposeResult:
@@ -119,12 +141,24 @@ class BrowseScreen(ConsoleScreen):
 
     # ------------------------------------------------------------ the view
     def show_view(self, view: View) -> None:
+        """`:view`: a fresh start there (no drill-down trail, no filter, no marks)."""
+        self.trail.clear()
+        self._enter(view, None)
+
+    def _enter(self, view: View, scope: Scope | None, arrangement: Arrangement | None = None):
         self.view = view
-        self.row_filter = RowFilter()
+        self.scope = arrangement.scope if arrangement else scope
+        self.row_filter = arrangement.row_filter if arrangement else RowFilter()
+        self.marked.clear()
         self.refresh_view()
         self.refresh_bindings()  # l and s are in the footer on :pods only
 
+    def arrangement(self) -> Arrangement:
+        return Arrangement(self.scope, self.row_filter, self.sorts.get(self.view.name))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sort":  # shift+letter: only the letters this view's columns start with
+            return sort_column(self.view.columns, str(parameters[0])) is not None
         # `l` is a pod's logs on :pods (k9s), a label edit everywhere else
         if action == "labels":
             return self.view.name != "pods"
@@ -135,7 +169,7 @@ class BrowseScreen(ConsoleScreen):
         self.refresh_view()
 
     def current_rows(self) -> list[Row]:
-        return self.row_filter.apply(self.view.rows(self.console.state))
+        return self.arrangement().apply(self.view.rows(self.console.state))
 
     def refresh_view(self) -> None:
         """Show the current view. Rows of small clusters are built at once; large ones in a
@@ -149,7 +183,7 @@ class BrowseScreen(ConsoleScreen):
             self._show(self.view, self.current_rows())
         else:
             self.build_rows_in_background(
-                self.view, self.row_filter, self.console.state, self.generation
+                self.view, self.arrangement(), self.console.state, self.generation
             )
 
     def row_estimate(self) -> int:
@@ -157,12 +191,12 @@ class BrowseScreen(ConsoleScreen):
         return len(state.resources) + sum(len(i.pods) for i in state.nodes.values())
 
     def build_rows_in_background(
-        self, view: View, flt: RowFilter, state: ClusterState, gen: int
+        self, view: View, arranged: Arrangement, state: ClusterState, gen: int
     ) -> None:
         # run_worker with a closure, not @work: @work describes a worker by repr() of its
         # arguments, and repr of 10,000 resources alone stalled the event loop 150 ms.
         def build() -> None:
-            rows = flt.apply(view.rows(state))
+            rows = arranged.apply(view.rows(state))
             self.app.call_from_thread(self._show_async, view, rows, gen)
 
         self.run_worker(
@@ -175,18 +209,26 @@ class BrowseScreen(ConsoleScreen):
             return  # a newer refresh superseded this one
         table = self.query_one(ResourceTable)
         table.set_view(view)
+        table.marked = self.marked
         self._show_header(view, rows)
         table.show_rows(rows)
 
     def _show(self, view: View, rows: list[Row]) -> None:
         table = self.query_one(ResourceTable)
         table.set_view(view)
+        table.marked = self.marked
         table.show_rows(rows)
         self._show_header(view, rows)
 
     def _show_header(self, view: View, rows: list[Row]) -> None:
         flt = f"  /{self.row_filter.text}" if self.row_filter.text else ""
-        self.query_one("#view-title", Static).update(f" {view.title} ({len(rows)}){flt}")
+        crumbs = self.trail.text(view, self.scope)
+        where = f"{view.title}: {self.scope.label}" if self.scope else view.title
+        extras = [x for x in (sort_text(view, self.sorts.get(view.name)),
+                              f"{len(self.marked)} marked" if self.marked else "") if x]  # fmt: skip
+        more = f"  [{', '.join(extras)}]" if extras else ""
+        trail = f"  ({crumbs}; esc back)" if crumbs else ""
+        self.query_one("#view-title", Static).update(f" {where} ({len(rows)}){flt}{more}{trail}")
         hint = self.query_one("#empty-hint", Static)
         if rows:
             hint.update("")
@@ -217,8 +259,57 @@ class BrowseScreen(ConsoleScreen):
         if bar.has_class("-active"):
             bar.close()
             self.query_one(ResourceTable).focus()
-        else:
+        elif self.row_filter.text:
             self.set_filter("")
+        else:
+            self.action_back()
+
+    # ------------------------------------------------------------ drill-down, sort, marks
+    def action_drill(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        below = drill(self.view, row, self.console.state)
+        if below is None:
+            self.notify(f"nothing below a row of {self.view.title}; d describes it")
+            return
+        self.trail.push(Crumb(self.view, self.arrangement(), row.key))
+        self._enter(*below)
+
+    def action_back(self) -> None:
+        crumb = self.trail.pop()
+        if crumb is None:
+            return
+        self._enter(crumb.view, None, crumb.arrangement)
+        table = self.query_one(ResourceTable)
+        keys = [r.key for r in table.rows]
+        if crumb.cursor in keys:
+            table.move_cursor(keys.index(crumb.cursor))
+
+    def action_sort(self, letter: str) -> None:
+        column = sort_column(self.view.columns, letter)
+        if column is None:
+            return
+        self.sorts[self.view.name] = next_sort(self.sorts.get(self.view.name), column)
+        self.refresh_view()
+
+    def action_mark(self) -> None:
+        table = self.query_one(ResourceTable)
+        row = table.current()
+        if row is None:
+            return
+        self.marked.symmetric_difference_update({row.key})
+        table.move_cursor(table.cursor_row + 1)
+        self._show_header(self.view, table.rows)
+        table.refresh()
+
+    def describe_action(self, action: str) -> str | None:
+        """Help's words for an action whose meaning depends on the view (shift+letter)."""
+        if action.startswith("sort("):
+            column = sort_column(self.view.columns, action[6])
+            if column is not None:
+                return f"sort by {self.view.columns[column]} (again: the other way)"
+        return None
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         bar = self.query_one(CommandBar)
@@ -400,15 +491,83 @@ class BrowseScreen(ConsoleScreen):
         self.refresh_view()
 
     def action_delete(self) -> None:
-        res = self._resource_to_change("deleting", "delete")
-        if res is None:
+        """ctrl+d: the marked rows (space), else the selected one, after one question. On
+        :pods it stops and removes the pods (rkt stop --force, rkt rm through each node's
+        API); elsewhere it deletes the stored resources."""
+        marked = [r for r in self.query_one(ResourceTable).rows if r.key in self.marked]
+        if self.view.name == "pods":
+            self._delete_pods(marked or [r for r in [self.selected()] if r is not None])
+            return
+        if not marked:
+            res = self._resource_to_change("deleting", "delete")
+            if res is None:
+                return
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.delete_resource(res)
+
+            self.app.push_screen(ConfirmScreen(f"Delete {res.ident}?"), answered)
+            return
+        if self.console.read_only:
+            self.notify("read-only: deleting is off", severity="warning")
+            return
+        resources = [r.resource for r in marked if r.resource is not None]
+        if not resources:
+            self.notify("no marked row is a stored resource", severity="warning")
+            return
+
+        def bulk(yes: bool | None) -> None:
+            if yes:
+                self.marked.clear()
+                for res in resources:
+                    self.delete_resource(res)
+
+        names = ", ".join(r.ident for r in resources[:5]) + (" ..." if len(resources) > 5 else "")
+        self.app.push_screen(ConfirmScreen(f"Delete {len(resources)} resources: {names}?"), bulk)
+
+    def _delete_pods(self, rows: list[Row]) -> None:
+        if self.console.read_only:
+            self.notify("read-only: stopping pods is off", severity="warning")
+            return
+        pods = [dict(r.data) for r in rows if r.data and r.data.get("uuid")]
+        pods = [p for p in pods if p.get("app") != "node"]  # never the node service
+        if not pods:
+            self.notify("select (or mark) a pod other than the node service", severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.delete_resource(res)
+                self.marked.clear()
+                self.remove_pods(pods)
 
-        self.app.push_screen(ConfirmScreen(f"Delete {res.ident}?"), answered)
+        names = ", ".join(f"{str(p['uuid'])[:8]} on {p.get('node')}" for p in pods[:5])
+        more = " ..." if len(pods) > 5 else ""
+        question = f"Stop and remove {len(pods)} pod(s): {names}{more}?"
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def remove_pods(self, pods: list[dict]) -> None:
+        app = self.console
+        urls = app.node_api_urls()
+        done, failed = 0, []
+        for pod in pods:
+            node, uuid = str(pod.get("node")), str(pod["uuid"])
+            try:
+                if not urls.get(node):
+                    raise NodeAPIError(f"node {node} publishes no API address")
+                with NodeClient(urls[node], timeout=60) as client:
+                    if pod.get("state") == "running":
+                        client.stop_pod(uuid)
+                    client.remove_pod(uuid)
+                done += 1
+            except NodeAPIError as exc:
+                failed.append(f"{uuid[:8]}: {exc}")
+        if app.poller:
+            app.poller.poll_now()
+        if failed:
+            app.call_from_thread(self._write_failed, "; ".join(failed))
+        app.call_from_thread(self.notify, f"{done} pod(s) stopped and removed")
 
     @work(thread=True, group="write", exit_on_error=False)
     def delete_resource(self, res: Resource) -> None:

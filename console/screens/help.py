@@ -34,14 +34,20 @@ def key_help(screen: Screen, *, hidden: Collection[str] = ()) -> list[KeyHelp]:
     """The keys active on `screen` (focused widget, screen, then app), one entry per action.
 
     A binding counts when it is in the footer or carries a tooltip (so cursor keys and other
-    plumbing stay out); `hidden` names actions to leave out (e.g. writes when read-only).
+    plumbing stay out), or when its screen says what it does here (`describe_action`: the
+    shift+letter sorts); a binding its screen disables here is left out, and so are the
+    actions `hidden` names (e.g. writes when read-only).
     """
     entries: dict[tuple[int, str], KeyHelp] = {}
     for key, active in screen.active_bindings.items():
         binding = active.binding
-        if binding.system or binding.action in hidden or not (binding.show or binding.tooltip):
+        describe = getattr(active.node, "describe_action", None)
+        said = describe(binding.action) if describe else None  # words that depend on the view
+        if binding.system or binding.action in hidden or not active.enabled:
             continue
-        text = binding.tooltip or binding.description
+        if not (binding.show or binding.tooltip or said):
+            continue
+        text = said or binding.tooltip or binding.description
         ident = (id(active.node), binding.action)
         entry = entries.setdefault(ident, KeyHelp(binding.action, active.node, text))
         shown = binding.key_display or key

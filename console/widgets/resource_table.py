@@ -77,6 +77,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self.rows_by_key: dict[str, Row] = {}
         self.widths: list[int] = []
         self.cursor_row = 0
+        self.marked: set[str] = set()  # row keys marked with space (the screen owns the set)
 
     # -- data
     @property
@@ -167,6 +168,11 @@ class ResourceTable(ScrollView, can_focus=True):
                 Style(bgcolor="dodger_blue3", bold=True)
                 if self.has_focus
                 else Style(bgcolor="grey30")
+            )
+        if row.key in self.marked:  # marked: gold, and gold letters under the cursor
+            on_cursor = index == self.cursor_row
+            base = base + (
+                Style(color="gold1") if on_cursor else Style(color="black", bgcolor="gold3")
             )
         state_style = Style.parse(STATE_STYLES[row.state]) if row.state in STATE_STYLES else Style()
         segments = []
