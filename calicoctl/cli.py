@@ -7,9 +7,10 @@
     calicoctl create -f pools.yaml --skip-exists
     calicoctl delete profile network1
     calicoctl ipam show | check | release
+    calicoctl flows -f --verdict DENIED --not --to-port 53 -o json | jq .dst
 
 This file builds the argument parser from each command group's `register(sub, common)`
-(calicoctl/resource_commands.py, calicoctl/ipam_commands.py) and runs the chosen command.
+(calicoctl/resource_commands.py, calicoctl/ipam_commands.py, calicoctl/flows_commands.py) and runs the chosen command.
 Every failure is one line on stderr and exit status 1; `--debug` adds the traceback of an
 unexpected error.
 """
@@ -20,7 +21,7 @@ import argparse
 import sys
 
 from calico.errors import Unavailable
-from calicoctl import ipam_commands, resource_commands
+from calicoctl import flows_commands, ipam_commands, resource_commands
 from calicoctl.context import ArgParser, Cli, CliError
 
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     resource_commands.register(sub, common)
     ipam_commands.register(sub, common)
+    flows_commands.register(sub, common)
     return parser
 
 
