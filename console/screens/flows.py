@@ -86,7 +86,7 @@ class FlowsScreen(ConsoleScreen):
         Binding("space", "pause", "pause/resume",
                 tooltip="pause / resume the live list (streams keep being read)"),
         Binding("slash,f", "filter", "filter", key_display="/",
-                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style)"),
+                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style; --not or ! negates the next term)"),
         Binding("a", "aggregate", "aggregate",
                 tooltip="group by source, destination, port and verdict: counts, first/last seen"),
         Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),

@@ -271,6 +271,27 @@ def test_a_node_that_does_not_exist_is_one_line(web):
     assert {r["node"] for r in one} <= {"calico-02"}
 
 
+def test_the_node_api_takes_the_window_and_negations_and_refuses_what_it_cannot(web):
+    """What calicoctl and the console send is the node API's query: since/until as Unix
+    times, not-<field> for a negated field; a query it cannot apply is a 400 that says why."""
+    from calico.nodeapi import NodeAPIError
+
+    lab = web
+    t0 = time.time()
+    allowed(lab)
+    denied(lab)
+    settle()
+    with api(lab, "calico-01") as client:
+        got = list(client.flows(**{"since": repr(t0), "to": f"ip:{HTTPD_IP}",
+                                   "not-verdict": "allowed"}))  # fmt: skip
+        assert got and {r["verdict"] for r in got} == {"denied"}
+        assert all(r["time"] >= t0 for r in got)
+        for query, words in (({"not-since": "5m"}, "not-since"), ({"since": "300"}, "since")):
+            with pytest.raises(NodeAPIError, match=words) as exc:
+                list(client.flows(**query))
+            assert exc.value.status == 400
+
+
 # ---------------------------------------------------------------- :flows in the console
 
 
