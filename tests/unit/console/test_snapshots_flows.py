@@ -6,11 +6,14 @@ Update after an intended change: pytest tests/unit/console/test_snapshots_flows.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pytest
 
 from calico.flowfilter import FlowFilter
+from console.screens.text_view import TextScreen
 
 from .test_snapshots_matrix import NOW, SIZE, flow, flows_app, open_flows
 
@@ -67,3 +70,39 @@ def test_flows_aggregated_with_a_window_and_a_negation(snap_compare):
         assert [(g.dport, g.verdict, g.count) for g in screen.groups] == [(81, "denied", 3)]
 
     assert snap_compare(app, terminal_size=SIZE, run_before=go)
+
+
+def test_enter_and_why_on_a_group_act_on_its_flows():
+    """Enter on a group shows the group (counts, first/last seen) and its newest record;
+    why? explains that newest flow; the cursor stays on its group when flows arrive."""
+    app, screen = flows_app()
+
+    async def run():
+        async with app.run_test(size=SIZE) as pilot:
+            await open_aggregated(pilot, screen)
+            await pilot.press("down", "down")  # the denied 192.168.0.66 -> :81 group
+            group = screen.groups[2]
+            assert (group.dport, group.verdict, group.count) == (81, "denied", 3)
+            screen.feed("calico-01", [flow(0.5, "allowed", "10.213.0.99", "192.168.0.66", 41020,
+                                           80, None, "network2", "profile network2 ingress rule 0")])  # fmt: skip
+            await pilot.pause(0.3)
+            assert screen.groups[3].key == group.key  # a new group on top; the cursor moved
+            await pilot.press("enter")
+            await pilot.pause()
+            shown = app.screen
+            assert isinstance(shown, TextScreen)
+            body = json.loads(shown.body)
+            assert (body["count"], body["connections"], body["nodes"]) == (
+                3, 3, ["calico-01", "calico-02"])  # fmt: skip
+            assert body["latest"]["sport"] == 41011 and shown.title_text.startswith("3 flows ")
+            await pilot.press("escape")
+            await pilot.press("w")
+            await pilot.pause()
+            why = app.screen.query_one("#why-body").render().plain
+            assert "DENIED by default deny ingress (network1)" in why, why
+            await pilot.press("escape")
+            await pilot.press("a")  # back to single flows
+            await pilot.pause(0.3)
+            assert len(screen.shown) == len(screen.store.entries) == 10
+
+    asyncio.run(run())
