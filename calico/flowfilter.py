@@ -15,8 +15,12 @@ Pure: no project imports besides the verdict words, no sockets.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import ipaddress
+import re
 import shlex
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -36,7 +40,11 @@ FIELDS = (
     "node",
     "protocol",
     "rule",
+    "since",
+    "until",
 )
+# The time window's fields: one value each, a time (see `parse_time`), never negated.
+TIME_FIELDS = ("since", "until")
 # Fields only the console's view can answer: which node sent a record, and the row's text.
 # The agent holds only its own records and renders no rows, so these are never sent to it.
 VIEW_FIELDS = ("node", "words")
@@ -76,6 +84,26 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+# A filter's terms and a ring's addresses repeat: parsing each once made an address or CIDR
+# term about 3x cheaper (45 -> 14 ms for 2,000 records, bench/bench_flow_queries.py), which
+# the console pays on every redraw of its 2,000 kept flows and an agent on every record it
+# streams.
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
 def match_end(term: str, address: str, endpoint: Any) -> bool:
     """Does one `from`/`to`/`endpoint` term name this end of a flow?
 
@@ -91,14 +119,14 @@ def match_end(term: str, address: str, endpoint: Any) -> bool:
     if kind in ("", "ip"):
         if value == address:
             return True
-        try:
-            if "/" in value:
-                if ipaddress.ip_address(address) in ipaddress.ip_network(value, strict=False):
-                    return True
-            elif ipaddress.ip_address(value) == ipaddress.ip_address(address):
+        if "/" in value:
+            net, addr = _network(value), _address(address)
+            if net is not None and addr is not None and addr in net:
                 return True
-        except ValueError:
-            pass
+        else:
+            addr = _address(value)
+            if addr is not None and addr == _address(address):
+                return True
         if kind == "ip":
             return False
     if endpoint is None:
@@ -166,6 +194,80 @@ def _text_ports(items: Iterable[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
+# ---------------------------------------------------------------- the time window
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?")
+# A plain number is a Unix time only from 2001-09-09 on (10 digits): `since:300` is far
+# more likely a duration missing its unit than a time in 1970, so that is an error.
+_EPOCH_MIN = 1e9
+
+
+def parse_duration(text: str) -> float | None:
+    """``90s``, ``5m``, ``1h30m``, ``2d``, ``250ms`` -> seconds; None if `text` is not one."""
+    text = text.strip().lower()
+    if not text or _DURATION.sub("", text):
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+
+
+def parse_time(text: str | float | int, now: float | None = None) -> float:
+    """A point in time as `hubble observe --since/--until` take it, as a Unix time.
+
+    A duration means that long before `now` (``5m``); ``now``; a Unix time (10 digits or
+    more, fraction allowed: the node API's own form); an ISO 8601 / RFC 3339 stamp
+    (``2026-12-02T14:05:00Z``; local time without a zone); or a clock time today, local
+    (``14:05``, ``14:05:30``: what the console's TIME column shows). Raises QueryError."""
+    now = time.time() if now is None else now
+    if isinstance(text, int | float):
+        return float(text)
+    value = text.strip()
+    if value.lower() == "now":
+        return now
+    ago = parse_duration(value)
+    if ago is not None:
+        return now - ago
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number < _EPOCH_MIN:
+            raise QueryError(
+                f"time {value!r}: a duration needs a unit ({value}s, {value}m) and a Unix "
+                "time has 10 digits"
+            )
+        return number
+    clock = _CLOCK.fullmatch(value)
+    if clock:
+        hh, mm, ss, frac = clock.groups()
+        day = datetime.datetime.fromtimestamp(now)
+        try:
+            at = day.replace(hour=int(hh), minute=int(mm), second=int(ss or 0), microsecond=0)
+        except ValueError:
+            raise QueryError(f"time {value!r}: not a clock time") from None
+        return at.timestamp() + (float(frac) if frac else 0.0)
+    try:
+        stamp = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(
+            f"time {value!r}: use a duration (5m, 1h30m), a clock time (14:05), an ISO "
+            "8601 stamp (2026-12-02T14:05:00Z) or a Unix time"
+        ) from None
+    return stamp.timestamp()  # a naive stamp is local time, as the TIME column shows it
+
+
+def clock_text(when: float, now: float | None = None) -> str:
+    """A time as the console and calicoctl show a window's end or a group's first and last
+    seen: the time of day, with the date when it is not the day of `now`."""
+    at = datetime.datetime.fromtimestamp(when)
+    today = datetime.datetime.fromtimestamp(time.time() if now is None else now).date()
+    if at.date() == today:
+        return at.strftime("%H:%M:%S")
+    return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
 @dataclass(frozen=True)
 class FlowFilter:
     """Fields AND'ed, values of one field OR'ed, like `hubble observe`; empty matches all.
@@ -176,6 +278,11 @@ class FlowFilter:
     node that sent the record) and `words` (bare words, each somewhere in the row) need the
     console's view of a record (see `matches`). `text` is what was typed, for showing it
     again; it is not part of the filter (two filters that match alike are equal).
+
+    `since`/`until` are the time window, Unix times (inclusive; None: open). `exclude` is
+    the negated part (hubble's ``--not``, or ``!`` before a term): one single-field filter
+    per negated field, its values OR'ed; a flow any of them matches is not kept, so
+    ``--not --verdict ALLOWED --not --to-port 53`` keeps denied flows to any port but 53.
     """
 
     verdict: tuple[str, ...] = ()
@@ -190,24 +297,41 @@ class FlowFilter:
     protocol: tuple[str, ...] = ()
     rule: tuple[str, ...] = ()
     words: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    exclude: tuple[FlowFilter, ...] = ()
     text: str = field(default="", compare=False)
 
     # ------------------------------------------------------------ from text
 
     @classmethod
-    def parse(cls, text: str) -> FlowFilter:
+    def parse(cls, text: str, now: float | None = None) -> FlowFilter:
         """From what an operator types: ``key:value``, ``key=value``, hubble's ``--key value``
         / ``--key=value`` (``--from-pod X`` is ``from:pod:X``, ``--pod X`` is
-        ``endpoint:pod:X``), comma lists, and bare words. Raises QueryError."""
+        ``endpoint:pod:X``), comma lists, and bare words. ``--not`` (hubble's) or a ``!``
+        in front of a term negates that one term (see `exclude`); ``since:``/``until:``
+        (``--since 5m``) bound the window, resolved against `now` once, here, as hubble
+        resolves ``--since 5m`` when it starts. Raises QueryError."""
         try:
             tokens = shlex.split(text)
         except ValueError as exc:
             raise QueryError(str(exc)) from None
         got: dict[str, list[str]] = {k: [] for k in (*FIELDS, "words")}
+        negated: dict[str, list[str]] = {}
+        negate = ""  # the token that negates the next term, until that term comes
         i = 0
         while i < len(tokens):
             tok = tokens[i]
             i += 1
+            if tok == "--not":
+                if negate:
+                    raise QueryError(f"{negate} {tok}: negate a filter once")
+                negate = tok
+                continue
+            if tok.startswith("!") and len(tok) > 1:
+                if negate:
+                    raise QueryError(f"{negate} {tok}: negate a filter once")
+                negate, tok = "!", tok[1:]
             key, value = "", ""
             if tok.startswith("--"):
                 key = tok[2:]
@@ -231,44 +355,68 @@ class FlowFilter:
                     key, value = "", tok
             else:
                 value = tok
+            book = got
+            if negate:
+                if key in TIME_FIELDS:
+                    raise QueryError(f"{negate} {key}: a window is not negated (use the other end)")
+                book = negated
+                negate = ""
             if not key:
-                got["words"].append(value.lower())
+                book.setdefault("words", []).append(value.lower())
                 continue
             if key not in FIELDS:
-                raise QueryError(f"unknown filter {key!r} (use {', '.join(FIELDS)})")
+                raise QueryError(f"unknown filter {key!r} (use {', '.join(FIELDS)}, --not)")
             values = [v for v in value.split(",") if v]
             if not values:
                 raise QueryError(f"{key} needs a value")
-            got[key].extend(values)
+            book.setdefault(key, []).extend(values)
+        if negate:
+            raise QueryError(f"{negate} needs a filter after it")
+        window: dict[str, float | None] = {}
+        for key in TIME_FIELDS:
+            if len(got[key]) > 1:
+                raise QueryError(f"{key}: give one time, not {', '.join(got[key])}")
+            window[key] = parse_time(got[key][0], now) if got[key] else None
+        exclude = tuple(cls._from_text(dict(((k, v),))) for k, v in sorted(negated.items()))
+        return replace(cls._from_text(got), exclude=exclude, text=text.strip(), **window)
+
+    @classmethod
+    def _from_text(cls, got: Mapping[str, list[str]]) -> FlowFilter:
+        """The typed terms of each field (window aside) as a filter; values checked."""
+
+        def terms(key: str) -> list[str]:
+            return list(got.get(key) or ())
+
         verdicts = []
-        for v in got["verdict"]:
+        for v in terms("verdict"):
             if v.lower() not in VERDICT_WORDS:
                 raise QueryError(f"verdict {v!r}: use allowed or denied")
             verdicts.append(VERDICT_WORDS[v.lower()])
         return cls(
             verdict=tuple(verdicts),
-            from_=tuple(got["from"]),
-            to=tuple(got["to"]),
-            endpoint=tuple(got["endpoint"]),
-            port=_text_ports(got["port"]),
-            from_port=_text_ports(got["from-port"]),
-            to_port=_text_ports(got["to-port"]),
-            network=tuple(got["network"]),
-            node=tuple(got["node"]),
-            protocol=tuple(p.lower() for p in got["protocol"]),
-            rule=tuple(got["rule"]),
-            words=tuple(got["words"]),
-            text=text.strip(),
+            from_=tuple(terms("from")),
+            to=tuple(terms("to")),
+            endpoint=tuple(terms("endpoint")),
+            port=_text_ports(terms("port")),
+            from_port=_text_ports(terms("from-port")),
+            to_port=_text_ports(terms("to-port")),
+            network=tuple(terms("network")),
+            node=tuple(terms("node")),
+            protocol=tuple(p.lower() for p in terms("protocol")),
+            rule=tuple(terms("rule")),
+            words=tuple(terms("words")),
         )
 
     # ------------------------------------------------------------ the node API's query
 
     @classmethod
-    def from_query(cls, query: Mapping[str, Any]) -> FlowFilter:
+    def from_query(cls, query: Mapping[str, Any], now: float | None = None) -> FlowFilter:
         """From the node API's query parameters (``verdict``, ``from``, ``to``,
         ``endpoint``/``pod``, ``port``, ``from-port``, ``to-port``, ``network``,
-        ``protocol``, ``rule``); each a string, a comma list or a list. Other parameters are
-        not the filter's and are ignored. Raises QueryError naming the bad parameter."""
+        ``protocol``, ``rule``; ``since``/``until``, a time as `parse_time` reads it;
+        ``not-<field>`` for a negated field); each a string, a comma list or a list. Other
+        parameters are not the filter's and are ignored. Raises QueryError naming the bad
+        parameter."""
 
         def get(*names: str) -> tuple[str, ...]:
             out: tuple[str, ...] = ()
@@ -281,6 +429,26 @@ class FlowFilter:
             if v.lower() not in VERDICT_WORDS:
                 raise QueryError(f"verdict: {v!r} is not one of allowed, denied")
             verdicts.append(VERDICT_WORDS[v.lower()])
+        window: dict[str, float | None] = {}
+        for key in TIME_FIELDS:
+            values = get(key)
+            if len(values) > 1:
+                raise QueryError(f"{key}: one time, not {len(values)}")
+            try:
+                window[key] = parse_time(values[0], now) if values else None
+            except QueryError as exc:
+                raise QueryError(f"{key}: {exc}") from None
+        exclude = []
+        for name in sorted(query):
+            if not name.startswith("not-"):
+                continue
+            key = name[len("not-") :]
+            negatable = set(FIELDS) - set(TIME_FIELDS) - set(VIEW_FIELDS)
+            if key.replace("_", "-") not in negatable | {"pod"}:
+                raise QueryError(f"{name}: not a field the agent can negate")
+            part = cls.from_query({key: query[name]})
+            if not part.is_empty():
+                exclude.append(part)
         return cls(
             verdict=tuple(verdicts),
             from_=get("from", "from_"),
@@ -292,29 +460,54 @@ class FlowFilter:
             network=get("network"),
             protocol=tuple(p.lower() for p in get("protocol")),
             rule=get("rule"),
+            exclude=tuple(exclude),
+            **window,
         )
 
     def to_query(self) -> dict[str, str]:
         """The node API's query for this filter, empty fields left out, values comma-joined
-        (no term holds a comma: both parsers split on them). `node` and `words` are left
-        out (see `VIEW_FIELDS`): `from_query(f.to_query()) == f.for_agent()`."""
+        (no term holds a comma: both parsers split on them); the window as Unix times, each
+        negated field as ``not-<field>``. `node` and `words` are left out (see
+        `VIEW_FIELDS`), negated or not: `from_query(f.to_query()) == f.for_agent()`."""
         out: dict[str, str] = {}
         for f in fields(self):
-            if f.name in (*VIEW_FIELDS, "text"):
+            if f.name in (*VIEW_FIELDS, *TIME_FIELDS, "exclude", "text"):
                 continue
             values = getattr(self, f.name)
             if values:
                 out[f.name.rstrip("_").replace("_", "-")] = ",".join(str(v) for v in values)
+        for key in TIME_FIELDS:
+            when = getattr(self, key)
+            if when is not None:
+                out[key] = repr(float(when))
+        for part in self.for_agent().exclude:
+            for key, value in part.to_query().items():
+                out[f"not-{key}"] = value
         return out
 
     def for_agent(self) -> FlowFilter:
-        """The part of this filter a node's agent can apply: all but `node` and `words`."""
-        return replace(self, node=(), words=(), text="")
+        """The part of this filter a node's agent can apply: all but `node` and `words`, and
+        but negations of those (the agent then sends more, never less, and the console
+        applies the whole filter to what comes)."""
+        exclude = tuple(x for x in self.exclude if not (x.node or x.words))
+        return replace(self, node=(), words=(), exclude=exclude, text="")
+
+    def window_text(self, now: float | None = None) -> str:
+        """The window in words (``since 14:02:11``, ``14:00:00 → 14:05:00``), or ""."""
+        if self.since is None and self.until is None:
+            return ""
+        if self.until is None:
+            return f"since {clock_text(self.since, now)}"  # type: ignore[arg-type]
+        if self.since is None:
+            return f"until {clock_text(self.until, now)}"
+        return f"{clock_text(self.since, now)} → {clock_text(self.until, now)}"
 
     # ------------------------------------------------------------ matching
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self) if f.name != "text")
+        return not any(
+            getattr(self, f.name) not in (None, ()) for f in fields(self) if f.name != "text"
+        )
 
     def matches(self, flow: Any) -> bool:
         """Does this filter keep `flow`?
@@ -330,6 +523,14 @@ class FlowFilter:
             r, node, line = flow, None, None
         if self.verdict and _get(r, "verdict") not in self.verdict:
             return False
+        if self.since is not None or self.until is not None:
+            when = _get(r, "time")
+            if not isinstance(when, int | float):
+                return False
+            if self.since is not None and when < self.since:
+                return False
+            if self.until is not None and when > self.until:
+                return False
         if self.protocol and str(_get(r, "protocol") or "").lower() not in self.protocol:
             return False
         sport, dport = _get(r, "sport"), _get(r, "dport")
@@ -365,7 +566,7 @@ class FlowFilter:
             line = line.lower()
             if not all(w in line for w in self.words):
                 return False
-        return True
+        return not any(x.matches(flow) for x in self.exclude)
 
 
 def matches_any(filters: FlowFilter | Iterable[FlowFilter] | None, flow: Any) -> bool:

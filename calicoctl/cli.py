@@ -10,10 +10,10 @@
     calicoctl node run --name calico-01 | status
     calicoctl label wep NAME team=red      calicoctl patch profile P -p '{...}'
     calicoctl apply --dry-run -f p.yaml    (what-if: the pairs whose verdict would change)
+    calicoctl flows -f --verdict DENIED --not --to-port 53 -o json | jq .dst
 
 This file builds the argument parser from each command group's `register(sub, common)`
-(calicoctl/resource_commands.py, calicoctl/ipam_commands.py,
-calicoctl/node_commands.py) and runs the chosen command.
+(calicoctl/*_commands.py: resource, ipam, node, whatif, flows) and runs the chosen command.
 Every failure is one line on stderr and exit status 1; `--debug` adds the traceback of an
 unexpected error.
 """
@@ -24,7 +24,13 @@ import argparse
 import sys
 
 from calico.errors import Unavailable
-from calicoctl import ipam_commands, node_commands, resource_commands, whatif_commands
+from calicoctl import (
+    flows_commands,
+    ipam_commands,
+    node_commands,
+    resource_commands,
+    whatif_commands,
+)
 from calicoctl.context import ArgParser, Cli, CliError
 
 
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ipam_commands.register(sub, common)
     node_commands.register(sub, common)
     whatif_commands.register(sub, common)
+    flows_commands.register(sub, common)
     return parser
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from calico.flowfilter import FlowFilter
+from calico.flowagg import FlowGroup, aggregate, deciding_rule_text, end_text
+from calico.flowfilter import FlowFilter, clock_text
 from calico.flowwords import DENIED
 
 HOST = "(host)"  # the network of a flow whose ends are not workload endpoints
@@ -28,33 +29,6 @@ def flow_network(r: dict[str, Any]) -> str:
         if ep.get("network"):
             return str(ep["network"])
     return HOST
-
-
-def end_text(address: str, port: Any, endpoint: dict[str, Any] | None) -> str:
-    """`192.168.0.66:40001 network2`: the address, and the network when it is a workload
-    (the pod and endpoint are in the record's details)."""
-    where = f"{address}:{port}" if port not in (None, "") else str(address)
-    if not endpoint:
-        return where
-    net = endpoint.get("network") or ""
-    return f"{where} {net}" if net else where
-
-
-def deciding_rule_text(r: dict[str, Any]) -> str:
-    """The DECIDED BY cell: which rule of which policy or profile the agent says decided the
-    flow (`profile network1 ingress rule 0`), not the rule's words (calico.policy.describe_rule
-    phrases those)."""
-    if r.get("rule_text"):
-        return str(r["rule_text"])
-    rule = r.get("rule")
-    if not rule:
-        return "-"
-    if isinstance(rule, dict):
-        kind, name = rule.get("kind", ""), rule.get("name", "")
-        idx = rule.get("rule_index")
-        tail = f" rule {idx}" if idx is not None else ""
-        return f"{kind} {name}{tail}".strip() or "-"
-    return str(rule)
 
 
 @dataclass
@@ -75,6 +49,9 @@ class FlowEntry:
 
 
 COLUMNS = ("TIME", "SOURCE", "DESTINATION", "VERDICT", "DECIDED BY", "NODE")
+# The aggregated view (calico.flowagg): one row per source, destination, port and verdict.
+# NODES last: the rule says more, and the table scrolls sideways for the rest.
+GROUP_COLUMNS = ("SOURCE", "DESTINATION", "VERDICT", "COUNT", "FIRST", "LAST", "DECIDED BY", "NODES")  # fmt: skip
 
 
 def make_cells(node: str, r: dict[str, Any]) -> tuple[str, ...]:
@@ -93,6 +70,26 @@ def make_cells(node: str, r: dict[str, Any]) -> tuple[str, ...]:
         str(r.get("verdict", "?")).upper(),
         deciding_rule_text(r),
         node,
+    )
+
+
+def group_cells(group: FlowGroup, now: float | None = None) -> tuple[str, ...]:
+    """SOURCE, DESTINATION (with the protocol), VERDICT, COUNT, FIRST, LAST, DECIDED BY,
+    NODES of one group: the newest record's rule, first and last seen as times of day (with
+    the date when not on the day of `now`)."""
+
+    def at(when: float) -> str:
+        return clock_text(when, now) if when not in (float("inf"), float("-inf")) else "?"
+
+    return (
+        group.source_text(),
+        group.destination_text(),
+        group.verdict.upper(),
+        str(group.count),
+        at(group.first),
+        at(group.last),
+        group.rule_text(),
+        ",".join(sorted(group.nodes)),
     )
 
 
@@ -156,6 +153,10 @@ class FlowStore:
         for entry in reversed(self.entries):
             if query is None or query.matches(entry):
                 yield entry
+
+    def groups(self, query: FlowFilter | None = None) -> list[FlowGroup]:
+        """The kept flows that match, grouped (calico.flowagg), newest-seen group first."""
+        return aggregate(self.newest_first(query))
 
     def networks(self) -> list[str]:
         return sorted(self.rates, key=lambda n: (n == HOST, n))

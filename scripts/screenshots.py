@@ -5,8 +5,8 @@
 
 Brings up its own lab (name `shots`), opens the console headless on it, runs the
 walkthrough from `:tutorial` (one SVG per step), starts a web server in each network, saves
-one SVG per view plus the matrix's why? panel and the flows, and takes the lab down again,
-whatever happens.
+one SVG per view plus the matrix's why? panel and the flows (as they come, and grouped), and
+takes the lab down again, whatever happens.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
         app.switch_view("flows")
         await pilot.pause(3)
         save("flows")
+        await pilot.press("a")  # the same flows grouped: source, destination, port, verdict
+        await pilot.pause(0.5)
+        save("flows-aggregated")
     return saved
 
 

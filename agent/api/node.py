@@ -417,7 +417,7 @@ class NodeService:
             "GET",
             "/v1/flows",
             self.flows_route,
-            "flow records (follow=1 streams); hubble-like filters",
+            "flow records (follow=1 streams, last=N); hubble-like filters, since/until, not-<field>",
         )
         r.add("GET", "/metrics", self.metrics, "Prometheus metrics")
         r.add("GET", "/v1/openapi.json", lambda req: r.openapi(), "this document")

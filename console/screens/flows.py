@@ -4,8 +4,12 @@ One worker thread per node follows `GET /v1/flows?follow=1` (console/flowstream.
 drops records into an inbox (the nodes to follow are looked up again on each ClusterChanged
 from the app); a 4 Hz timer moves them into a bounded `FlowStore` (the newest 2,000) and
 redraws. Filters are `hubble observe`-like (console/flows.py), applied
-to what is kept, so changing one re-filters the history at once. A node that goes away
-shows as unreachable in the node line and is retried, never a crash.
+to what is kept, so changing one re-filters the history at once: `--not`/`!` negates a
+term, `since:5m`/`until:14:05` bound a window. `a` groups what matches by source,
+destination, port and verdict (calico.flowagg, as `calicoctl flows --aggregate`), with
+counts and first/last seen. A node that goes away shows as unreachable in the node line
+and is retried, never a crash. The records come from each agent's ring, which collects
+whether or not a console is open: a console opened later sees what happened before.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
 
+from calico.flowagg import FlowGroup
 from calico.flowfilter import FIELDS, FlowFilter, QueryError
-from console.flows import COLUMNS, DENIED, FlowEntry, FlowStore
+from console.flows import COLUMNS, DENIED, GROUP_COLUMNS, FlowEntry, FlowStore, group_cells
 from console.flowstream import FlowFollower
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.help import bound_key, help_screen
@@ -81,7 +86,9 @@ class FlowsScreen(ConsoleScreen):
         Binding("space", "pause", "pause/resume",
                 tooltip="pause / resume the live list (streams keep being read)"),
         Binding("slash,f", "filter", "filter", key_display="/",
-                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style)"),
+                tooltip=f"filter: {' '.join(f + ':' for f in FIELDS)} (hubble style; --not or ! negates the next term)"),
+        Binding("a", "aggregate", "aggregate",
+                tooltip="group by source, destination, port and verdict: counts, first/last seen"),
         Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),
         Binding("x", "clear", "clear", tooltip="clear the kept flows"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
@@ -100,6 +107,8 @@ class FlowsScreen(ConsoleScreen):
         self.since: dict[str, float] = {}  # node -> newest record time seen (skip replays)
         self.dirty = True
         self.shown: list[FlowEntry] = []
+        self.aggregated = False  # `a`: one row per group (calico.flowagg) instead of per flow
+        self.groups: list[FlowGroup] = []
         self.clock = time.time  # tests pin it for stable sparklines
         self._lock = threading.Lock()
 
@@ -113,16 +122,14 @@ class FlowsScreen(ConsoleScreen):
         yield FlowTable(id="flows-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="flows-empty")
         yield Input(
-            placeholder="filter: verdict:denied from:network2 to:192.168.0.100 port:80 "
-            "network:network1 (or --verdict DROPPED --to-ip ...); empty clears",
+            placeholder="filter: verdict:denied from:network2 !to-port:53 since:5m "
+            "(or --verdict DROPPED --not --to-ip ... --since 14:05); empty clears",
             id="flows-filter",
         )
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
+        self.set_columns()
         self.query_one("#flows-filter", Input).display = False
         self.dirty = True
         self.tick()
@@ -186,6 +193,12 @@ class FlowsScreen(ConsoleScreen):
         self.tick()
 
     # ------------------------------------------------------------ drawing
+    def set_columns(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for name in GROUP_COLUMNS if self.aggregated else COLUMNS:
+            table.add_column(name, key=name)
+
     def tick(self) -> None:
         """Move what arrived into the store; redraw if anything changed and not paused."""
         batch: dict[str, list[dict[str, Any]]] = {}
@@ -206,18 +219,23 @@ class FlowsScreen(ConsoleScreen):
         self.dirty = False
         table = self.query_one(DataTable)
         keep = None
-        if table.row_count and table.cursor_row > 0 and self.shown:
-            keep = self.shown[min(table.cursor_row, len(self.shown) - 1)].seq
-        matching = self.store.newest_first(self.query_filter)
-        self.shown = [entry for _, entry in zip(range(SHOWN), matching, strict=False)]
+        if table.row_count and table.cursor_row > 0:
+            keep = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        if self.aggregated:
+            self.groups = self.store.groups(self.query_filter)[:SHOWN]
+            self.shown = [g.latest for g in self.groups]
+            keys = [self.group_row_key(g) for g in self.groups]
+            rows = [self.group_row_cells(g, self.clock()) for g in self.groups]
+        else:
+            matching = self.store.newest_first(self.query_filter)
+            self.shown = [entry for _, entry in zip(range(SHOWN), matching, strict=False)]
+            keys = [str(entry.seq) for entry in self.shown]
+            rows = [self.row_cells(entry) for entry in self.shown]
         table.clear()
-        for entry in self.shown:
-            table.add_row(*self.row_cells(entry), key=str(entry.seq))
-        if keep is not None:
-            for i, entry in enumerate(self.shown):
-                if entry.seq == keep:
-                    table.move_cursor(row=i, animate=False)
-                    break
+        for key, cells in zip(keys, rows, strict=True):
+            table.add_row(*cells, key=key)
+        if keep is not None and keep in keys:
+            table.move_cursor(row=keys.index(keep), animate=False)
         empty = self.query_one("#flows-empty", Static)
         empty.update(self.empty_text())
         empty.display = not self.shown
@@ -234,6 +252,25 @@ class FlowsScreen(ConsoleScreen):
             Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
             Text(rule, style="red" if denied else "green"),
             Text(node, style="cyan"),
+        ]
+
+    @staticmethod
+    def group_row_key(group: FlowGroup) -> str:
+        return "g:" + "|".join(str(part) for part in group.key)
+
+    @staticmethod
+    def group_row_cells(group: FlowGroup, now: float) -> list[Text]:
+        src, dst, verdict, count, first, last, rule, nodes = group_cells(group, now)
+        denied = group.verdict == DENIED
+        return [
+            Text(src),
+            Text(dst),
+            Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+            Text(count, style="bold", justify="right"),
+            Text(first, style="dim"),
+            Text(last, style="dim"),
+            Text(rule, style="red" if denied else "green"),
+            Text(nodes, style="cyan"),
         ]
 
     def empty_text(self) -> str:
@@ -258,13 +295,25 @@ class FlowsScreen(ConsoleScreen):
         text = Text.assemble((" Live flows", "bold"))
         shown = len(self.shown) if not self.dirty or self.paused else None
         kept = len(self.store.entries)
-        text.append(
-            f"  {shown if shown is not None else kept} shown · {kept} kept of "
-            f"{self.store.capacity} · {self.store.total} seen",
-            style="dim",
-        )
+        if self.aggregated and shown is not None:
+            groups, flows = len(self.groups), sum(g.count for g in self.groups)
+            text.append(
+                f"  {groups} group{'s' * (groups != 1)} of {flows} flow{'s' * (flows != 1)}",
+                style="bold magenta",
+            )
+            text.append(f" · {kept} kept of {self.store.capacity} · {self.store.total} seen",
+                        style="dim")  # fmt: skip
+        else:
+            text.append(
+                f"  {shown if shown is not None else kept} shown · {kept} kept of "
+                f"{self.store.capacity} · {self.store.total} seen",
+                style="dim",
+            )
         if not self.query_filter.is_empty():
             text.append(f"  filter: {self.query_filter.text}", style="bold cyan")
+            window = self.query_filter.window_text(self.clock())
+            if window:
+                text.append(f" ({window})", style="cyan")
         if self.paused:
             text.append("  ❚❚ PAUSED", style="bold yellow")
             if self.dirty:
@@ -325,6 +374,14 @@ class FlowsScreen(ConsoleScreen):
             self.redraw()
         self.update_title()
 
+    def action_aggregate(self) -> None:
+        """Flows <-> groups of flows (the filter applies to both)."""
+        self.aggregated = not self.aggregated
+        self.set_columns()
+        self.dirty = True
+        self.redraw()
+        self.update_title()
+
     def action_filter(self) -> None:
         box = self.query_one("#flows-filter", Input)
         box.display = True
@@ -333,7 +390,7 @@ class FlowsScreen(ConsoleScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            query = FlowFilter.parse(event.value)
+            query = FlowFilter.parse(event.value, now=self.clock())
         except QueryError as exc:
             self.notify(f"filter: {exc}", severity="error")
             return
@@ -404,8 +461,19 @@ class FlowsScreen(ConsoleScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         # by key, not cursor row: a redraw may have come between the key press and this
-        seq = event.row_key.value
-        entry = next((e for e in self.shown if str(e.seq) == seq), None)
+        key = event.row_key.value
+        if self.aggregated:
+            group = next((g for g in self.groups if self.group_row_key(g) == key), None)
+            if group is not None:
+                self.app.push_screen(
+                    TextScreen(
+                        f"{group.count} flows {group.source_text()} → {group.destination_text()}",
+                        json.dumps({**group.to_dict(), "latest": group.record}, indent=2),
+                        "json",
+                    )
+                )
+            return
+        entry = next((e for e in self.shown if str(e.seq) == key), None)
         self.show_details(entry or self.selected())
 
     def show_details(self, entry: FlowEntry | None) -> None:
