@@ -24,6 +24,7 @@ and only when asked for (`--backend direct`), never as a fallback.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import logging
 import os
@@ -59,6 +60,21 @@ log = logging.getLogger("calico-agent")
 RETRY_AFTER_ERROR = 1.0  # seconds before a failed apply is retried with a full read
 MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there yet
 BACKENDS = ("bird", "direct")
+GC_THRESHOLD = (50_000, 20, 100)  # allocations between young collections, then the old
+
+
+def settle_gc() -> None:
+    """Everything alive now (the imports; after the first apply, the synced cluster and
+    its dataplane) moves out of the collector's sight, and young collections come every
+    50,000 allocations instead of 700. A cold start at 10,000 endpoints creates millions
+    of objects that are not garbage: with the defaults, collections walking the growing
+    heap were half of the first calculation (6.1 s against 2.9 s with collection off;
+    1.8 s like this). Garbage without cycles is freed by reference counting either way."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 DEFAULT_RUN_DIR = "/var/run/calico"
 
 
@@ -122,7 +138,7 @@ class Agent:
         self.stop_event.set()
 
     def run(self, once_timeout: float = 30.0) -> int:
-
+        settle_gc()
         self.datastore = connect(self.endpoints)
         syncer = Syncer(self.datastore)
         reporter = StatusReporter(self.datastore, self.health, interval=self.status_interval)
@@ -189,7 +205,10 @@ class Agent:
                     self._publish(reporter)
             elif self.cache.ready and (dirty or full):
                 dirty = False
+                first = self.desired is None
                 self._apply(full)
+                if first:
+                    settle_gc()  # the snapshot and its dataplane live as long as the agent
                 if full:
                     next_full = now + self.refresh_interval
                 if not self.apply_ok:

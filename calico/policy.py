@@ -315,10 +315,9 @@ class PolicySet:
         self._profiles = {name: _compile_profile(p) for name, p in self.profiles.items()}
         # Sorted once into Calico's order, so every per-endpoint filter keeps that order.
         self._policies = sorted((_compile_policy(p) for p in policies), key=lambda c: c.sort_key)
-        self._by_ip: dict[IPAddress, WorkloadEndpoint] = {}
-        for ep in self.endpoints:
-            for addr in _addresses(ep):
-                self._by_ip.setdefault(addr, ep)
+        # Built on first use: the agent's calculation never asks, and parsing every
+        # endpoint's addresses was a quarter of a 10,000-endpoint calculation.
+        self._by_ip: dict[IPAddress, WorkloadEndpoint] | None = None
 
     @classmethod
     def from_resources(
@@ -351,9 +350,15 @@ class PolicySet:
     def endpoint_for_ip(self, address: str) -> WorkloadEndpoint | None:
         """The workload endpoint holding `address`, if any (to turn a bare IP into a pod)."""
         try:
-            return self._by_ip.get(ipaddress.ip_address(address))
+            wanted = ipaddress.ip_address(address)
         except ValueError:
             return None
+        if self._by_ip is None:
+            self._by_ip = {}
+            for ep in self.endpoints:
+                for addr in _addresses(ep):
+                    self._by_ip.setdefault(addr, ep)
+        return self._by_ip.get(wanted)
 
     def _applicable(
         self, endpoint: WorkloadEndpoint, labels: Mapping[str, str], direction: str

