@@ -11,7 +11,6 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Collection
 from pathlib import Path
 
 import yaml
@@ -25,6 +24,7 @@ from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
 from calico.policy import describe_rule
 from calico.resources import Resource, ValidationError, load_documents
+from console.access import changing
 from console.model import (
     VIEWS,
     ClusterState,
@@ -46,7 +46,6 @@ from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
-WRITE_ACTIONS = ("edit", "delete", "launch")  # hidden from help and the palette when read-only
 
 
 class BrowseScreen(ConsoleScreen):
@@ -61,12 +60,12 @@ class BrowseScreen(ConsoleScreen):
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("d", "describe", "describe", tooltip="describe the selected row"),
         Binding("y", "yaml", "yaml", tooltip="show the selected resource as YAML"),
-        Binding("e", "edit", "edit",
-                tooltip="edit the selected resource in $EDITOR, validate, apply"),
-        Binding("ctrl+d", "delete", "delete",
-                tooltip="delete the selected resource (asks first)"),
-        Binding("n", "launch", "new pod",
-                tooltip="launch a test pod (node, networks, IP=, image, command)"),
+        *changing(Binding("e", "edit", "edit",
+                tooltip="edit the selected resource in $EDITOR, validate, apply")),
+        *changing(Binding("ctrl+d", "delete", "delete",
+                tooltip="delete the selected resource (asks first)")),
+        *changing(Binding("n", "launch", "new pod",
+                tooltip="launch a test pod (node, networks, IP=, image, command)")),
         Binding("p", "probe", "probe",
                 tooltip="probe: from the selected pod, or a new pod on a network, to address:port"),
         Binding("escape", "clear_filter", "clear", show=False,
@@ -198,15 +197,11 @@ class BrowseScreen(ConsoleScreen):
             self.set_filter(event.value)
 
     # ------------------------------------------------------------ actions on the selected row
-    def hidden_actions(self) -> Collection[str]:
-        return WRITE_ACTIONS if self.console.read_only else ()
-
     def action_help(self) -> None:
-        note = "read-only: actions that change the cluster are hidden"
+        note = "read-only: actions that change the cluster are hidden (their keys say why)"
         screen = help_screen(
             f"Keys in {self.view.title}",
             self,
-            hidden=self.hidden_actions(),
             note=note if self.console.read_only else "",
         )
         self.app.push_screen(screen)
