@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--read-only", action="store_true", help="hide everything that changes the cluster"
     )
+    parser.add_argument("--cluster-name", default="", help=argparse.SUPPRESS)  # web sessions
+    from console import web
+
+    web.add_arguments(parser)
     args = parser.parse_args(argv)
     # TLS flags become the environment: the console's datastore connections and the
     # calicoctl steps it runs (the tutorial) all read it.
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"calico-console: {exc}", file=sys.stderr)
             return 2
-    name = ""
+    name = args.cluster_name
     if not endpoints:
         found = find_lab_endpoints()
         if found is None:
@@ -284,6 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         name, endpoints = found
+    if args.web:  # every session a console of its own on the cluster resolved here
+        return web.serve(
+            ["--etcd-endpoints", endpoints, "--cluster-name", name or endpoints],
+            cluster=name or endpoints,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            max_sessions=args.max_sessions,
+            read_only=args.read_only or not args.allow_changes,
+        )
     CalicoConsole(
         endpoints=endpoints, cluster_name=name or endpoints, read_only=args.read_only
     ).run()

@@ -1,0 +1,216 @@
+"""The aiohttp side of `calico-console --web` (console/web.py says what and why): textual-serve's
+Server with a token gate, a session limit, its own page and sessions that end with their tab.
+Imported only by `--web`: aiohttp and textual-serve add about 180 ms to importing the
+console (python -X importtime), against a first paint budget of 1 s in the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import secrets
+import signal
+
+from aiohttp import web
+from textual_serve.app_service import AppService
+from textual_serve.server import Server
+
+from console.web import QUIT_GRACE, Sessions
+
+log = logging.getLogger("calico-console.web")
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="/static/css/xterm.css">
+<style>
+@font-face {{ font-family: "Roboto Mono"; font-style: normal;
+  src: url("/static/fonts/RobotoMono-VariableFont_wght.ttf") format("truetype"); }}
+@font-face {{ font-family: "Roboto Mono"; font-style: italic;
+  src: url("/static/fonts/RobotoMono-Italic-VariableFont_wght.ttf") format("truetype"); }}
+html, body {{ margin: 0; height: 100%; background: #0c181f; color: #e0e0e0;
+  font-family: "Roboto Mono", monospace; }}
+.textual-terminal {{ position: absolute; inset: 0; opacity: 0; }}
+body.-first-byte .textual-terminal {{ opacity: 1; }}
+#waiting, #ended {{ position: absolute; inset: 0; display: flex; align-items: center;
+  justify-content: center; text-align: center; }}
+body.-first-byte #waiting, #ended, #start {{ display: none; }}
+body.-closed #ended {{ display: flex; background: #0c181f; z-index: 5; }}
+button {{ font: inherit; padding: 0.5em 1.5em; margin-top: 1em; }}
+</style>
+<script src="/static/js/textual.js"></script>
+</head>
+<body>
+<div id="waiting">starting calico-console on {cluster}&hellip;</div>
+<div id="ended"><div>The console session ended.<br>
+<button type="button" onclick="location.reload()">Start a new one</button></div></div>
+<button id="start" type="button" onclick="location.reload()">Start</button>
+<div id="terminal" class="textual-terminal" data-session-websocket-url="{ws_url}"
+ data-font-size="{font_size}"></div>
+</body>
+</html>
+"""
+
+MESSAGE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>calico-console: {title}</title>
+<style>body {{ background: #0c181f; color: #e0e0e0; font-family: monospace;
+  display: flex; height: 90vh; align-items: center; justify-content: center; }}
+div {{ max-width: 40em; }}</style></head>
+<body><div><h2>{title}</h2><p>{body}</p></div></body></html>
+"""
+
+
+def message_page(status: int, title: str, body: str) -> web.Response:
+    text = MESSAGE_PAGE.format(title=html.escape(title), body=html.escape(body))
+    return web.Response(status=status, text=text, content_type="text/html")
+
+
+class ConsoleWebServer(Server):
+    """textual-serve's Server with a token check, a session limit and its own page."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        host: str,
+        port: int,
+        token: str | None,
+        max_sessions: int,
+        cluster: str,
+        read_only: bool,
+    ) -> None:
+        super().__init__(command, host=host, port=port, title=f"calico-console: {cluster}")
+        self.token = token
+        self.sessions = Sessions(max_sessions)
+        self.cluster = cluster
+        self.read_only = read_only
+        self.cookie = f"calico-console-{port}"
+
+    # ------------------------------------------------------------ the gate
+    def _authorized(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        given = request.query.get("token") or request.cookies.get(self.cookie) or ""
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+    @web.middleware
+    async def gate(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every route, before anything runs: the token, then (page and websocket) the limit."""
+        if not self._authorized(request):
+            return message_page(
+                401,
+                "this console needs its token",
+                "Open the address calico-console --web printed (it ends in ?token=...). "
+                "Nothing was started.",
+            )
+        if request.path in ("/", "/ws") and self.sessions.full:
+            n = self.sessions.limit
+            return message_page(
+                503,
+                f"all {n} console sessions are in use",
+                f"This server runs at most {n} consoles at once (--max-sessions). "
+                "Close a tab that shows it, or wait, then reload this page.",
+            )
+        response = await handler(request)
+        if self.token is not None and request.query.get("token"):
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict")
+        return response
+
+    async def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self.gate])
+        app.add_routes(
+            [
+                web.get("/", self.handle_index, name="index"),
+                web.get("/ws", self.handle_websocket, name="websocket"),
+                web.static("/static", self.statics_path, name="static"),
+            ]
+        )
+        app.on_startup.append(self.on_startup)
+        return app
+
+    # ------------------------------------------------------------ the page and the sessions
+    async def handle_index(self, request: web.Request) -> web.Response:  # type: ignore[override]
+        scheme = "wss" if request.secure else "ws"
+        try:
+            font_size = max(8, min(40, int(request.query.get("fontsize", "16"))))
+        except ValueError:
+            font_size = 16
+        text = PAGE.format(
+            title=html.escape(self.title),
+            cluster=html.escape(self.cluster),
+            ws_url=html.escape(f"{scheme}://{request.host}/ws"),
+            font_size=font_size,
+        )
+        return web.Response(text=text, content_type="text/html")
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One console per websocket; it ends when the websocket does (the tab closed)."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        width = _int(request.query.get("width"), 80)
+        height = _int(request.query.get("height"), 24)
+        await websocket.prepare(request)
+        service = AppService(
+            self.command,
+            write_bytes=websocket.send_bytes,
+            write_str=websocket.send_str,
+            close=websocket.close,
+            download_manager=self.download_manager,
+        )
+        pid = 0
+        try:
+            await service.start(width, height)
+            process = service._process  # textual-serve keeps it private; we end it for good
+            assert process is not None
+            pid = process.pid
+            self.sessions.running.add(pid)
+            log.info("session %d started (%d running)", pid, len(self.sessions.running))
+            try:
+                await self._process_messages(websocket, service)
+            finally:
+                await asyncio.wait_for(asyncio.shield(service.stop()), QUIT_GRACE)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("session %d failed", pid)
+        finally:
+            await _end(service)
+            self.sessions.running.discard(pid)
+            log.info("session %d ended (%d running)", pid, len(self.sessions.running))
+            if not websocket.closed:
+                await websocket.close()
+        return websocket
+
+    async def on_startup(self, app: web.Application) -> None:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"http://{shown}:{self.port}/"
+        if self.token:
+            url += f"?token={self.token}"
+        mode = "read-only" if self.read_only else "changes allowed (--allow-changes)"
+        print(f"calico-console: serving {self.cluster} on {url}", flush=True)
+        print(
+            f"calico-console: {mode}; at most {self.sessions.limit} sessions; ctrl+c stops",
+            flush=True,
+        )
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        return default
+
+
+async def _end(service: AppService) -> None:
+    """Make sure a session's console is gone: it had QUIT_GRACE to quit; then SIGKILL."""
+    process = service._process
+    if process is None or process.returncode is not None:
+        return
+    try:
+        await asyncio.wait_for(process.wait(), QUIT_GRACE)
+    except TimeoutError:
+        log.warning("session %d did not quit in %.0f s: killed", process.pid, QUIT_GRACE)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
