@@ -33,13 +33,11 @@ import secrets
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 log = logging.getLogger("calico-console.web")
 
 DEFAULT_PORT = 8022
 DEFAULT_MAX_SESSIONS = 4
-QUIT_GRACE = 5.0  # seconds a console has to quit after its tab closed, then it is killed
 
 
 def is_loopback(host: str) -> bool:
@@ -67,18 +65,6 @@ def session_command(python: str, console_args: Sequence[str]) -> str:
     """The shell line textual-serve runs for each session (it uses a shell): `exec`, so the
     process it holds is the console itself and ending it ends the console."""
     return "exec " + shlex.join([python, "-m", "console.app", *console_args])
-
-
-@dataclass
-class Sessions:
-    """Console processes now running, against the limit (pure bookkeeping)."""
-
-    limit: int
-    running: set[int] = field(default_factory=set)  # pids
-
-    @property
-    def full(self) -> bool:
-        return len(self.running) >= self.limit
 
 
 def serve(

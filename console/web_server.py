@@ -11,14 +11,28 @@ import html
 import logging
 import secrets
 import signal
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
-from console.web import QUIT_GRACE, Sessions
-
 log = logging.getLogger("calico-console.web")
+
+QUIT_GRACE = 5.0  # seconds a console has to quit after its tab closed, then it is killed
+
+
+@dataclass
+class Sessions:
+    """Console processes now running, against the limit (pure bookkeeping)."""
+
+    limit: int
+    running: set[int] = field(default_factory=set)  # pids
+
+    @property
+    def full(self) -> bool:
+        return len(self.running) >= self.limit
+
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">

@@ -9,8 +9,8 @@ import shlex
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from console.web import Sessions, choose_token, is_loopback, session_command
-from console.web_server import ConsoleWebServer
+from console.web import choose_token, is_loopback, session_command
+from console.web_server import ConsoleWebServer, Sessions
 
 TOKEN = "s3cret-token"
 
