@@ -1,0 +1,220 @@
+"""`calico-console --web` in a real browser (Debian's chromium, headless, Playwright) on the
+shared 2-node lab (issue 16).
+
+What a person in front of the browser sees: the nodes view with both lab nodes, `:matrix`
+typed and run showing the walkthrough's matrix with nothing wrong, read-only keys that do
+nothing and say why; what the server does behind it: one console per tab, gone when the tab
+closes, a page of its own at the session limit, and 401 with no process started when a
+non-loopback address is opened without the token. Screenshots land in screenshots/web-*.png
+(linked from the README).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from calico.tutorial import HTTPD_IP
+
+from .browser import ROOT, browser, children, chromium_missing, open_tab, web_console
+from .test_console_matrix import tutorial  # noqa: F401  (the walkthrough's networks + httpd)
+
+pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.etcd, pytest.mark.slow]
+
+SHOTS = ROOT / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def served(tutorial, tmp_path_factory):  # noqa: F811
+    """The console served read-only (the default) on loopback, for the whole module."""
+    lab = tutorial
+    log = tmp_path_factory.mktemp("web") / "console-web.log"
+    with web_console(lab.etcd_endpoints, lab.name, log=log) as (proc, port):
+        yield lab, proc, f"http://127.0.0.1:{port}/"
+
+
+def settle_sessions(pid: int, want: int, timeout: float = 20.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while len(kids := children(pid)) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return kids
+
+
+def test_nodes_then_matrix_in_the_browser(served, chromium):
+    lab, proc, url = served
+    tab = open_tab(chromium, url)
+    try:
+        nodes = tab.wait_for_text("Nodes (2)", *lab.nodes[:2], "read-only", timeout=30)
+        assert all(re.search(rf"^\s*{n}\s", nodes, re.M) for n in lab.nodes[:2]), nodes
+        SHOTS.mkdir(exist_ok=True)
+        tab.page.screenshot(path=str(SHOTS / "web-nodes.png"))
+
+        # wait until both agents report both networks (what the matrix's sources are made of)
+        tab.command("networks")
+        tab.wait_for_text("network1", "network2")
+        tab.command("matrix")
+        screen = tab.wait_for(
+            lambda t: "Isolation matrix" in t and "probed in" in t,
+            timeout=60,
+            what="every probe answered",
+        )
+        m = re.search(r"(\d+) correct, (\d+) wrong", screen)
+        assert m and int(m.group(2)) == 0 and int(m.group(1)) >= 4, screen
+        assert "unknown" not in screen.split("Isolation matrix")[1].splitlines()[0]
+        # the httpd column, cell = expected observed: network1 reaches it from both nodes,
+        # network2 from neither
+        want = {"network1": ". .", "network2": "X X"}
+        for net in want:
+            for node in lab.nodes[:2]:
+                row = re.search(rf"^\s*{net}@{node}\s+(\S \S)\s*$", screen, re.M)
+                assert row and row.group(1) == want[net], (f"{net}@{node}", screen)
+        assert HTTPD_IP in screen
+        tab.page.screenshot(path=str(SHOTS / "web-matrix.png"))
+    finally:
+        tab.page.close()
+
+
+def test_read_only_keys_are_absent_and_say_why(served, chromium):
+    lab, proc, url = served
+    tab = open_tab(chromium, url)
+    try:
+        tab.wait_for_text("Nodes (2)")
+        tab.command("profiles")
+        screen = tab.wait_for_text("Profiles (", "network1", "describe")
+        footer = screen.splitlines()[-1]
+        assert "describe" in footer and "edit" not in footer and "delete" not in footer
+        assert "new pod" not in footer, footer
+        tab.press("e")
+        said = tab.wait_for_text("editing a resource is off", "--allow-changes", timeout=10)
+        assert "calico-edit-" not in said  # no editor, nothing written
+        tab.press("Control+d")
+        tab.wait_for_text("deleting a resource is off", timeout=10)
+        assert "Delete " not in tab.text()  # no confirm dialog
+        tab.page.screenshot(path=str(SHOTS / "web-read-only.png"))
+        tab.press("?")
+        helped = tab.wait_for_text("Keys in Profiles", "describe")
+        assert "in $EDITOR" not in helped and "delete the selected" not in helped, helped
+        assert "actions that change the cluster are hidden" in helped
+    finally:
+        tab.page.close()
+
+
+def test_one_console_per_tab_ended_when_the_tab_closes(served, chromium):
+    lab, proc, url = served
+    before = settle_sessions(proc.pid, 0)
+    assert before == set(), "sessions left from earlier tests"
+    first, second = open_tab(chromium, url), open_tab(chromium, url)
+    first.wait_for_text("Nodes (2)")
+    second.wait_for_text("Nodes (2)")
+    two = settle_sessions(proc.pid, 2)
+    assert len(two) == 2, two
+    for pid in two:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"console.app" in argv and b"--read-only" in argv, argv
+    first.page.close()
+    one = settle_sessions(proc.pid, 1)
+    assert len(one) == 1 and one < two, (one, two)
+    second.page.close()
+    assert settle_sessions(proc.pid, 0) == set()
+
+
+def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path):  # noqa: F811
+    lab = tutorial
+    log = tmp_path / "limit.log"
+    with web_console(lab.etcd_endpoints, lab.name, "--max-sessions", "1", log=log) as (
+        proc,
+        port,
+    ):
+        url = f"http://127.0.0.1:{port}/"
+        first = open_tab(chromium, url)
+        first.wait_for_text("Nodes (2)")
+        page = chromium.new_page()
+        response = page.goto(url)
+        assert response is not None and response.status == 503
+        assert "all 1 console sessions are in use" in page.inner_text("body")
+        assert len(children(proc.pid)) == 1
+        page.close()
+        first.page.close()
+        settle_sessions(proc.pid, 0)
+        again = open_tab(chromium, url)  # a freed seat is usable again
+        again.wait_for_text("Nodes (2)")
+        again.page.close()
+
+
+ASK = """
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=10)
+    print(r.status, r.read().decode()[:2000])
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode()[:2000])
+"""
+
+
+@pytest.fixture
+def netns():
+    """A network namespace of our own with one non-loopback address, so a
+    non-loopback listener is reachable from nowhere else (a veth pair with both ends inside:
+    this kernel has no dummy links); removed on exit."""
+    name = "cweb" + secrets.token_hex(3)
+    address = "198.51.100.7"  # TEST-NET-2: documentation space, routed nowhere
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in (
+            ["ip", "-n", name, "link", "set", "lo", "up"],
+            ["ip", "-n", name, "link", "add", "web0", "type", "veth", "peer", "name", "web1"],
+            ["ip", "-n", name, "link", "set", "web1", "up"],
+            ["ip", "-n", name, "addr", "add", f"{address}/24", "dev", "web0"],
+            ["ip", "-n", name, "link", "set", "web0", "up"],
+        ):
+            subprocess.run(cmd, check=True)
+        yield name, address
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_off_loopback_without_the_token_is_401_and_nothing_runs(tutorial, netns, tmp_path):  # noqa: F811
+    lab = tutorial
+    name, address = netns
+    log = tmp_path / "token.log"
+    inside = ["ip", "netns", "exec", name]
+    with web_console(lab.etcd_endpoints, lab.name, "--host", address, prefix=inside, log=log) as (
+        proc,
+        port,
+    ):
+        printed = log.read_text()
+        token = re.search(r"\?token=([\w-]+)", printed)
+        assert token, printed  # generated and printed, in the address to open
+        base = f"http://{address}:{port}"
+
+        def ask(path: str) -> tuple[int, str]:
+            out = subprocess.run(
+                [*inside, sys.executable, "-c", ASK, base + path],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            code, _, body = out.partition(" ")
+            return int(code), body
+
+        for path in ("/", "/ws", "/static/js/textual.js", "/?token=not-it"):
+            code, body = ask(path)
+            assert code == 401 and "needs its token" in body, (path, code, body)
+        assert children(proc.pid) == set()  # no console was started for any of them
+        code, body = ask(f"/?token={token.group(1)}")
+        assert code == 200 and "textual-terminal" in body
