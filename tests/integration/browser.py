@@ -63,6 +63,7 @@ class BrowserTab:
         self.screen: pyte.Screen | None = None
         self.stream: pyte.ByteStream | None = None
         self.frames: list[float] = []  # perf_counter() of every data frame received
+        self.on_frame: list[Callable[[BrowserTab], None]] = []  # called after each one
         page.on("websocket", self._watch)
 
     def _watch(self, ws) -> None:
@@ -82,13 +83,13 @@ class BrowserTab:
             self.screen.resize(lines=int(size["height"]), columns=int(size["width"]))
 
     def _frame(self, payload: str | bytes) -> None:
-        if isinstance(payload, str):
-            if payload.startswith('["'):  # textual-serve's JSON (pong, open_url), not output
-                return
-            payload = payload.encode("utf-8", "surrogateescape")
+        if isinstance(payload, str):  # textual-serve's JSON (pong, open_url): not output
+            return
         self.frames.append(time.perf_counter())
         assert self.stream is not None
         self.stream.feed(payload)
+        for hook in self.on_frame:
+            hook(self)
 
     def text(self) -> str:
         return "\n".join(self.screen.display) if self.screen else ""
@@ -136,9 +137,14 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def open_tab(b, url: str, size=(1400, 900)) -> BrowserTab:
+def open_tab(
+    b, url: str, size=(1400, 900), *, init_script: str = "", on_frame=()
+) -> BrowserTab:
     page = b.new_page(viewport={"width": size[0], "height": size[1]})
+    if init_script:
+        page.add_init_script(init_script)
     tab = BrowserTab(page)
+    tab.on_frame.extend(on_frame)
     page.goto(url)
     page.wait_for_selector("body.-first-byte", timeout=30_000)
     page.click(".textual-terminal")  # the keyboard goes to xterm's input, as a person's would
