@@ -102,6 +102,7 @@ class ConsoleWebServer(Server):
         self.cluster = cluster
         self.read_only = read_only
         self.cookie = f"calico-console-{port}"
+        self.services: dict[int, AppService] = {}  # pid -> its session, while it runs
 
     # ------------------------------------------------------------ the gate
     def _authorized(self, request: web.Request) -> bool:
@@ -143,7 +144,17 @@ class ConsoleWebServer(Server):
             ]
         )
         app.on_startup.append(self.on_startup)
+        app.on_shutdown.append(self.on_shutdown)
         return app
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """The server stops (ctrl+c, SIGTERM) with tabs still open: their consoles go too.
+        A console does not act on SIGTERM itself (Textual's web driver reads its quit from
+        stdin), so each is asked to quit, given QUIT_GRACE, then killed."""
+        services = list(self.services.values())
+        for service in services:
+            await service.send_meta({"type": "quit"})
+        await asyncio.gather(*(_end(s) for s in services), return_exceptions=True)
 
     # ------------------------------------------------------------ the page and the sessions
     async def handle_index(self, request: web.Request) -> web.Response:  # type: ignore[override]
@@ -180,6 +191,7 @@ class ConsoleWebServer(Server):
             assert process is not None
             pid = process.pid
             self.sessions.running.add(pid)
+            self.services[pid] = service
             log.info("session %d started (%d running)", pid, len(self.sessions.running))
             try:
                 await self._process_messages(websocket, service)
@@ -192,6 +204,7 @@ class ConsoleWebServer(Server):
         finally:
             await _end(service)
             self.sessions.running.discard(pid)
+            self.services.pop(pid, None)
             log.info("session %d ended (%d running)", pid, len(self.sessions.running))
             if not websocket.closed:
                 await websocket.close()

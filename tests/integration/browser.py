@@ -137,9 +137,7 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def open_tab(
-    b, url: str, size=(1400, 900), *, init_script: str = "", on_frame=()
-) -> BrowserTab:
+def open_tab(b, url: str, size=(1400, 900), *, init_script: str = "", on_frame=()) -> BrowserTab:
     page = b.new_page(viewport={"width": size[0], "height": size[1]})
     if init_script:
         page.add_init_script(init_script)

@@ -134,15 +134,18 @@ def test_one_console_per_tab_ended_when_the_tab_closes(served, chromium):
 
 
 def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path):  # noqa: F811
+    """Also: --allow-changes brings the changing keys back, and stopping the server ends
+    the sessions it still had."""
     lab = tutorial
     log = tmp_path / "limit.log"
-    with web_console(lab.etcd_endpoints, lab.name, "--max-sessions", "1", log=log) as (
-        proc,
-        port,
-    ):
+    extra = ("--max-sessions", "1", "--allow-changes")
+    with web_console(lab.etcd_endpoints, lab.name, *extra, log=log) as (proc, port):
         url = f"http://127.0.0.1:{port}/"
         first = open_tab(chromium, url)
         first.wait_for_text("Nodes (2)")
+        first.command("profiles")
+        footer = first.wait_for_text("Profiles (", "edit", "delete").splitlines()[-1]
+        assert "edit" in footer and "new pod" in footer and "read-only" not in first.text()
         page = chromium.new_page()
         response = page.goto(url)
         assert response is not None and response.status == 503
@@ -153,7 +156,15 @@ def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path): 
         settle_sessions(proc.pid, 0)
         again = open_tab(chromium, url)  # a freed seat is usable again
         again.wait_for_text("Nodes (2)")
-        again.page.close()
+        left = settle_sessions(proc.pid, 1)
+        argv = Path(f"/proc/{next(iter(left))}/cmdline").read_bytes().split(b"\0")
+        assert b"--read-only" not in argv, argv
+    # the server is stopped (SIGTERM) with that tab still open: its console went with it
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in left) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in left), left
+    again.page.close()
 
 
 ASK = """
