@@ -8,6 +8,9 @@ not dead, though: a person who knows `e` from the terminal presses it and is tol
 happens. `changing()` makes that pair of bindings; `ConsoleScreen.check_action` asks
 `action_allowed()` which one of the pair is live.
 
+One change is also off in a browser even with `--allow-changes`: editing, since `$EDITOR`
+runs where the console process runs (the server) and would block it there.
+
 What counts as a change: anything that leaves the cluster different afterwards (a resource
 edited or deleted, a pod launched, the tutorial's network files and pods). Probes are not:
 a probe pod is removed when its probe ends, and `:matrix` in a read-only browser is exactly
@@ -26,22 +29,36 @@ CHANGING_ACTIONS: dict[str, str] = {
     "run_step": "running a tutorial step (it writes network files and starts pods)",
     "run_all": "running the tutorial (it writes network files and starts pods)",
 }
-REFUSE_ACTION = "refuse_change"  # the hidden twin of a changing binding, live when read-only
+REFUSE_ACTION = "refuse_change"  # the hidden twin of a changing binding, live when refused
+# actions that need the console's own terminal: in a browser they would run on the server
+TERMINAL_ONLY: dict[str, str] = {
+    "edit": "$EDITOR would open on the server running this console, not in this browser; "
+    "use calicoctl apply, or the console in a terminal",
+}
 
 
-def action_allowed(action: str, read_only: bool) -> bool:
-    """Whether `action` is live: a changing action only when changes are allowed, its
-    refusal only when they are not, everything else always."""
+def runnable(action: str, *, read_only: bool, web: bool) -> bool:
+    """Whether a changing action can run here (anything else always can)."""
+    if action not in CHANGING_ACTIONS:
+        return True
+    return not read_only and not (web and action in TERMINAL_ONLY)
+
+
+def action_allowed(
+    action: str, parameters: tuple[object, ...] = (), *, read_only: bool, web: bool = False
+) -> bool:
+    """Whether a binding's action is live: a changing action when it can run here, its
+    refusal twin (parameters: the action it stands for) exactly when that one cannot."""
     if action == REFUSE_ACTION:
-        return read_only
-    if action in CHANGING_ACTIONS:
-        return not read_only
-    return True
+        return not runnable(str(parameters[0]) if parameters else "", read_only=read_only, web=web)
+    return runnable(action, read_only=read_only, web=web)
 
 
-def refusal(action: str, *, web: bool) -> str:
-    """The notice a read-only console gives for a changing key."""
+def refusal(action: str, *, read_only: bool, web: bool) -> str:
+    """The notice a changing key gives where it cannot run."""
     doing = CHANGING_ACTIONS.get(action, action)
+    if not read_only and web and action in TERMINAL_ONLY:
+        return f"{doing} is off in a browser: {TERMINAL_ONLY[action]}"
     if web:
         why = (
             "the web console is read-only (anyone with its address drives it); "

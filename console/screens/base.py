@@ -40,13 +40,16 @@ class ConsoleScreen(Screen[None]):
         return cast("CalicoConsole", self.app)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """False hides a changing action (footer, help, palette) when read-only, and its
-        refusal twin otherwise: the decision is console/access.py's."""
-        return action_allowed(action, self.console.read_only)
+        """False hides a changing action (footer, help, palette) where it cannot run, and
+        its refusal twin otherwise: the decision is console/access.py's."""
+        return action_allowed(
+            action, parameters, read_only=self.console.read_only, web=self.app.is_web
+        )
 
     def action_refuse_change(self, action: str) -> None:
-        """A changing key pressed on a read-only console: say why nothing happens."""
-        self.notify(refusal(action, web=self.app.is_web), severity="warning", timeout=6)
+        """A changing key pressed where it cannot run: say why nothing happens."""
+        text = refusal(action, read_only=self.console.read_only, web=self.app.is_web)
+        self.notify(text, severity="warning", timeout=6)
 
     def hidden_actions(self) -> Collection[str]:
         """Actions bound here but left out of help and the command palette just now."""

@@ -134,8 +134,8 @@ def test_one_console_per_tab_ended_when_the_tab_closes(served, chromium):
 
 
 def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path):  # noqa: F811
-    """Also: --allow-changes brings the changing keys back, and stopping the server ends
-    the sessions it still had."""
+    """Also: --allow-changes brings the changing keys back (not edit: see console/access.py),
+    and stopping the server ends the sessions it still had."""
     lab = tutorial
     log = tmp_path / "limit.log"
     extra = ("--max-sessions", "1", "--allow-changes")
@@ -144,8 +144,12 @@ def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path): 
         first = open_tab(chromium, url)
         first.wait_for_text("Nodes (2)")
         first.command("profiles")
-        footer = first.wait_for_text("Profiles (", "edit", "delete").splitlines()[-1]
-        assert "edit" in footer and "new pod" in footer and "read-only" not in first.text()
+        footer = first.wait_for_text("Profiles (", "delete").splitlines()[-1]
+        assert "new pod" in footer and "read-only" not in first.text(), footer
+        # ... except editing: $EDITOR would open on the server, not in the browser
+        assert "edit" not in footer, footer
+        first.press("e")
+        first.wait_for_text("editing a resource is off in a browser", timeout=10)
         page = chromium.new_page()
         response = page.goto(url)
         assert response is not None and response.status == 503

@@ -28,19 +28,31 @@ def app(read_only: bool) -> CalicoConsole:
 
 
 def test_decision_is_a_pair_exactly_one_of_which_is_live():
-    for action in CHANGING_ACTIONS:
-        assert action_allowed(action, read_only=False) is True
-        assert action_allowed(action, read_only=True) is False
-    assert action_allowed(REFUSE_ACTION, read_only=True) is True
-    assert action_allowed(REFUSE_ACTION, read_only=False) is False
+    for web in (False, True):
+        for action in CHANGING_ACTIONS:
+            assert action_allowed(action, read_only=True, web=web) is False
+            assert action_allowed(REFUSE_ACTION, (action,), read_only=True, web=web) is True
+            for_here = action_allowed(action, read_only=False, web=web)
+            assert for_here is not action_allowed(
+                REFUSE_ACTION, (action,), read_only=False, web=web
+            )
+    assert action_allowed("edit", read_only=False, web=False) is True
+    assert action_allowed("delete", read_only=False, web=True) is True
     assert action_allowed("describe", read_only=True) is True
     assert action_allowed("probe", read_only=True) is True  # probe pods are removed again
 
 
+def test_editing_is_off_in_a_browser_even_with_changes_allowed():
+    assert action_allowed("edit", read_only=False, web=True) is False
+    assert action_allowed(REFUSE_ACTION, ("edit",), read_only=False, web=True) is True
+    said = refusal("edit", read_only=False, web=True)
+    assert "in a browser" in said and "$EDITOR" in said and "read-only" not in said
+
+
 def test_refusal_names_the_action_and_the_way_out():
-    web = refusal("edit", web=True)
+    web = refusal("edit", read_only=True, web=True)
     assert "editing a resource" in web and "--allow-changes" in web
-    assert "--read-only" in refusal("delete", web=False)
+    assert "--read-only" in refusal("delete", read_only=True, web=False)
 
 
 def test_changing_refuses_an_action_it_does_not_know():
