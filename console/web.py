@@ -94,7 +94,7 @@ def serve(
         read_only=read_only,
     )
     logging.basicConfig(level=logging.INFO, format="calico-console: %(message)s")
-    server.initialize_logging = lambda: None  # type: ignore[method-assign]  # ours, above
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # sessions, not every GET
     try:
         server.serve()
     except OSError as exc:  # the port is taken, the address is not ours

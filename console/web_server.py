@@ -143,7 +143,6 @@ class ConsoleWebServer(Server):
                 web.static("/static", self.statics_path, name="static"),
             ]
         )
-        app.on_startup.append(self.on_startup)
         app.on_shutdown.append(self.on_shutdown)
         return app
 
@@ -210,16 +209,39 @@ class ConsoleWebServer(Server):
                 await websocket.close()
         return websocket
 
-    async def on_startup(self, app: web.Application) -> None:
+    def announce(self) -> None:
+        """Where to point a browser, printed once the port is bound (not before: a port in
+        use must not first claim to be served)."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         url = f"http://{shown}:{self.port}/"
         if self.token:
             url += f"?token={self.token}"
         mode = "read-only" if self.read_only else "changes allowed (--allow-changes)"
         print(f"calico-console: serving {self.cluster} on {url}", flush=True)
+        if self.host in ("0.0.0.0", "::"):
+            print(
+                f"calico-console: every address of this machine: from elsewhere, put one of "
+                f"them in place of {shown}",
+                flush=True,
+            )
         print(
             f"calico-console: {mode}; at most {self.sessions.limit} sessions; ctrl+c stops",
             flush=True,
+        )
+
+    def serve(self, debug: bool = False) -> None:
+        """Until ctrl+c or SIGTERM. textual-serve's own serve() prints its banner before it
+        binds and installs Rich logging; this one announces after binding."""
+        loop = asyncio.new_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_exit)
+        web.run_app(
+            self._make_app(),
+            host=self.host,
+            port=self.port,
+            handle_signals=False,
+            loop=loop,
+            print=lambda _banner: self.announce(),
         )
 
 

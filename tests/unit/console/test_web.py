@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -123,3 +127,27 @@ def test_at_the_session_limit_the_page_says_so():
         assert (await client.get(f"/?token={TOKEN}")).status == 200
 
     run(check, srv)
+
+
+def console_web(*args: str) -> subprocess.CompletedProcess:
+    """`calico-console --web` as a person runs it (a cluster nobody listens on: the server
+    must fail before any session would connect)."""
+    exe = Path(sys.executable).with_name("calico-console")
+    cmd = [str(exe), "--web", "--etcd-endpoints", "http://127.0.0.1:1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_a_port_in_use_is_one_line_and_nothing_claims_to_serve():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run_ = console_web("--port", str(port))
+    assert run_.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in run_.stderr and "in use" in run_.stderr
+    assert "serving" not in run_.stdout
+
+
+def test_at_least_one_session():
+    run_ = console_web("--max-sessions", "0")
+    assert run_.returncode == 2 and "--max-sessions must be at least 1" in run_.stderr
