@@ -188,6 +188,10 @@ class CalicoConsole(App):
         return sorted(n for n in names if n)
 
     def action_screenshot_svg(self) -> None:
+        if self.is_web:  # a file on the server is no use to the browser: it opens in a tab
+            self.deliver_screenshot()
+            self.notify("screenshot: opened in a new tab (SVG)")
+            return
         path = self.save_screenshot()
         self.notify(f"screenshot saved: {path}")
 

@@ -140,6 +140,8 @@ class ConsoleWebServer(Server):
             [
                 web.get("/", self.handle_index, name="index"),
                 web.get("/ws", self.handle_websocket, name="websocket"),
+                # ctrl+s: the screenshot a session hands to its browser (textual-serve's)
+                web.get("/download/{key}", self.handle_download, name="download"),
                 web.static("/static", self.statics_path, name="static"),
             ]
         )

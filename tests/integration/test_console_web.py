@@ -85,6 +85,15 @@ def test_nodes_then_matrix_in_the_browser(served, chromium):
                 assert row and row.group(1) == want[net], (f"{net}@{node}", screen)
         assert HTTPD_IP in screen
         tab.page.screenshot(path=str(SHOTS / "web-matrix.png"))
+
+        # ctrl+s: the console's own SVG screenshot, handed to the browser in a new tab
+        with tab.page.context.expect_page(timeout=15_000) as opened:
+            tab.press("Control+s")
+        svg = opened.value
+        svg.wait_for_load_state()
+        assert "svg" in (svg.evaluate("document.contentType") or "")
+        assert "Isolation" in svg.content() and "wrong" in svg.content()
+        svg.close()
     finally:
         tab.page.close()
 
