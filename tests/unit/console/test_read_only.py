@@ -122,3 +122,15 @@ async def _tutorial_read_only() -> None:
         assert screen.running is None
         assert all(step.result is None for step in screen.tutorial.steps)
         assert any("running the tutorial" in n.message for n in pilot.app._notifications)
+
+
+def test_snapshot_read_only_profiles_after_pressing_e(snap_compare):
+    """The footer without edit, delete or new pod; the notice the e key gave instead."""
+
+    async def go(pilot):
+        pilot.app.switch_view("profiles")
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+
+    assert snap_compare(app(read_only=True), terminal_size=SIZE, run_before=go)
