@@ -24,14 +24,27 @@ QUIT_GRACE = 5.0  # seconds a console has to quit after its tab closed, then it 
 
 @dataclass
 class Sessions:
-    """Console processes now running, against the limit (pure bookkeeping)."""
+    """Seats against the limit, and the console processes in them (pure bookkeeping).
+
+    A seat is taken before the websocket's first await and given back after its console
+    is gone, so two tabs opening at once cannot both take the last one."""
 
     limit: int
-    running: set[int] = field(default_factory=set)  # pids
+    seats: int = 0
+    running: set[int] = field(default_factory=set)  # pids of the consoles started
 
     @property
     def full(self) -> bool:
-        return len(self.running) >= self.limit
+        return self.seats >= self.limit
+
+    def take(self) -> bool:
+        if self.full:
+            return False
+        self.seats += 1
+        return True
+
+    def give_back(self) -> None:
+        self.seats = max(0, self.seats - 1)
 
 
 PAGE = """<!DOCTYPE html>
@@ -122,17 +135,20 @@ class ConsoleWebServer(Server):
                 "Nothing was started.",
             )
         if request.path in ("/", "/ws") and self.sessions.full:
-            n = self.sessions.limit
-            return message_page(
-                503,
-                f"all {n} console sessions are in use",
-                f"This server runs at most {n} consoles at once (--max-sessions). "
-                "Close a tab that shows it, or wait, then reload this page.",
-            )
+            return self.limit_page()
         response = await handler(request)
         if self.token is not None and request.query.get("token"):
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict")
         return response
+
+    def limit_page(self) -> web.Response:
+        n = self.sessions.limit
+        return message_page(
+            503,
+            f"all {n} console sessions are in use",
+            f"This server runs at most {n} consoles at once (--max-sessions). "
+            "Close a tab that shows it, or wait, then reload this page.",
+        )
 
     async def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self.gate])
@@ -174,6 +190,14 @@ class ConsoleWebServer(Server):
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One console per websocket; it ends when the websocket does (the tab closed)."""
+        if not self.sessions.take():  # before any await: the seat is ours or nobody's
+            raise web.HTTPServiceUnavailable(text=self.limit_page().text, content_type="text/html")
+        try:
+            return await self._session(request)
+        finally:
+            self.sessions.give_back()
+
+    async def _session(self, request: web.Request) -> web.WebSocketResponse:
         websocket = web.WebSocketResponse(heartbeat=15)
         width = _int(request.query.get("width"), 80)
         height = _int(request.query.get("height"), 24)

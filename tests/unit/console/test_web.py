@@ -41,11 +41,12 @@ def test_session_command_execs_the_console_with_its_arguments():
     assert words[4:] == ["--etcd-endpoints", "http://a b", "--read-only"]
 
 
-def test_sessions_count_against_the_limit():
+def test_sessions_count_seats_against_the_limit():
     sessions = Sessions(2)
-    assert not sessions.full
-    sessions.running |= {10, 11}
-    assert sessions.full
+    assert sessions.take() and sessions.take()
+    assert sessions.full and not sessions.take() and sessions.seats == 2
+    sessions.give_back()
+    assert not sessions.full and sessions.take()
 
 
 def server(token: str | None = TOKEN, limit: int = 4) -> ConsoleWebServer:
@@ -115,7 +116,7 @@ def test_the_page_fetches_nothing_from_another_host():
 
 def test_at_the_session_limit_the_page_says_so():
     srv = server(limit=2)
-    srv.sessions.running |= {101, 102}
+    srv.sessions.seats = 2
 
     async def check(client: TestClient) -> None:
         for path in (f"/?token={TOKEN}", f"/ws?token={TOKEN}"):
@@ -123,7 +124,7 @@ def test_at_the_session_limit_the_page_says_so():
             assert resp.status == 503, path
             text = await resp.text()
             assert "all 2 console sessions are in use" in text and "--max-sessions" in text
-        srv.sessions.running.discard(101)
+        srv.sessions.give_back()
         assert (await client.get(f"/?token={TOKEN}")).status == 200
 
     run(check, srv)
