@@ -6,8 +6,11 @@ relays the terminal between it and the browser, and its package ships the JavaSc
 front of it (its `Server` has no authentication and no limit on processes):
 
 - a token, required whenever the server listens on anything but loopback: generated (and
-  printed in the address to open) unless given. The browser brings it once as `?token=`,
-  the page answers with an HttpOnly cookie that the websocket and the static files carry.
+  printed in the address to open) unless given (`--token` or CALICO_CONSOLE_TOKEN, which
+  keeps it out of `ps`). The browser brings it once as `?token=`; the server answers with
+  an HttpOnly cookie and a redirect to the same address without it (a projected address
+  bar must not show the token to the room); the page, websocket and static files then
+  carry the cookie.
   Without it every route answers 401 before anything starts: no console process runs.
 - a limit on sessions (default 4): each session is a full console with its own etcd watch
   and node poller (about 60 MB and one etcd watch each), so a projected URL opened by a
@@ -29,12 +32,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import secrets
 import shlex
 import sys
 from collections.abc import Sequence
-
-log = logging.getLogger("calico-console.web")
 
 DEFAULT_PORT = 8022
 DEFAULT_MAX_SESSIONS = 4
@@ -117,7 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     web_group.add_argument(
         "--token",
-        help="token browsers must bring (?token=); off loopback one is generated if not given",
+        default=os.environ.get("CALICO_CONSOLE_TOKEN") or None,
+        help="token browsers must bring (?token=; default $CALICO_CONSOLE_TOKEN); "
+        "off loopback one is generated if none is given",
     )
     web_group.add_argument(
         "--allow-changes",

@@ -134,12 +134,18 @@ class ConsoleWebServer(Server):
                 "Open the address calico-console --web printed (it ends in ?token=...). "
                 "Nothing was started.",
             )
+        if self.token is not None and request.query.get("token"):
+            # the token becomes a cookie and leaves the address bar: a projected screen
+            # must not show it to the room
+            rest = request.rel_url.with_query(
+                [(k, v) for k, v in request.query.items() if k != "token"]
+            )
+            response = web.Response(status=302, headers={"Location": str(rest)})
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict")
+            return response
         if request.path in ("/", "/ws") and self.sessions.full:
             return self.limit_page()
-        response = await handler(request)
-        if self.token is not None and request.query.get("token"):
-            response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict")
-        return response
+        return await handler(request)
 
     def limit_page(self) -> web.Response:
         n = self.sessions.limit

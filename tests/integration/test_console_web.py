@@ -180,13 +180,15 @@ def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path): 
     again.page.close()
 
 
+# a client with a cookie jar, as a browser is: prints the status, the final URL, the body
 ASK = """
-import sys, urllib.request, urllib.error
+import http.cookiejar, sys, urllib.request, urllib.error
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=10)
-    print(r.status, r.read().decode()[:2000])
+    r = opener.open(sys.argv[1], timeout=10)
+    print(r.status, r.url, r.read().decode()[:2000])
 except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode()[:2000])
+    print(e.code, e.url, e.read().decode()[:2000])
 """
 
 
@@ -226,19 +228,20 @@ def test_off_loopback_without_the_token_is_401_and_nothing_runs(tutorial, netns,
         assert token, printed  # generated and printed, in the address to open
         base = f"http://{address}:{port}"
 
-        def ask(path: str) -> tuple[int, str]:
+        def ask(path: str) -> tuple[int, str, str]:
             out = subprocess.run(
                 [*inside, sys.executable, "-c", ASK, base + path],
                 capture_output=True,
                 text=True,
                 timeout=30,
             ).stdout
-            code, _, body = out.partition(" ")
-            return int(code), body
+            code, url, body = out.split(" ", 2)
+            return int(code), url, body
 
         for path in ("/", "/ws", "/static/js/textual.js", "/?token=not-it"):
-            code, body = ask(path)
+            code, _, body = ask(path)
             assert code == 401 and "needs its token" in body, (path, code, body)
         assert children(proc.pid) == set()  # no console was started for any of them
-        code, body = ask(f"/?token={token.group(1)}")
+        code, landed, body = ask(f"/?token={token.group(1)}")
         assert code == 200 and "textual-terminal" in body
+        assert "token" not in landed, landed  # the cookie has it; the address bar does not

@@ -88,11 +88,13 @@ def test_without_the_token_every_route_is_401_and_no_console_runs():
 
 def test_the_token_opens_the_page_and_its_cookie_the_rest():
     async def check(client: TestClient) -> None:
-        page = await client.get(f"/?token={TOKEN}")
+        first = await client.get(f"/?fontsize=20&token={TOKEN}", allow_redirects=False)
+        assert first.status == 302 and first.headers["Location"] == "/?fontsize=20"
+        assert first.cookies["calico-console-8022"]["httponly"]
+        page = await client.get(first.headers["Location"])  # the jar carries the cookie now
         assert page.status == 200
-        assert "calico-console-8022" in page.cookies
-        assert page.cookies["calico-console-8022"]["httponly"]
         body = await page.text()
+        assert 'data-font-size="20"' in body
         assert 'data-session-websocket-url="ws://' in body and "/ws" in body
         # the cookie jar now carries the token: the script loads without ?token=
         js = await client.get("/static/js/textual.js")
@@ -152,3 +154,17 @@ def test_a_port_in_use_is_one_line_and_nothing_claims_to_serve():
 def test_at_least_one_session():
     run_ = console_web("--max-sessions", "0")
     assert run_.returncode == 2 and "--max-sessions must be at least 1" in run_.stderr
+
+
+def test_the_token_may_come_from_the_environment(monkeypatch):
+    import argparse
+
+    from console.web import add_arguments
+
+    monkeypatch.setenv("CALICO_CONSOLE_TOKEN", "from-env")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--web"]).token == "from-env"
+    assert parser.parse_args(["--web", "--token", "flag"]).token == "flag"
+    args = parser.parse_args(["--web"])
+    assert (args.host, args.max_sessions, args.allow_changes) == ("127.0.0.1", 4, False)
