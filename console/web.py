@@ -10,13 +10,18 @@ front of it (its `Server` has no authentication and no limit on processes):
   keeps it out of `ps`). The browser brings it once as `?token=`; the server answers with
   an HttpOnly cookie and a redirect to the same address without it (a projected address
   bar must not show the token to the room); the page, websocket and static files then
-  carry the cookie.
-  Without it every route answers 401 before anything starts: no console process runs.
+  carry the cookie. Without it every route answers 401 before anything starts: no console
+  process runs.
 - a limit on sessions (default 4): each session is a full console with its own etcd watch
-  and node poller (about 60 MB and one etcd watch each), so a projected URL opened by a
-  whole class must not fork one per seat. At the limit the page says so (503).
+  and node poller (63 MB resident each, measured; the server itself 55 MB), so a projected
+  URL opened by a whole class must not fork one per seat. At the limit the page says so
+  (503), and a seat is taken before the websocket's first await.
 - one process per tab, ended when the tab closes: the websocket's end asks the console to
-  quit, and a console still alive 5 s later is killed (by its own pid).
+  quit, and a console still alive 5 s later is killed (by its own pid); stopping the
+  server does the same for every tab still open. (textual-serve's own stop waits forever
+  for a console that does not quit, and a console ignores SIGTERM under the web driver.)
+- ctrl+s hands the console's SVG screenshot to the browser (textual-serve's download
+  route), since a file written on the server is of no use to the person at the page.
 - its own page, not textual-serve's template: that one loads Roboto Mono from Google's font
   CDN, and a lab in a classroom may have no way out; this page takes the font from the
   package's static files, so nothing is fetched from outside.
