@@ -64,7 +64,9 @@ class BrowserTab:
         self.stream: pyte.ByteStream | None = None
         self.frames: list[float] = []  # perf_counter() of every data frame received
         self.on_frame: list[Callable[[BrowserTab], None]] = []  # called after each one
+        self.requests: list[str] = []  # every URL the page asked for
         page.on("websocket", self._watch)
+        page.on("request", lambda r: self.requests.append(r.url))
 
     def _watch(self, ws) -> None:
         query = parse_qs(urlparse(ws.url).query)

@@ -63,6 +63,11 @@ def test_nodes_then_matrix_in_the_browser(served, chromium):
         assert all(re.search(rf"^\s*{n}\s", nodes, re.M) for n in lab.nodes[:2]), nodes
         SHOTS.mkdir(exist_ok=True)
         tab.page.screenshot(path=str(SHOTS / "web-nodes.png"))
+        # the page, its script, style and font all came from this server, nothing else
+        origin = url.rstrip("/")
+        assert any(r.endswith("/static/js/textual.js") for r in tab.requests), tab.requests
+        assert any("/static/fonts/RobotoMono" in r for r in tab.requests), tab.requests
+        assert all(r.startswith(origin) for r in tab.requests), tab.requests
 
         # wait until both agents report both networks (what the matrix's sources are made of)
         tab.command("networks")
