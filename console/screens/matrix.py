@@ -399,10 +399,12 @@ class MatrixScreen(ConsoleScreen):
                 table.update_cell(f"r{i}", f"c{j}", cell_text(cell, pending=(i, j) in self.pending))
             except Exception:
                 pass
-        again = bound_key(self, "probe")
-        self.stale = (
-            f"policy changed ({changed} expected cells moved): press {again} to probe again"
-        )
+        if changed:  # a change that moves no expected mark (e.g. a probe's pod creating its
+            # network's profile) leaves every observed mark as good as it was
+            again = bound_key(self, "probe")
+            self.stale = (
+                f"policy changed ({changed} expected cells moved): press {again} to probe again"
+            )
         self.update_title()
         self.update_detail()
 
