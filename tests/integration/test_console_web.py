@@ -143,8 +143,12 @@ def test_one_console_per_tab_ended_when_the_tab_closes(served, chromium):
     first.page.close()
     one = settle_sessions(proc.pid, 1)
     assert len(one) == 1 and one < two, (one, two)
-    second.page.close()
+    # q in the page quits that console: the page says so and offers a new one
+    second.press("q")
+    second.page.wait_for_selector("#ended", state="visible", timeout=15_000)
+    assert "session ended" in second.page.inner_text("#ended")
     assert settle_sessions(proc.pid, 0) == set()
+    second.page.close()
 
 
 def test_the_session_limit_has_a_page_of_its_own(tutorial, chromium, tmp_path):  # noqa: F811
