@@ -224,7 +224,11 @@ def find_lab_endpoints() -> tuple[str, str] | None:
         names = subprocess.run(
             [program("calico-lab"), "list"], capture_output=True, text=True, timeout=10
         )
-        for name in names.stdout.split():
+        # the lab `calico-lab` itself would pick first ($CALICO_LAB, else its default
+        # "calilab"), then any other: with test labs about, the console opens the one
+        # `calico-lab up` just started
+        preferred = os.environ.get("CALICO_LAB") or "calilab"
+        for name in sorted(names.stdout.split(), key=lambda n: n != preferred):
             env = subprocess.run(
                 [program("calico-lab"), "env", "--name", name],
                 capture_output=True,
