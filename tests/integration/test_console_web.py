@@ -1,12 +1,17 @@
 """`calico-console --web` in a real browser (Debian's chromium, headless, Playwright) on the
 shared 2-node lab (issue 16).
 
-What a person in front of the browser sees: the nodes view with both lab nodes, `:matrix`
-typed and run showing the walkthrough's matrix with nothing wrong, read-only keys that do
-nothing and say why; what the server does behind it: one console per tab, gone when the tab
-closes, a page of its own at the session limit, and 401 with no process started when a
-non-loopback address is opened without the token. Screenshots land in screenshots/web-*.png
-(linked from the README).
+What a person in front of the browser sees: the nodes view with both lab nodes, every
+request going to the console's own server, `:matrix` typed and run showing the
+walkthrough's matrix with nothing wrong, ctrl+s opening its SVG in a new tab, read-only keys
+that do nothing and say why (and with --allow-changes, there again except edit), q ending
+the session with a page that says so. What the server does behind it: one console per tab,
+gone when the tab closes or the server stops, a page of its own at the session limit, and
+401 with no process started when a non-loopback address (in a namespace of the test's own)
+is opened without the token. Screenshots land in screenshots/web-*.png (linked from the
+README).
+
+    sudo .venv/bin/python -m pytest tests/integration/test_console_web.py
 """
 
 from __future__ import annotations
