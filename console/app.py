@@ -207,6 +207,10 @@ class CalicoConsole(App):
         return sorted(n for n in names if n)
 
     def action_screenshot_svg(self) -> None:
+        if self.is_web:  # a file on the server is no use to the browser: it opens in a tab
+            self.deliver_screenshot()
+            self.notify("screenshot: opened in a new tab (SVG)")
+            return
         path = self.save_screenshot()
         self.notify(f"screenshot saved: {path}")
 
@@ -239,7 +243,11 @@ def find_lab_endpoints() -> tuple[str, str] | None:
         names = subprocess.run(
             [program("calico-lab"), "list"], capture_output=True, text=True, timeout=10
         )
-        for name in names.stdout.split():
+        # the lab `calico-lab` itself would pick first ($CALICO_LAB, else its default
+        # "calilab"), then any other: with test labs about, the console opens the one
+        # `calico-lab up` just started
+        preferred = os.environ.get("CALICO_LAB") or "calilab"
+        for name in sorted(names.stdout.split(), key=lambda n: n != preferred):
             env = subprocess.run(
                 [program("calico-lab"), "env", "--name", name],
                 capture_output=True,
@@ -271,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--read-only", action="store_true", help="hide everything that changes the cluster"
     )
+    parser.add_argument("--cluster-name", default="", help=argparse.SUPPRESS)  # web sessions
+    from console import web
+
+    web.add_arguments(parser)
     args = parser.parse_args(argv)
     # TLS flags become the environment: the console's datastore connections and the
     # calicoctl steps it runs (the tutorial) all read it.
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"calico-console: {exc}", file=sys.stderr)
             return 2
-    name = ""
+    name = args.cluster_name
     if not endpoints:
         found = find_lab_endpoints()
         if found is None:
@@ -303,6 +315,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         name, endpoints = found
+    if args.web:  # every session a console of its own on the cluster resolved here
+        return web.serve(
+            ["--etcd-endpoints", endpoints, "--cluster-name", name or endpoints],
+            cluster=name or endpoints,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            max_sessions=args.max_sessions,
+            read_only=args.read_only or not args.allow_changes,
+        )
     CalicoConsole(
         endpoints=endpoints, cluster_name=name or endpoints, read_only=args.read_only
     ).run()

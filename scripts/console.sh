@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), bring up a 2-node local lab, and open the console on it.
+# `--web [--host H] [--port P] [--allow-changes]`: serve it to browsers instead (read-only,
+# 127.0.0.1:8022 unless told otherwise; off loopback it prints the address with its token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

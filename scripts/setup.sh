@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   iperf3                           # throughput benchmark
   bird2                            # BGP: the lab's ToR router (and the nodes' BIRD)
   openssl                          # the lab's etcd CA and certificates (--etcd-tls)
+  chromium                         # the web console's browser test (Playwright drives it; no browser download)
   util-linux procps                # nsenter, unshare, mount; pgrep
   python3-venv
   gcc libc6-dev                    # builds the C CNI launcher (plugin/launcher.c); without it, the Python one

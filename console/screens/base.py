@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from textual.message import Message
 from textual.screen import Screen
 
+from console.access import action_allowed, refusal
 from console.model import ClusterState
 
 if TYPE_CHECKING:
@@ -37,6 +38,18 @@ class ConsoleScreen(Screen[None]):
     def console(self) -> CalicoConsole:
         """The app, typed: the cluster state, the datastore and navigation live there."""
         return cast("CalicoConsole", self.app)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """False hides a changing action (footer, help, palette) where it cannot run, and
+        its refusal twin otherwise: the decision is console/access.py's."""
+        return action_allowed(
+            action, parameters, read_only=self.console.read_only, web=self.app.is_web
+        )
+
+    def action_refuse_change(self, action: str) -> None:
+        """A changing key pressed where it cannot run: say why nothing happens."""
+        text = refusal(action, read_only=self.console.read_only, web=self.app.is_web)
+        self.notify(text, severity="warning", timeout=6)
 
     def hidden_actions(self) -> Collection[str]:
         """Actions bound here but left out of help and the command palette just now."""

@@ -35,6 +35,7 @@ from calico.whatif import (
     parse_label_args,
 )
 from console import podshell
+from console.access import REFUSE_ACTION, changing
 from console.model import (
     VIEWS,
     ClusterState,
@@ -70,7 +71,6 @@ from console.widgets.resource_table import ResourceTable
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
-WRITE_ACTIONS = ("edit", "new", "delete", "launch", "shell", "labels")  # hidden when read-only
 POD_ACTIONS = ("logs", "shell")  # only on :pods
 
 
@@ -86,23 +86,23 @@ class BrowseScreen(ConsoleScreen):
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("d", "describe", "describe", tooltip="describe the selected row"),
         Binding("y", "yaml", "yaml", tooltip="show the selected resource as YAML"),
-        Binding("e", "edit", "edit",
-                tooltip="edit the selected resource in $EDITOR, validate, apply or stage (what-if)"),
-        Binding("c", "new", "new", show=False,
-                tooltip="a new profile or policy in $EDITOR, validate, create or stage (what-if)"),
-        Binding("l", "labels", "labels", show=False,
-                tooltip="stage a label edit of the selected endpoint or profile (what-if, :matrix)"),
-        Binding("ctrl+d", "delete", "delete",
+        *changing(Binding("e", "edit", "edit",
+                tooltip="edit the selected resource in $EDITOR, validate, apply or stage (what-if)")),
+        *changing(Binding("c", "new", "new", show=False,
+                tooltip="a new profile or policy in $EDITOR, validate, create or stage (what-if)")),
+        *changing(Binding("l", "labels", "labels", show=False,
+                tooltip="stage a label edit of the selected endpoint or profile (what-if, :matrix)")),
+        *changing(Binding("ctrl+d", "delete", "delete",
                 tooltip="delete the selected resource, or every marked row; on :pods stop and remove"
-                        " the pods (asks once)"),
-        Binding("n", "launch", "new pod",
-                tooltip="launch a test pod (node, networks, IP=, image, command)"),
+                        " the pods (asks once)")),
+        *changing(Binding("n", "launch", "new pod",
+                tooltip="launch a test pod (node, networks, IP=, image, command)")),
         Binding("p", "probe", "probe",
                 tooltip="probe: from the selected pod, or a new pod on a network, to address:port"),
         Binding("l", "logs", "logs",
                 tooltip="the selected pod's output: follow, wrap, search, from the start or last N"),
-        Binding("s", "shell", "shell",
-                tooltip="a shell in the selected pod (rkt enter); the console resumes when it ends"),
+        *changing(Binding("s", "shell", "shell",
+                tooltip="a shell in the selected pod (rkt enter); the console resumes when it ends")),
         Binding("enter", "drill", "open", show=False,
                 tooltip="open what is below the row: node → pods → endpoints → policies"),
         Binding("space", "mark", "mark", show=False,
@@ -159,7 +159,13 @@ class BrowseScreen(ConsoleScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "sort":  # shift+letter: only the letters this view's columns start with
             return sort_column(self.view.columns, str(parameters[0])) is not None
-        # `l` is a pod's logs on :pods (k9s), a label edit everywhere else
+        target = str(parameters[0]) if action == REFUSE_ACTION and parameters else action
+        if not self._on_this_view(target):
+            return False
+        return super().check_action(action, parameters)  # read-only: console/access.py
+
+    def _on_this_view(self, action: str) -> bool:
+        """`l` is a pod's logs on :pods (k9s), a label edit everywhere else; `s` only there."""
         if action == "labels":
             return self.view.name != "pods"
         return action not in POD_ACTIONS or self.view.name == "pods"
@@ -322,15 +328,13 @@ class BrowseScreen(ConsoleScreen):
 
     # ------------------------------------------------------------ actions on the selected row
     def hidden_actions(self) -> Collection[str]:
-        hidden = WRITE_ACTIONS if self.console.read_only else ()
-        return (*hidden, "labels") if self.view.name == "pods" else (*hidden, *POD_ACTIONS)
+        return ("labels",) if self.view.name == "pods" else POD_ACTIONS
 
     def action_help(self) -> None:
-        note = "read-only: actions that change the cluster are hidden"
+        note = "read-only: actions that change the cluster are hidden (their keys say why)"
         screen = help_screen(
             f"Keys in {self.view.title}",
             self,
-            hidden=self.hidden_actions(),
             note=note if self.console.read_only else "",
         )
         self.app.push_screen(screen)

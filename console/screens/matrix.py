@@ -30,6 +30,7 @@ from calico.policy import PolicySet
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint
 from calico.whatif import StageError
 from calico.whatif_store import commit
+from console.access import changing
 from console.matrix import (
     ALLOWED,
     DENIED,
@@ -234,8 +235,8 @@ class MatrixScreen(ConsoleScreen):
         Binding("n", "next_wrong", "next wrong", tooltip="jump to the next wrong cell"),
         Binding("f", "next_flip", "next flip", show=False,
                 tooltip="what-if: jump to the next cell the staged changes would flip"),
-        Binding("a", "apply_staged", "apply staged", show=False,
-                tooltip="what-if: write the staged changes (all or nothing; a conflict writes nothing)"),
+        *changing(Binding("a", "apply_staged", "apply staged", show=False,
+                tooltip="what-if: write the staged changes (all or nothing; a conflict writes nothing)")),
         Binding("x", "discard_staged", "discard staged", show=False, tooltip="what-if: drop the staged changes"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back"),
@@ -502,10 +503,12 @@ class MatrixScreen(ConsoleScreen):
             changed += cell.expected != before.expected
         self.matrix = fresh
         self.redraw_cells()
-        again = bound_key(self, "probe")
-        self.stale = (
-            f"policy changed ({changed} expected cells moved): press {again} to probe again"
-        )
+        if changed:  # a change that moves no expected mark (e.g. a probe's pod creating its
+            # network's profile) leaves every observed mark as good as it was
+            again = bound_key(self, "probe")
+            self.stale = (
+                f"policy changed ({changed} expected cells moved): press {again} to probe again"
+            )
         self.update_title()
         self.update_detail()
 

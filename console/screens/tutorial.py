@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, ListItem, ListView, Static
 
 from calico.tutorial import TUTORIALS, Shell, Tutorial
+from console.access import changing
 from console.screens.base import ConsoleScreen
 
 MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
@@ -20,8 +21,8 @@ MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
 
 class TutorialScreen(ConsoleScreen):
     BINDINGS = [
-        Binding("enter,r", "run_step", "run step"),
-        Binding("a", "run_all", "run all"),
+        *changing(Binding("enter,r", "run_step", "run step")),
+        *changing(Binding("a", "run_all", "run all")),
         Binding("R", "reset", "reset"),
         Binding("t", "next_tutorial", "next tutorial"),
         Binding("escape", "app.pop_screen", "back"),
@@ -119,6 +120,8 @@ class TutorialScreen(ConsoleScreen):
             text.append(verdict[0], style=verdict[1])
             text.append(f"  ({step.result.seconds:.1f} s)\n\nWhat was seen\n", style="")
             text.append(step.result.seen + "\n", style="dim")
+        elif self.console.read_only:
+            text.append("Read-only: the steps can be read here, not run.", style="italic")
         else:
             text.append("Press enter to run this step against the live cluster.", style="italic")
         self.query_one("#detail", Static).update(text)

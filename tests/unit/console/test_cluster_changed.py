@@ -65,3 +65,23 @@ def test_a_policy_change_reevaluates_the_open_matrix(monkeypatch):
             await settle(pilot, lambda: "policy changed" in screen.stale)
 
     asyncio.run(run())
+
+
+def test_a_policy_change_that_moves_no_cell_is_not_called_stale(monkeypatch):
+    monkeypatch.setattr(matrix_screen, "NodeClient", FakeNode)
+    selects_nothing = {**ALLOW_NETWORK2, "metadata": {"name": "selects-nothing"},
+                       "spec": {**ALLOW_NETWORK2["spec"], "selector": "has(no-such-label)"}}  # fmt: skip
+
+    async def run():
+        app = make_app()
+        async with app.run_test(size=(120, 32)) as pilot:
+            app.switch_view("matrix")
+            screen = app.screen
+            await settle(pilot, lambda: screen.done)
+            before = screen.policy_print
+            app.apply_report(SyncReport(with_policy(selects_nothing), "in-sync"))
+            await settle(pilot, lambda: screen.policy_print != before)
+            assert screen.stale == ""
+            assert "wrong" in screen.query_one("#matrix-title").render().plain
+
+    asyncio.run(run())
