@@ -37,6 +37,7 @@ from console.model import (
 )
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
+from console.screens.dataplane import DataplaneScreen
 from console.screens.help import help_screen
 from console.screens.launch import LaunchRequest, LaunchScreen
 from console.screens.probe import ProbeScreen
@@ -69,6 +70,8 @@ class BrowseScreen(ConsoleScreen):
                 tooltip="launch a test pod (node, networks, IP=, image, command)"),
         Binding("p", "probe", "probe",
                 tooltip="probe: from the selected pod, or a new pod on a network, to address:port"),
+        Binding("D", "dataplane", "dataplane", key_display="D", show=False,
+                tooltip="the dataplane of the selected node or endpoint (chains, counters, ipsets, routes)"),
         Binding("escape", "clear_filter", "clear", show=False,
                 tooltip="clear the filter (or close the command line)"),
     ]  # fmt: skip
@@ -352,6 +355,23 @@ class BrowseScreen(ConsoleScreen):
             app.probe_history,
         )
         app.push_screen(screen)
+
+    def action_dataplane(self) -> None:
+        """:dataplane of the selected endpoint (its chains only) or node; from another view,
+        of the first node."""
+        row = self.selected()
+        node, endpoint = None, None
+        if row is not None and self.view.name == "endpoints" and row.resource is not None:
+            node, endpoint = row.resource.spec.node, row.resource.metadata.name
+        elif row is not None and self.view.name == "nodes":
+            node = row.cells[0]
+        elif row is not None and self.view.name == "pods" and row.data:
+            node = row.data.get("node") or None
+        node = node or next(iter(self.console.known_nodes()), None)
+        if not node:
+            self.notify("no node to show: start a lab (calico-lab up)", severity="error")
+            return
+        self.app.push_screen(DataplaneScreen(node, endpoint))
 
 
 def describe(row: Row, state: ClusterState) -> str:
