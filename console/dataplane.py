@@ -19,7 +19,7 @@ from typing import Any
 
 from calico.policy import describe_rule
 from calico.resources import GlobalNetworkPolicy, NetworkPolicy, Profile, Resource
-from console.model import ClusterState
+from console.model import ClusterState, Row
 
 ORIGIN_KEYS = ("kind", "name", "direction", "rule_index")
 _COMMENT_RE = re.compile(r'\s*-m comment --comment "?cali:[A-Za-z0-9_-]+"?')
@@ -121,7 +121,8 @@ def human(n: int) -> str:
 
 def origin_text(origin: dict[str, Any] | None) -> str:
     """`policy default/deny-81 ingress rule 1`, `profile network1 egress rule 0`,
-    `end of policies allow-web ingress`, `default deny (profiles network1) ingress`."""
+    `end of policies ingress (allow-web)`, `default deny ingress (network1)`: the end-of-chain
+    drops name every policy of the tier / every profile of the endpoint."""
     if not origin:
         return ""
     kind, name = origin.get("kind", ""), origin.get("name", "")
@@ -129,41 +130,35 @@ def origin_text(origin: dict[str, Any] | None) -> str:
     if index is not None:
         return f"{kind} {name} {direction} rule {index}"
     if kind == "policy":
-        return f"end of policies {name} {direction}"
+        return f"end of policies {direction} ({name})"
     if kind == "default":
-        return f"default deny (profiles {name or '-'}) {direction}"
+        return f"default deny {direction} ({name or 'no profile'})"
     return f"{kind} {name} {direction}"
 
 
 COLUMNS = ("#", "PACKETS", "BYTES", "RULE", "FROM")
+CHAIN = "chain"  # the state of a chain's heading row (a rule row has none)
 
 
-@dataclass(frozen=True)
-class TableRow:
-    """A table row: a chain's heading (`line` None) or one of its rules."""
-
-    key: str
-    cells: tuple[str, str, str, str, str]
-    line: RuleLine | None = None
-
-
-def table_rows(doc: DataplaneDoc) -> list[TableRow]:
-    """Each chain (in the API's walk order) as a heading row, then its rules."""
-    rows: list[TableRow] = []
+def table_rows(doc: DataplaneDoc) -> list[Row]:
+    """Each chain (in the API's walk order) as a heading row, then its rules; a rule row's
+    key is its RuleLine's (`<chain>#<n>`), so DataplaneDoc.line finds it again."""
+    rows: list[Row] = []
     for chain, rules in doc.chains.items():
         total = sum(r.packets for r in rules)
         rows.append(
-            TableRow(
-                f"chain:{chain}",
-                ("", human(total), "", f"{chain}  ({plural(len(rules), 'rule')})", ""),
-            )
-        )
-        for r in rules:
-            rows.append(TableRow(r.key, counter_cells(r) + (r.text, origin_text(r.origin)), r))
+            Row(f"chain:{chain}",
+                ("", human(total), "", f"{chain}  ({plural(len(rules), 'rule')})", ""), CHAIN)
+        )  # fmt: skip
+        rows += [rule_row(r) for r in rules]
     return rows
 
 
-def counter_cells(r: RuleLine) -> tuple[str, str, str]:
+def rule_row(r: RuleLine) -> Row:
+    return Row(r.key, (*counter_cells(r), r.text, origin_text(r.origin)))
+
+
+def counter_cells(r: RuleLine) -> tuple[str, ...]:
     return (str(r.number), human(r.packets), human(r.bytes))
 
 

@@ -40,7 +40,7 @@ def httpd_endpoint(app) -> WorkloadEndpoint | None:
 
 def packets_on_screen(screen: DataplaneScreen, key: str) -> int:
     """The PACKETS cell as the table draws it (exact below 1,000)."""
-    return int(screen.query_one("#dp-rules").get_cell(key, "PACKETS").plain)
+    return int(screen.query_one("#dp-rules").cell(key, "PACKETS").plain)
 
 
 async def probe(lab, network: str, times: int = 1, timeout: float = 2.0) -> list[str]:
@@ -91,18 +91,18 @@ def test_traffic_moves_the_profile_rules_counter_on_screen_and_enter_opens_the_p
             assert line.origin == {"kind": "profile", "name": "network1",
                                    "direction": "ingress", "rule_index": 0}  # fmt: skip
             assert "profile network1 ingress rule 0" in str(
-                screen.query_one("#dp-rules").get_cell(line.key, "FROM")
+                screen.query_one("#dp-rules").cell(line.key, "FROM")
             )
             before = packets_on_screen(screen, line.key)
             # three new connections from network1 on calico-02: a SYN each reaches the rule
             assert await probe(lab, "network1", times=3) == ["connected"] * 3
             await wait_for(pilot, lambda: packets_on_screen(screen, line.key) >= before + 3,
                            timeout=10, what="the rule's packet counter to move on screen")  # fmt: skip
-            cell = screen.query_one("#dp-rules").get_cell(line.key, "PACKETS")
-            assert cell.style == "bold yellow"  # just moved
+            cell = screen.query_one("#dp-rules").cell(line.key, "PACKETS")
+            assert cell.style.color.name == "yellow"  # just moved
             # the selected rule's ipset and its members, as the agent made them
             table = screen.query_one("#dp-rules")
-            table.move_cursor(row=screen.keys.index(line.key))
+            table.move_to(line.key)
             await pilot.pause()
             side = str(screen.query_one("#dp-detail").render())
             assert f"ipset {line.sets[0]} (hash:net" in side and HTTPD_IP in side, side

@@ -35,7 +35,8 @@ def test_parse_strips_the_chain_and_hash_and_keeps_the_origin():
     assert prof[0].sets and prof[0].sets[0] in doc.ipsets
     assert origin_text(prof[0].origin) == "profile network1 ingress rule 0"
     rows = table_rows(doc)
-    assert rows[0].key == f"chain:cali-tw-{IFACE}" and rows[1].line is not None
+    assert rows[0].key == f"chain:cali-tw-{IFACE}" and rows[0].state == "chain"
+    assert doc.line(rows[1].key) is doc.chains[f"cali-tw-{IFACE}"][0]
 
 
 def test_counters_that_moved_are_found_and_nothing_else():
@@ -113,14 +114,13 @@ def test_counters_move_in_place_and_enter_opens_the_profile():
             app.push_screen(screen)
             await wait_polls(pilot, screen, 1)
             key = "cali-pri-network1#1"
-            row = screen.keys.index(key)
             table = screen.query_one("#dp-rules")
-            before = table.get_cell(key, "PACKETS").plain
+            before = table.cell(key, "PACKETS").plain
             screen.action_refresh()
             await wait_polls(pilot, screen, 2)
-            after = table.get_cell(key, "PACKETS")
-            assert int(after.plain) == int(before) + 3 and after.style == "bold yellow"
-            table.move_cursor(row=row)
+            after = table.cell(key, "PACKETS")
+            assert int(after.plain) == int(before) + 3 and after.style.color.name == "yellow"
+            table.move_to(key)
             await pilot.press("enter")
             await pilot.pause()
             shown = app.screen

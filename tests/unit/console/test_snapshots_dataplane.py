@@ -52,7 +52,7 @@ def test_dataplane_of_an_endpoint_counters_moving_and_its_ipset(snap_compare):
         screen.fetch("calico-01", ENDPOINT)
         screen.action_refresh()  # the profile's rules counted 3 more packets each
         await wait_polls(pilot, screen, 2)
-        screen.query_one("#dp-rules").move_cursor(row=screen.keys.index("cali-pri-network1#1"))
+        screen.query_one("#dp-rules").move_to("cali-pri-network1#1")
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=go)
@@ -61,7 +61,7 @@ def test_dataplane_of_an_endpoint_counters_moving_and_its_ipset(snap_compare):
 def test_dataplane_rule_opens_its_policy(snap_compare):
     async def go(pilot):
         screen = await open_dataplane(pilot, ENDPOINT)
-        screen.query_one("#dp-rules").move_cursor(row=screen.keys.index("cali-pi-allow-web#1"))
+        screen.query_one("#dp-rules").move_to("cali-pi-allow-web#1")
         await pilot.press("enter")
         await pilot.pause()
 
