@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from calico.datastore import Datastore
+from calico.nodeapi import NodeAPIError
 from calico.resources import GlobalNetworkPolicy, WorkloadEndpoint, load
 from calico.tutorial import HTTPD_IP
 from console.app import CalicoConsole
@@ -177,3 +178,29 @@ def test_a_denied_flow_jumps_to_the_rule_that_dropped_it(walkthrough):
         asyncio.run(run())
     finally:
         ds.delete(GlobalNetworkPolicy, DENY_POLICY)
+
+
+def test_the_node_api_narrows_to_one_endpoint_and_names_each_rules_origin(walkthrough):
+    """GET /v1/dataplane?endpoint= on the real agent: the httpd's chains only, in walk order,
+    rules joined to their origins, its ipset and route; an unknown endpoint is a 404."""
+    lab = walkthrough
+    wep = next(
+        w for w in Datastore.connect(lab.etcd_endpoints).list(WorkloadEndpoint)
+        if any(n.split("/")[0] == HTTPD_IP for n in w.spec.ip_networks)
+    )  # fmt: skip
+    iface = wep.spec.interface_name
+    with api(lab, "calico-01") as client:
+        doc = client.dataplane(wep.metadata.name)
+        with pytest.raises(NodeAPIError) as err:
+            client.dataplane("no-such-endpoint")
+    assert err.value.status == 404 and "no-such-endpoint" in str(err.value)
+    names = list(doc["chains"])
+    assert names[0] == f"cali-tw-{iface}" and f"cali-fw-{iface}" in names
+    assert not [n for n in names if n.startswith(("cali-tw-", "cali-fw-")) and iface not in n]
+    assert "cali-FORWARD" not in names and "cali-pri-network1" in names
+    assert doc["chains"]["cali-pri-network1"][0]["origin"] == {
+        "kind": "profile", "name": "network1", "direction": "ingress", "rule_index": 0}  # fmt: skip
+    assert doc["routes"] == [{"dst": f"{HTTPD_IP}/32", "kind": "unicast", "dev": iface,
+                              "via": None}]  # fmt: skip
+    assert any(HTTPD_IP in s["members"] for s in doc["ipsets"].values())
+    assert doc["endpoint"]["interface"] == iface and doc["node"] == "calico-01"
