@@ -141,14 +141,14 @@ CHAIN = "chain"  # the state of a chain's heading row (a rule row has none)
 
 
 def table_rows(doc: DataplaneDoc) -> list[Row]:
-    """Each chain (in the API's walk order) as a heading row, then its rules; a rule row's
+    """Each chain (in the API's walk order) as a heading row (its name, its packets, how many
+    rules), then its rules; a rule row's
     key is its RuleLine's (`<chain>#<n>`), so DataplaneDoc.line finds it again."""
     rows: list[Row] = []
     for chain, rules in doc.chains.items():
         total = sum(r.packets for r in rules)
         rows.append(
-            Row(f"chain:{chain}",
-                ("", human(total), "", f"{chain}  ({plural(len(rules), 'rule')})", ""), CHAIN)
+            Row(f"chain:{chain}", ("", human(total), "", chain, plural(len(rules), "rule")), CHAIN)
         )  # fmt: skip
         rows += [rule_row(r) for r in rules]
     return rows
