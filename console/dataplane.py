@@ -190,6 +190,18 @@ def flow_endpoint(record: dict[str, Any]) -> str | None:
     return str(ep["name"]) if ep.get("name") else None
 
 
+def _same_origin(origin: dict[str, Any], wanted: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """Equal, or, for a name the 63-byte NFLOG prefix had to cut (`truncated`), the same
+    kind, direction and index on a name that starts with the part the prefix kept."""
+    have = _flow_rule(origin)
+    if have == wanted:
+        return True
+    if not rule.get("truncated") or have is None:
+        return False
+    same_rest = all(have[k] == wanted[k] for k in ORIGIN_KEYS if k != "name")
+    return same_rest and str(have["name"]).startswith(str(wanted["name"]))
+
+
 def find_flow_rule(doc: DataplaneDoc, rule: dict[str, Any] | None) -> RuleLine | None:
     """The rule a flow record's `rule` names: for a deny the DROP (the NFLOG rule before it
     has the same origin and only logs), else the first rule of that origin that is not a
@@ -197,7 +209,7 @@ def find_flow_rule(doc: DataplaneDoc, rule: dict[str, Any] | None) -> RuleLine |
     wanted = _flow_rule(rule)
     if wanted is None:
         return None
-    same = [r for r in doc.lines() if r.origin and _flow_rule(r.origin) == wanted]
+    same = [r for r in doc.lines() if r.origin and _same_origin(r.origin, wanted, rule)]
     for r in same:
         if r.target == "DROP":
             return r

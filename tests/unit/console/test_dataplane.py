@@ -58,6 +58,10 @@ def test_a_denied_flow_finds_the_drop_and_an_allowed_one_its_rule():
     assert find_flow_rule(doc, {"text": "cannot say"}) is None
     gone = {**allowed, "name": "deleted-policy"}
     assert find_flow_rule(doc, gone) is None
+    # a long name the NFLOG prefix cut: the kept part, kind, direction and index decide
+    cut = {**denied, "name": "netw", "truncated": True, "name_hash": "0123abcd"}
+    assert find_flow_rule(doc, cut) is find_flow_rule(doc, denied)
+    assert find_flow_rule(doc, {**cut, "truncated": False}) is None
     record = {"direction": "ingress", "dst_endpoint": {"name": ENDPOINT}, "src_endpoint": None}
     assert flow_endpoint(record) == ENDPOINT
     assert flow_endpoint({"rule": {"direction": "egress"}, "src_endpoint": {"name": "a"}}) == "a"
