@@ -3,8 +3,7 @@ rendered them, their counters, where each rule came from, the ipsets and the rou
 
 No Textual and no sockets here. The screen (console/screens/dataplane.py) polls the node
 API's `GET /v1/dataplane[?endpoint=]` and hands each answer to `parse_doc`; `table_rows`
-makes the table, `moved` says which counters changed since the last answer (those cells are
-redrawn, nothing else), `find_flow_rule` finds the rule a flow record names (a denied flow's
+makes the table, `moved` says which counters changed since the last answer (highlighted), `find_flow_rule` finds the rule a flow record names (a denied flow's
 `rule` is its NFLOG prefix parsed, which equals the rule's `origin` by construction, see
 agent/calc/origin.py), and `origin_resources` / `origin_text` say which policy or profile a
 rule came from.
@@ -168,10 +167,6 @@ def moved(old: DataplaneDoc | None, new: DataplaneDoc) -> set[str]:
         return set()
     before = {r.key: r.packets for r in old.lines()}
     return {r.key for r in new.lines() if before.get(r.key, r.packets) != r.packets}
-
-
-def chain_totals(doc: DataplaneDoc) -> dict[str, int]:
-    return {chain: sum(r.packets for r in rules) for chain, rules in doc.chains.items()}
 
 
 def _flow_rule(rule: dict[str, Any] | None) -> dict[str, Any] | None:
