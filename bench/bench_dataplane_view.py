@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -165,8 +166,10 @@ def main() -> int:
             open_ms = statistics.median(ms for ms, _ in opens)
             shown = opens[0][1]
             rows.append((label, shown, size, ref, api_ms, open_ms))
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\n{rules} rules, {len(desired.ipsets)} ipsets, "
-              f"{sum(len(s.members) for s in desired.ipsets.values())} members; p50 of {args.runs}\n")  # fmt: skip
+              f"{sum(len(s.members) for s in desired.ipsets.values())} members; p50 of {args.runs}; "
+              f"load average {load} on {os.cpu_count()} cores (the figures move with it)\n")  # fmt: skip
         print(
             "| :dataplane of | table rows | JSON | iptables-legacy-save -c (reference) "
             "| node API work | console open (budget <= 1 s) | open / save | open / API |"
