@@ -183,3 +183,28 @@ def test_colon_dataplane_from_the_endpoints_view_opens_that_endpoint():
             assert (screen.node, screen.endpoint) == ("calico-01", ENDPOINT)
 
     asyncio.run(run())
+
+
+def test_colon_dataplane_from_the_nodes_view_opens_that_node():
+    async def run():
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            app.switch_view("nodes")
+            await pilot.pause()
+            rows = app.browse.current_rows()
+            app.browse.query_one("#table").move_cursor(
+                row=next(i for i, r in enumerate(rows) if r.cells[0] == "calico-02")
+            )
+            await pilot.press("colon", *"dataplane", "enter")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, DataplaneScreen)
+            assert (screen.node, screen.endpoint) == ("calico-02", None)
+            # no API address for calico-02 in this fixture: said, not swallowed
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if screen.error:
+                    break
+            assert "calico-02 publishes no API address" in screen.error
+
+    asyncio.run(run())
