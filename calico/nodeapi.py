@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -79,7 +80,11 @@ class NodeClient:
     def endpoints(self) -> list[dict[str, Any]]:
         return self._call("GET", "/endpoints")
 
-    def dataplane(self) -> dict[str, Any]:
+    def dataplane(self, endpoint: str | None = None) -> dict[str, Any]:
+        """Chains with counters and each rule's origin, ipsets, routes; `endpoint` (a
+        WorkloadEndpoint name or interface) narrows to that endpoint's."""
+        if endpoint:
+            return self._call("GET", "/dataplane?" + urlencode({"endpoint": endpoint}))
         return self._call("GET", "/dataplane")
 
     def metrics(self) -> str:

@@ -171,7 +171,9 @@ class CalicoConsole(App):
             return
         matches = complete_view(name)
         target = name if name in VIEWS else (matches[0] if len(matches) == 1 else "")
-        if target in SCREEN_VIEWS:
+        if target == "dataplane":  # of the node or endpoint selected in the browse screen
+            self.browse.action_dataplane()
+        elif target in SCREEN_VIEWS:
             self.push_screen(target)
         elif target in VIEWS:
             self.browse.show_view(VIEWS[target])

@@ -532,7 +532,7 @@ class RowFilter:
         return [r for r, h in zip(rows, hit, strict=True) if h != self.negate]
 
 
-SCREEN_VIEWS = ("matrix", "flows", "tutorial")  # views that are whole screens of their own
+SCREEN_VIEWS = ("matrix", "flows", "tutorial", "dataplane")  # views that are whole screens
 
 
 def view_names() -> tuple[str, ...]:

@@ -5,8 +5,8 @@
 
 Brings up its own lab (name `shots`), opens the console headless on it, runs the
 walkthrough from `:tutorial` (one SVG per step), starts a web server in each network, saves
-one SVG per view plus the matrix's why? panel and the flows (as they come, and grouped), and
-takes the lab down again, whatever happens.
+one SVG per view plus the matrix's why? panel, the flows (as they come, and grouped) and
+an endpoint's dataplane, and takes the lab down again, whatever happens.
 """
 
 from __future__ import annotations
@@ -90,6 +90,21 @@ async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
         await pilot.press("a")  # the same flows grouped: source, destination, port, verdict
         await pilot.pause(0.5)
         save("flows-aggregated")
+        app.pop_screen()
+        # :dataplane of the network1 server's endpoint, its profile's allow rule selected
+        app.switch_view("endpoints")
+        await pilot.pause(0.3)
+        rows = app.browse.current_rows()
+        first = next(
+            i for i, r in enumerate(rows) if r.resource and r.resource.spec.node == lab.nodes[0]
+        )
+        app.browse.query_one("#table").move_cursor(row=first)
+        await pilot.press("D")
+        dataplane = app.screen
+        await settle(lambda: getattr(dataplane, "polls", 0) >= 1)
+        dataplane.query_one("#dp-rules").move_to("cali-pri-network1#1")
+        await pilot.pause(0.3)
+        save("dataplane")
     return saved
 
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.api.counters import read_chain_counters
+from agent.api.dataplane import UnknownEndpoint, dataplane_view
 from agent.api.logs import pod_log_stream
 from agent.api.metrics import metrics_text
 from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns, probe_source_ip
@@ -226,25 +227,13 @@ class NodeService:
         return self.agent.bgp_status()
 
     def dataplane(self, req: Request) -> dict[str, Any]:
-        desired = self.agent.desired
-        chains = read_chain_counters()
-        ipsets = {}
-        routes = []
-        if desired is not None:
-            ipsets = {
-                name: {"type": s.type, "members": sorted(s.members)}
-                for name, s in desired.ipsets.items()
-            }
-            routes = [
-                {"dst": r.dst, "kind": r.kind, "dev": r.dev, "via": r.via}
-                for r in [*desired.routes.values(), *desired.endpoint_routes.values()]
-            ]
-        return {
-            "chains": chains,
-            "ipsets": ipsets,
-            "routes": routes,
-            "summary": desired.summary() if desired else {},
-        }
+        """Chains with counters and each rule's origin, ipsets, routes (agent/api/dataplane.py);
+        `?endpoint=<name or interface>` narrows to that endpoint's chains, sets and routes."""
+        try:
+            doc = dataplane_view(self.agent.desired, read_chain_counters(), req.q("endpoint"))
+        except UnknownEndpoint as exc:
+            raise APIError(404, str(exc)) from None
+        return {"node": self.agent.nodename, **doc}
 
     def metrics(self, req: Request) -> Text:
         return Text(metrics_text(self.agent, self.flows))
@@ -410,7 +399,12 @@ class NodeService:
             "this node's workload endpoints with programming status",
         )
         r.add("GET", "/v1/bgp", self.bgp, "the BGP daemon (BIRD) and its peers, as node status")
-        r.add("GET", "/v1/dataplane", self.dataplane, "chains with counters, ipsets, routes")
+        r.add(
+            "GET",
+            "/v1/dataplane",
+            self.dataplane,
+            "chains with counters and rule origins, ipsets, routes (endpoint= narrows)",
+        )
         r.add("POST", "/v1/probes", self.probe, "one connectivity probe from a pod or a network")
         r.add("POST", "/v1/probes/batch", self.probes, "many probes, run concurrently")
         r.add(

@@ -32,7 +32,8 @@ from agent.calc.names import (
     program_chain,
     set_mark,
 )
-from agent.calc.rules import DROP, RETURN_IF_ACCEPTED, nflog_rule, v4_nets
+from agent.calc.origin import RuleOrigin
+from agent.calc.rules import DROP, RETURN_IF_ACCEPTED, from_origin, nflog_rule, v4_nets
 from calico.policy import EGRESS, INGRESS
 
 
@@ -87,15 +88,15 @@ def program(
         rules.append(IptRule(mark_match(0, PASS_MARK), ("-j", chain)))
         rules.append(RETURN_IF_ACCEPTED)
     if policy_chains:
-        rules.append(
-            nflog_rule(direction, "pol", ",".join(policy_names), None, mark_match(0, PASS_MARK))
-        )
-        rules.append(IptRule(mark_match(0, PASS_MARK), ("-j", "DROP")))  # end of tier
+        tier = RuleOrigin("pol", ",".join(policy_names), direction)
+        rules.append(nflog_rule(tier, mark_match(0, PASS_MARK)))
+        rules.append(IptRule(mark_match(0, PASS_MARK), ("-j", "DROP"), tier))  # end of tier
     for chain in profile_chains:
         rules.append(IptRule((), ("-j", chain)))
         rules.append(RETURN_IF_ACCEPTED)
-    rules.append(nflog_rule(direction, "def", ",".join(profile_names), None))
-    rules.append(DROP)  # nothing allowed it
+    default = RuleOrigin("def", ",".join(profile_names), direction)
+    rules.append(nflog_rule(default))
+    rules.append(from_origin(DROP, default))  # nothing allowed it
     return make_chain(program_chain(direction, policy_chains, profile_chains), rules)
 
 

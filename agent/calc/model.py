@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.calc.names import hash_text
+from agent.calc.origin import RuleOrigin
 from calico.policy import PolicySet
 from calico.resources import (
     GlobalNetworkPolicy,
@@ -28,10 +29,15 @@ Policy = NetworkPolicy | GlobalNetworkPolicy
 
 @dataclass(frozen=True)
 class IptRule:
-    """One iptables rule: match tokens and target tokens (the comment is added on render)."""
+    """One iptables rule: match tokens and target tokens (the comment is added on render).
+
+    `origin`: the policy/profile rule it was rendered from (agent.calc.origin), None for the
+    agent's own plumbing. Not compared: the kernel never sees it, and rule text, hashes and
+    the memo tables' equality stay what they were."""
 
     match: tuple[str, ...]
     target: tuple[str, ...]
+    origin: RuleOrigin | None = field(default=None, compare=False)
 
     def spec(self) -> str:
         tokens = self.match + self.target

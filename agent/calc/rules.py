@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from agent.calc.model import IPSet, IptRule
 from agent.calc.names import ACCEPT_MARK, PASS_MARK, ipset_name, mark_match, set_mark
-from agent.flows.prefix import NFLOG_GROUP, nflog_prefix
-from calico.policy import INGRESS, PolicySet
+from agent.calc.origin import RuleOrigin
+from agent.flows.prefix import NFLOG_GROUP
+from calico.policy import PolicySet
 from calico.protocols import PORT_PROTOCOLS, iptables_token, protocol_number
 from calico.resources import EntityRule, ICMPFields, Rule, WorkloadEndpoint, parse_port
 from calico.selector import Selector, parse
@@ -36,12 +37,11 @@ RETURN_IF_ACCEPTED = IptRule(mark_match(ACCEPT_MARK, ACCEPT_MARK), ("-j", "RETUR
 RETURN_IF_PASSED = IptRule(mark_match(PASS_MARK, PASS_MARK), ("-j", "RETURN"))
 
 
-def nflog_rule(
-    direction: str, kind: str, name: str, index: int | None, match: tuple[str, ...] = ()
-) -> IptRule:
+def nflog_rule(origin: RuleOrigin, match: tuple[str, ...] = ()) -> IptRule:
     """Report a denied NEW packet to the flow log before it is dropped (contract in
-    agent/flows/nflog.py: the prefix names the direction, policy/profile and rule)."""
-    prefix = nflog_prefix("I" if direction == INGRESS else "E", kind, name or "-", index)
+    agent/flows/nflog.py: the prefix names the direction, policy/profile and rule, and is
+    made from the rule's origin, so the flow log and the node API name the same rule)."""
+    prefix = origin.nflog_prefix()
     return IptRule(
         (*match, "-m", "conntrack", "--ctstate", "NEW"),
         (
@@ -54,6 +54,7 @@ def nflog_rule(
             "--nflog-threshold",
             "1",
         ),
+        origin,
     )
 
 
@@ -329,20 +330,26 @@ def render_rules(
         matches = render_rule_matches(rule, policy_namespace, ctx)
         if not matches:
             continue
+        origin = RuleOrigin(kind, owner, direction, index)
         if rule.action == "Allow":
-            out += [IptRule(m, set_mark(ACCEPT_MARK, ACCEPT_MARK)) for m in matches]
-            out.append(RETURN_IF_ACCEPTED)
+            out += [IptRule(m, set_mark(ACCEPT_MARK, ACCEPT_MARK), origin) for m in matches]
+            out.append(from_origin(RETURN_IF_ACCEPTED, origin))
         elif rule.action == "Deny":
             for m in matches:
-                out.append(nflog_rule(direction, kind, owner, index, m))
-                out.append(IptRule(m, ("-j", "DROP")))
+                out.append(nflog_rule(origin, m))
+                out.append(IptRule(m, ("-j", "DROP"), origin))
         elif rule.action == "Pass":
             if in_profile:  # ends this profile; the endpoint chain goes on to the next
-                out += [IptRule(m, ("-j", "RETURN")) for m in matches]
+                out += [IptRule(m, ("-j", "RETURN"), origin) for m in matches]
             else:
-                out += [IptRule(m, set_mark(PASS_MARK, PASS_MARK)) for m in matches]
-                out.append(RETURN_IF_PASSED)
+                out += [IptRule(m, set_mark(PASS_MARK, PASS_MARK), origin) for m in matches]
+                out.append(from_origin(RETURN_IF_PASSED, origin))
         elif rule.action == "Log":
             target = ("-j", "LOG", "--log-prefix", LOG_PREFIX, "--log-level", "5")
-            out += [IptRule(m, target) for m in matches]
+            out += [IptRule(m, target, origin) for m in matches]
     return out
+
+
+def from_origin(rule: IptRule, origin: RuleOrigin | None) -> IptRule:
+    """A shared rule (a mark test, a drop) stamped with the origin it serves here."""
+    return IptRule(rule.match, rule.target, origin)

@@ -45,13 +45,14 @@ def parse_save(text: str) -> KernelFilter:
         return out
     for name in table.policies:
         if name.startswith(CHAIN_PREFIX):
-            out.chains[name] = tuple(_rule_hash(r.spec) for r in table.rules[name])
+            out.chains[name] = tuple(rule_hash(r.spec) for r in table.rules[name])
         elif name in BUILTINS:
-            out.builtins[name] = [(_rule_hash(r.spec), r.spec) for r in table.rules[name]]
+            out.builtins[name] = [(rule_hash(r.spec), r.spec) for r in table.rules[name]]
     return out
 
 
-def _rule_hash(spec: str) -> str | None:
+def rule_hash(spec: str) -> str | None:
+    """The `cali:<hash>` of a saved rule (its comment), None for a rule the agent did not write."""
     m = _COMMENT_RE.search(spec)
     return m.group(1) if m else None
 

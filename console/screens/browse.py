@@ -59,6 +59,7 @@ from console.navigate import (
 )
 from console.screens.base import ClusterChanged, ConsoleScreen
 from console.screens.confirm import ConfirmScreen
+from console.screens.dataplane import DataplaneScreen
 from console.screens.help import help_screen
 from console.screens.launch import LaunchRequest, LaunchScreen
 from console.screens.logs import LogScreen
@@ -111,6 +112,8 @@ class BrowseScreen(ConsoleScreen):
                 tooltip="close the command line, else clear the filter, else go back up"),
         *(Binding(letter, f"sort('{letter}')", f"sort {letter}", show=False)
           for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        Binding("D", "dataplane", "dataplane", key_display="D", show=False,
+                tooltip="the dataplane of the selected node or endpoint (chains, counters, ipsets, routes)"),
     ]  # fmt: skip
 
     def __init__(self, view: View | None = None) -> None:
@@ -675,6 +678,23 @@ class BrowseScreen(ConsoleScreen):
             code = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL).returncode
         note = "" if code == 0 else f" (exit code {code})"
         self.notify(f"shell in {uuid[:8]} on {node} ended{note}")
+
+    def action_dataplane(self) -> None:
+        """:dataplane of the selected endpoint (its chains only) or node; from another view,
+        of the first node."""
+        row = self.selected()
+        node, endpoint = None, None
+        if row is not None and self.view.name == "endpoints" and row.resource is not None:
+            node, endpoint = row.resource.spec.node, row.resource.metadata.name
+        elif row is not None and self.view.name == "nodes":
+            node = row.cells[0]
+        elif row is not None and self.view.name == "pods" and row.data:
+            node = row.data.get("node") or None
+        node = node or next(iter(self.console.known_nodes()), None)
+        if not node:
+            self.notify("no node to show: start a lab (calico-lab up)", severity="error")
+            return
+        self.app.push_screen(DataplaneScreen(node, endpoint))
 
 
 def describe(row: Row, state: ClusterState) -> str:

@@ -30,9 +30,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, 
 
 from calico.flowagg import FlowGroup
 from calico.flowfilter import FIELDS, FlowFilter, QueryError
+from console.dataplane import flow_endpoint
 from console.flows import COLUMNS, DENIED, GROUP_COLUMNS, FlowEntry, FlowStore, group_cells
 from console.flowstream import FlowFollower
 from console.screens.base import ClusterChanged, ConsoleScreen
+from console.screens.dataplane import DataplaneScreen
 from console.screens.help import bound_key, help_screen
 from console.screens.matrix import MatrixScreen
 from console.screens.text_view import TextScreen
@@ -91,6 +93,8 @@ class FlowsScreen(ConsoleScreen):
                 tooltip="group by source, destination, port and verdict: counts, first/last seen"),
         Binding("w", "why", "why?", tooltip="why? the policies and profiles behind the selected flow"),
         Binding("x", "clear", "clear", tooltip="clear the kept flows"),
+        Binding("g", "rule", "go to rule", show=False,
+                tooltip=":dataplane of the flow's endpoint, on the rule that decided it"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
         Binding("escape", "back", "back", tooltip="close the filter, clear it, then back"),
     ]  # fmt: skip
@@ -457,6 +461,16 @@ class FlowsScreen(ConsoleScreen):
         ]
         title = f"{entry.cells[1]} → {entry.cells[2]}"
         self.app.push_screen(WhyScreen(title, verdict, sections))
+
+    def action_rule(self) -> None:
+        """The rule that dropped (or allowed) the selected flow, in its node's dataplane."""
+        entry = self.selected()
+        rule = entry.record.get("rule") if entry is not None else None
+        if entry is None or not isinstance(rule, dict) or "rule_index" not in rule:
+            self.notify("select a flow whose record names its rule", severity="warning")
+            return
+        endpoint = flow_endpoint(entry.record)
+        self.app.push_screen(DataplaneScreen(entry.node, endpoint, focus_rule=rule))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
