@@ -73,6 +73,7 @@ from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
 POD_ACTIONS = ("logs", "shell")  # only on :pods
+SORT_LETTERS = "ABCEFGHIJKLMNOPQRSTUVWXYZ"  # shift+letter sorts; D is :dataplane
 
 
 class BrowseScreen(ConsoleScreen):
@@ -111,7 +112,7 @@ class BrowseScreen(ConsoleScreen):
         Binding("escape", "clear_filter", "back", show=False,
                 tooltip="close the command line, else clear the filter, else go back up"),
         *(Binding(letter, f"sort('{letter}')", f"sort {letter}", show=False)
-          for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+          for letter in SORT_LETTERS),
         Binding("D", "dataplane", "dataplane", key_display="D", show=False,
                 tooltip="the dataplane of the selected node or endpoint (chains, counters, ipsets, routes)"),
     ]  # fmt: skip
