@@ -5,8 +5,9 @@
 
 Brings up its own lab (name `shots`), opens the console headless on it, runs the
 walkthrough from `:tutorial` (one SVG per step), starts a web server in each network, saves
-one SVG per view plus the matrix's why? panel, the flows (as they come, and grouped) and
-an endpoint's dataplane, and takes the lab down again, whatever happens.
+one SVG per view plus the matrix's why? panel, the flows (as they come, and grouped), an
+endpoint's dataplane and its policies (enter), a pod's log (l), and a staged label edit on
+the matrix (what-if), and takes the lab down again, whatever happens.
 """
 
 from __future__ import annotations
@@ -105,6 +106,47 @@ async def shoot(lab: Lab, out: Path, prepare) -> list[Path]:
         dataplane.query_one("#dp-rules").move_to("cali-pri-network1#1")
         await pilot.pause(0.3)
         save("dataplane")
+        app.pop_screen()
+
+        # enter on that endpoint: its policies and profiles, in the order Calico asks them
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        save("drill-policies")
+        await pilot.press("escape")
+
+        # l on the ticking pod: its output, followed
+        app.switch_view("pods")
+        await settle(lambda: any((r.data or {}).get("uuid") == prepare.ticker
+                                 for r in app.browse.current_rows()))  # fmt: skip
+        rows = app.browse.current_rows()
+        ticker = next(
+            (i for i, r in enumerate(rows) if (r.data or {}).get("uuid") == prepare.ticker), 0
+        )
+        app.browse.query_one("#table").move_cursor(row=ticker)
+        await pilot.press("l")
+        await pilot.pause(2.5)
+        save("logs")
+        app.pop_screen()
+
+        # what-if: network2's profile would give its pods the label network1 (staged, not
+        # written): :matrix marks the cells that would flip
+        app.switch_view("profiles")
+        await pilot.pause(0.3)
+        rows = app.browse.current_rows()
+        app.browse.query_one("#table").move_cursor(
+            row=next(i for i, r in enumerate(rows) if r.cells[0] == "network2")
+        )
+        await pilot.press("l")
+        await pilot.pause(0.3)
+        await pilot.press(*"network1=", "enter")
+        matrix = app.screen
+        await settle(lambda: getattr(matrix, "matrix", None) is not None and not matrix.pending,
+                     timeout=30)  # fmt: skip
+        await pilot.pause(0.5)
+        save("matrix-whatif")
+        await pilot.press("x")  # discarded: nothing was written
+        await pilot.pause(0.2)
     return saved
 
 
@@ -122,6 +164,11 @@ def main() -> int:
             for node, net in ((lab.nodes[0], "network1"), (lab.nodes[1], "network2")):
                 lab.exec(node, ["rkt", "run", "--detach", f"--net={net}", "docker://busybox",
                                 "--exec", "httpd", "--", "-f", "-h", "/"])  # fmt: skip
+            ticking = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.5; done"
+            proc = lab.exec(lab.nodes[0], ["rkt", "run", "--detach", "--net=network1",
+                                           "docker://busybox", "--exec", "/bin/sh", "--", "-c",
+                                           ticking])  # fmt: skip
+            prepare.ticker = proc.stdout.strip().splitlines()[-1]  # type: ignore[attr-defined]
 
         for path in asyncio.run(shoot(lab, out, prepare)):
             print(path)
