@@ -243,7 +243,9 @@ def cold_start(
     wall = time.perf_counter() - t0
     health = topo.health(node)
     rules, members = counts(topo, node)
+    rss_mb = rss_kb(topo.agents[node].pid) / 1024  # `ip netns exec` execs the agent itself
     return {
+        "rss_mb": rss_mb,
         "endpoints": endpoints + 2,
         "wall_s": wall,
         "apply_ms": health.get("last_apply_ms"),
@@ -251,6 +253,13 @@ def cold_start(
         "members": members,
         "restore_s": restore_alone(topo, node) if reference else None,
     }
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def restore_alone(topo: Topology, node: str) -> float:
@@ -363,7 +372,8 @@ def main() -> int:
                     f"cold start, {c['endpoints']} endpoints: agent start -> all programmed",
                     f"{c['wall_s'] * 1000:.0f} ms (first apply {c['apply_ms']:.0f} ms)",
                     "<= 1500 ms" if c["endpoints"] > 5000 else "",
-                    f"{c['rules']} rules, {c['members']} ipset members",
+                    f"{c['rules']} rules, {c['members']} ipset members; agent RSS"
+                    f" {c['rss_mb']:.0f} MB",
                 )
             )
             rows.append(
