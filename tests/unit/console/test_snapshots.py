@@ -77,3 +77,27 @@ def test_tutorial_default_deny(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app(), terminal_size=SIZE, run_before=go)
+
+
+def test_drill_down_to_an_endpoints_policies(snap_compare):
+    """enter on an endpoint: the policies and profiles Calico asks for it, the breadcrumbs."""
+
+    async def go(pilot):
+        pilot.app.switch_view("endpoints")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=go)
+
+
+def test_marked_rows_and_a_sort(snap_compare):
+    """shift+N sorts endpoints by NODE (the title says so); space marks two rows (gold)."""
+
+    async def go(pilot):
+        pilot.app.switch_view("endpoints")
+        await pilot.pause()
+        await pilot.press("N", "N", "space", "space")
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=SIZE, run_before=go)
