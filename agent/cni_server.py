@@ -150,13 +150,14 @@ class CNIServer:
             log.debug("CNI connection dropped: %s", exc)
         finally:
             phases.stop(token)
+            # After the reply (costs the request nothing), before this thread counts as
+            # done (stop() waits for it: the record is there once the server stopped).
+            env = request.get("env")
+            if isinstance(env, dict) and env.get(phases.TRACE_ENV):
+                command, cid = env.get("CNI_COMMAND", ""), env.get("CNI_CONTAINERID", "")
+                phases.write(trace, env, str(command), str(cid))
             with self._lock:
                 self._active.discard(threading.current_thread())
-        env = request.get("env")
-        if isinstance(env, dict) and env.get(phases.TRACE_ENV):
-            phases.write(
-                trace, env, str(env.get("CNI_COMMAND", "")), str(env.get("CNI_CONTAINERID", ""))
-            )
 
     def handle_bytes(self, data: bytes, decoded: dict[str, Any] | None = None) -> dict[str, Any]:
         """Answer one request's bytes; `decoded`, when given, receives the request."""
