@@ -15,8 +15,12 @@ the same spawn code for all of them:
                                which runs the plugin in-process
 
 Installed with plugin.build_launcher, as the lab does. Prints a markdown table with p50/p99
-and the ratios to the reference, the exec floor of each launcher, and the budget verdict of
-each agent path: ADD p50 <= 3x, DEL p50 <= 1.5x (of the reference measured in the same run).
+and the ratios to the reference, the exec floor of each launcher, where the C launcher's
+ADD and DEL spend their time (the agent's per-phase trace, plugin/phases.py, plus the
+exec and exit it cannot see), and the budget verdict of each agent path against the
+reference measured in the same run: the C launcher (what is installed where a C compiler
+is) ADD p50 <= 1.0x and p99 <= 1.5x, DEL p50 <= 1.5x; the Python launcher (no compiler)
+ADD p50 <= 3x, DEL p50 <= 1.5x.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REFERENCE_DIR = "/usr/lib/cni"
+# Issue 15: the per-pod path at or under the reference (the C launcher); the Python
+# launcher, ~12 ms of interpreter start alone, keeps the older budget.
+C_BUDGET = {"add": 1.0, "add99": 1.5, "del": 1.5}
+PY_BUDGET = {"add": 3.0, "add99": float("inf"), "del": 1.5}
 TRACE_ENV = "CALICO_CNI_TRACE"  # plugin/phases.py (not imported: this file runs as root first)
 INNER_FLAG = "--inside-node"
 
@@ -214,7 +222,8 @@ def inside(pods_count: int, token: str, workdir: Path) -> None:
         for label, path in launchers:
             trace = str(workdir / "trace.jsonl") if label == "C launcher" else ""
             row = measure(f"calico, {label}", label[0], path, calico_conf, paths, agent_env, trace)
-            results.append({**row, "budget": True})
+            budget = C_BUDGET if label == "C launcher" else PY_BUDGET
+            results.append({**row, "budget": budget})
         results.append(
             measure(
                 "calico, no agent (in-process)",
@@ -257,14 +266,22 @@ def print_table(results: list[dict], pods: int, floors: dict[str, list[float]]) 
     ref_add, ref_del = statistics.median(ref["add"]), statistics.median(ref["del"])
     ms = 1000.0
     print(f"\n{pods} pods each, one node namespace, plugins exec'd as a runtime does\n")
-    print("| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 | ADD p50 ratio | DEL p50 ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    ref_add99 = pct(ref["add"], 0.99)
+    print(
+        "| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 "
+        "| ADD p50 ratio | ADD p99 ratio | DEL p50 ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        a50, d50 = statistics.median(r["add"]), statistics.median(r["del"])
+        a50, d50, a99 = (
+            statistics.median(r["add"]),
+            statistics.median(r["del"]),
+            pct(r["add"], 0.99),
+        )
         print(
-            f"| {r['name']} | {a50 * ms:.1f} ms | {pct(r['add'], 0.99) * ms:.1f} ms "
+            f"| {r['name']} | {a50 * ms:.1f} ms | {a99 * ms:.1f} ms "
             f"| {d50 * ms:.1f} ms | {pct(r['del'], 0.99) * ms:.1f} ms "
-            f"| {a50 / ref_add:.2f}x | {d50 / ref_del:.2f}x |"
+            f"| {a50 / ref_add:.2f}x | {a99 / ref_add99:.2f}x | {d50 / ref_del:.2f}x |"
         )
     for r in results:
         for command, records in (r.get("phases") or {}).items():
@@ -272,14 +289,21 @@ def print_table(results: list[dict], pods: int, floors: dict[str, list[float]]) 
     print("\nexec floor (VERSION: launcher start + agent round trip, no I/O), p50 / p99:")
     for name, floor in floors.items():
         print(f"  {name}: {statistics.median(floor) * ms:.1f} ms / {pct(floor, 0.99) * ms:.1f} ms")
-    print("\nBudget (agent paths): ADD p50 <= 3x, DEL p50 <= 1.5x")
+    print("\nBudget (agent paths; ratios to the reference's p50, p99 to its p99):")
     for r in results:
-        if not r.get("budget"):
+        budget = r.get("budget")
+        if not budget:
             continue
         a_ratio = statistics.median(r["add"]) / ref_add
+        a99 = pct(r["add"], 0.99) / pct(ref["add"], 0.99)
         d_ratio = statistics.median(r["del"]) / ref_del
-        verdict = "within" if a_ratio <= 3.0 and d_ratio <= 1.5 else "OVER"
-        print(f"  {r['name']}: {a_ratio:.2f}x / {d_ratio:.2f}x: {verdict} budget")
+        ok = a_ratio <= budget["add"] and a99 <= budget["add99"] and d_ratio <= budget["del"]
+        p99 = f" (<= {budget['add99']}x)" if budget["add99"] != float("inf") else ""
+        print(
+            f"  {r['name']}: ADD p50 {a_ratio:.2f}x (<= {budget['add']}x), "
+            f"p99 {a99:.2f}x{p99}, DEL p50 {d_ratio:.2f}x "
+            f"(<= {budget['del']}x): {'within' if ok else 'OVER'} budget"
+        )
 
 
 def print_phases(name: str, command: str, records: list[dict]) -> None:

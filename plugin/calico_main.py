@@ -34,6 +34,7 @@ is allocated and then sleep, so a test can SIGKILL the plugin half-way through.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import ipaddress
@@ -267,6 +268,23 @@ def _unrecord(req: Request, rider: endpoint.Rider) -> None:
         )
 
 
+# Helper threads for the kernel half of ADD, started once per process and reused: a new
+# thread per ADD made the request wait for it to be scheduled (Thread.start() blocks until
+# the thread runs: 0.5-1 ms on a loaded 2-core node, bench/bench_cni.py's trace).
+# Generous, since a veth waits mostly on the kernel's rtnl lock, not on Python.
+KERNEL_WORKERS = 32
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _kernel_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(KERNEL_WORKERS, "cni-kernel")
+        return _pool
+
+
 class _Background:
     """Run one function on a helper thread (or, with start=False, later in the caller's
     thread) and hand back its result or exception."""
@@ -275,12 +293,17 @@ class _Background:
         self.fn = fn
         self.value: Any = None
         self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
+        self.future: concurrent.futures.Future[None] | None = None
+        self.done = False
         if start:
             # In a copy of the caller's context: the request's trace (plugin/phases.py).
             ctx = contextvars.copy_context()
-            self.thread = threading.Thread(target=ctx.run, args=(self._run,), name="cni-kernel")
-            self.thread.start()
+            self.future = _kernel_pool().submit(ctx.run, self._run)
+
+    @property
+    def started(self) -> bool:
+        """Running (or ran) on a helper thread; False: `result()` runs it here."""
+        return self.future is not None
 
     def _run(self) -> None:
         try:
@@ -289,11 +312,12 @@ class _Background:
             self.error = exc
 
     def result(self, suppress: bool = False) -> Any:
-        if self.thread is None:
-            self._run()
-            self.thread = threading.current_thread()
-        elif self.thread is not threading.current_thread():
-            self.thread.join()
+        if self.future is None:
+            if not self.done:
+                self._run()
+        else:
+            self.future.result()  # _run catches everything: this only waits
+        self.done = True
         if self.error is not None:
             if suppress:
                 return None
@@ -315,7 +339,7 @@ def _plumb_and_record(
             _unrecord(req, rider)
 
     try:
-        if kernel.thread is None:
+        if not kernel.started:
             kernel.result(suppress=True)  # sequential mode: IPAM, then the veth
         with ipam_main.store_errors(), phases.phase("wep.write"):
             rider.finish()
@@ -354,15 +378,18 @@ def cmd_del(req: Request) -> None:
 
     def delete_veth() -> None:
         try:
-            veth.teardown(cid, ifname, req.env.netns)
+            with phases.phase("veth.teardown"):
+                veth.teardown(cid, ifname, req.env.netns)
         except BaseException as exc:
             kernel_error.append(exc)
 
-    worker = threading.Thread(target=delete_veth, name=f"del-{cid[:12]}")
+    ctx = contextvars.copy_context()  # the request's trace (plugin/phases.py)
+    worker = threading.Thread(target=ctx.run, args=(delete_veth,), name=f"del-{cid[:12]}")
     worker.start()
     try:
-        released = ipam_release(req)
-        with ipam_main.store_errors():
+        with phases.phase("ipam.release"):
+            released = ipam_release(req)
+        with ipam_main.store_errors(), phases.phase("wep.remove"):
             try:
                 endpoint.remove(
                     ipam_main._datastore(req),
@@ -375,7 +402,8 @@ def cmd_del(req: Request) -> None:
             except endpoint.EndpointConflict as exc:
                 raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
     finally:
-        worker.join()
+        with phases.phase("veth.wait"):
+            worker.join()
     if kernel_error:
         raise CNIError(PLUGIN_FAILURE, "failed to delete the pod's interface", str(kernel_error[0]))
     _log(req, "info", f"deleted ({', '.join(map(str, released)) or 'no addresses held'})")

@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from calico.resources import (
     WorkloadEndpoint,
     WorkloadEndpointSpec,
 )
+from plugin import phases
 
 ORCHESTRATOR = "cni"
 NAMESPACE = "default"
@@ -264,12 +266,16 @@ class Rider:
     ds: Datastore
     info: EndpointInfo
     state: str = ""  # "" = not committed (yet): `finish` writes it the usual way
+    _sent: float = 0.0
 
     def ops(self, ip: Any) -> list[Any]:
         self.info.ip_networks = [f"{ip}/32"]
-        return write_ops(self.ds, self.info)
+        ops = write_ops(self.ds, self.info)
+        self._sent = time.perf_counter()  # the transaction goes out next
+        return ops
 
     def committed(self, ip: Any, responses: list[Any]) -> None:
+        phases.mark("ipam.txn", self._sent)  # the etcd round trip, fsync included
         self.state = "created" if created(self.info, responses) else "exists"
 
     def finish(self) -> None:
