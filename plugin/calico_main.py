@@ -213,7 +213,12 @@ def cmd_add(req: Request) -> Result:
         if pending is not None:
             veth.abort(pending)
         if rider is not None and rider.state:
-            _unrecord(req, rider)  # committed, then failed: nothing may stay half-way
+            # The transaction committed and something after it failed: nothing may stay
+            # half-way (the address, and the endpoint if this ADD created it).
+            with contextlib.suppress(CNIError):
+                ipam_release(req)
+            if rider.state == "created":
+                _unrecord(req, rider)
         raise
     try:
         _pause_hook(req)
