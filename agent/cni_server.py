@@ -19,11 +19,12 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugin import calico_main, ipam_main, shim
+from plugin import calico_main, ipam_main, phases, shim
 
 log = logging.getLogger(__name__)
 
@@ -121,28 +122,50 @@ class CNIServer:
                 if self._stopping.is_set():
                     return
                 continue
-            t = threading.Thread(target=self._serve, args=(conn,), name="cni-request", daemon=True)
+            accepted = time.perf_counter()
+            t = threading.Thread(
+                target=self._serve, args=(conn, accepted), name="cni-request", daemon=True
+            )
             with self._lock:
                 self._active.add(t)
             t.start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, accepted: float) -> None:
+        # Every request is traced (plugin/phases.py: ~1 us a phase); the record is
+        # written only for a request whose environment asks for it.
+        trace = phases.Trace(origin=accepted)
+        token = phases.start(trace)
+        phases.mark("spawn", accepted)  # accept -> this thread running
+        request: dict[str, Any] = {}
         try:
             with conn:
                 conn.settimeout(RECV_TIMEOUT)
-                data = _read_all(conn)
+                with phases.phase("recv"):
+                    data = _read_all(conn)
                 conn.settimeout(None)
-                reply = self.handle_bytes(data)
-                conn.sendall(shim.encode_reply(reply))
+                reply = self.handle_bytes(data, request)
+                with phases.phase("reply"):
+                    conn.sendall(shim.encode_reply(reply))
         except OSError as exc:  # the shim went away: nothing to answer
             log.debug("CNI connection dropped: %s", exc)
         finally:
+            phases.stop(token)
+            # After the reply (costs the request nothing), before this thread counts as
+            # done (stop() waits for it: the record is there once the server stopped).
+            env = request.get("env")
+            if isinstance(env, dict) and env.get(phases.TRACE_ENV):
+                command, cid = env.get("CNI_COMMAND", ""), env.get("CNI_CONTAINERID", "")
+                phases.write(trace, env, str(command), str(cid))
             with self._lock:
                 self._active.discard(threading.current_thread())
 
-    def handle_bytes(self, data: bytes) -> dict[str, Any]:
+    def handle_bytes(self, data: bytes, decoded: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Answer one request's bytes; `decoded`, when given, receives the request."""
         try:
-            request = shim.decode_request(data)
+            with phases.phase("decode"):
+                request = shim.decode_request(data)
+            if decoded is not None:
+                decoded.update(request)
         except ValueError as exc:
             return shim.error_reply(shim.PLUGIN_FAILURE, "malformed shim request", str(exc), "")
         plugin = str(request.get("plugin", ""))

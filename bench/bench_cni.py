@@ -15,8 +15,12 @@ the same spawn code for all of them:
                                which runs the plugin in-process
 
 Installed with plugin.build_launcher, as the lab does. Prints a markdown table with p50/p99
-and the ratios to the reference, the exec floor of each launcher, and the budget verdict of
-each agent path: ADD p50 <= 3x, DEL p50 <= 1.5x (of the reference measured in the same run).
+and the ratios to the reference, the exec floor of each launcher, where the C launcher's
+ADD and DEL spend their time (the agent's per-phase trace, plugin/phases.py, plus the
+exec and exit it cannot see), and the budget verdict of each agent path against the
+reference measured in the same run: the C launcher (what is installed where a C compiler
+is) ADD p50 <= 1.0x and p99 <= 1.5x, DEL p50 <= 1.5x; the Python launcher (no compiler)
+ADD p50 <= 3x, DEL p50 <= 1.5x.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REFERENCE_DIR = "/usr/lib/cni"
+# Issue 15: the per-pod path at or under the reference (the C launcher); the Python
+# launcher, ~12 ms of interpreter start alone, keeps the older budget.
+C_BUDGET = {"add": 1.0, "add99": 1.5, "del": 1.5}
+PY_BUDGET = {"add": 3.0, "add99": float("inf"), "del": 1.5}
+TRACE_ENV = "CALICO_CNI_TRACE"  # plugin/phases.py (not imported: this file runs as root first)
 INNER_FLAG = "--inside-node"
 
 
@@ -46,7 +55,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_plugin(path: str, command: str, conf: dict, cid: str, netns: str, env: dict) -> float:
+def run_plugin(
+    path: str, command: str, conf: dict, cid: str, netns: str, env: dict, stamps: dict | None = None
+) -> float:
     full = {
         **env,
         "CNI_COMMAND": command,
@@ -57,23 +68,59 @@ def run_plugin(path: str, command: str, conf: dict, cid: str, netns: str, env: d
     data = json.dumps(conf).encode()
     t0 = time.perf_counter()
     proc = subprocess.run([path], input=data, env=full, capture_output=True)
-    elapsed = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    elapsed = t1 - t0
+    if stamps is not None:
+        stamps[(command, cid)] = (t0, t1)
     if proc.returncode != 0:
         raise SystemExit(f"{path} {command} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
     return elapsed
 
 
-def measure(name: str, tag: str, path: str, conf: dict, pods: list[str], env: dict) -> dict:
+def measure(
+    name: str, tag: str, path: str, conf: dict, pods: list[str], env: dict, trace: str = ""
+) -> dict:
+    """ADD every pod, then DEL every pod. With `trace` (a file), the agent writes each
+    request's phases there (plugin/phases.py) and the row carries them."""
     adds, dels = [], []
+    stamps: dict = {}
+    if trace:
+        env = {**env, TRACE_ENV: trace}
     # One warm-up pod, not counted: first-use costs (etcd channel, block claim).
     warm = pods[0]
     run_plugin(path, "ADD", conf, f"warm{tag}", warm, env)
     run_plugin(path, "DEL", conf, f"warm{tag}", warm, env)
     for i, netns in enumerate(pods):
-        adds.append(run_plugin(path, "ADD", conf, f"{tag}{i:04d}", netns, env))
+        adds.append(run_plugin(path, "ADD", conf, f"{tag}{i:04d}", netns, env, stamps))
     for i, netns in enumerate(pods):
-        dels.append(run_plugin(path, "DEL", conf, f"{tag}{i:04d}", netns, env))
-    return {"name": name, "add": adds, "del": dels}
+        dels.append(run_plugin(path, "DEL", conf, f"{tag}{i:04d}", netns, env, stamps))
+    row = {"name": name, "add": adds, "del": dels}
+    if trace:
+        row["phases"] = read_phases(trace, stamps)
+    return row
+
+
+def read_phases(path: str, stamps: dict) -> dict[str, list[dict]]:
+    """The agent's trace records of the timed requests, each with two spans the agent
+    cannot see, in the same clock (perf_counter is CLOCK_MONOTONIC in every process):
+    `exec+connect` (spawn of the launcher until the agent accepts) and `exit` (reply
+    sent until the runtime sees the launcher exit)."""
+    out: dict[str, list[dict]] = {"ADD": [], "DEL": []}
+    for line in Path(path).read_text().splitlines():
+        rec = json.loads(line)
+        key = (rec["command"], rec["container"])
+        if key not in stamps or rec["command"] not in out:
+            continue
+        t0, t1 = stamps[key]
+        accept = rec["accept"]
+        end = max(e for _n, _s, e, _t in rec["spans"])
+        rec["spans"] = [
+            ["exec+connect", t0 - accept, 0.0, "runtime"],
+            *rec["spans"],
+            ["exit", end, t1 - accept, "runtime"],
+        ]
+        out[rec["command"]].append(rec)
+    return out
 
 
 def inside(pods_count: int, token: str, workdir: Path) -> None:
@@ -173,8 +220,10 @@ def inside(pods_count: int, token: str, workdir: Path) -> None:
             measure("ptp + host-local", "ref", f"{REFERENCE_DIR}/ptp", ref_conf, paths, base_env)
         ]
         for label, path in launchers:
-            row = measure(f"calico, {label}", label[0], path, calico_conf, paths, agent_env)
-            results.append({**row, "budget": True})
+            trace = str(workdir / "trace.jsonl") if label == "C launcher" else ""
+            row = measure(f"calico, {label}", label[0], path, calico_conf, paths, agent_env, trace)
+            budget = C_BUDGET if label == "C launcher" else PY_BUDGET
+            results.append({**row, "budget": budget})
         results.append(
             measure(
                 "calico, no agent (in-process)",
@@ -217,26 +266,61 @@ def print_table(results: list[dict], pods: int, floors: dict[str, list[float]]) 
     ref_add, ref_del = statistics.median(ref["add"]), statistics.median(ref["del"])
     ms = 1000.0
     print(f"\n{pods} pods each, one node namespace, plugins exec'd as a runtime does\n")
-    print("| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 | ADD p50 ratio | DEL p50 ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    ref_add99 = pct(ref["add"], 0.99)
+    print(
+        "| plugin | ADD p50 | ADD p99 | DEL p50 | DEL p99 "
+        "| ADD p50 ratio | ADD p99 ratio | DEL p50 ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        a50, d50 = statistics.median(r["add"]), statistics.median(r["del"])
-        print(
-            f"| {r['name']} | {a50 * ms:.1f} ms | {pct(r['add'], 0.99) * ms:.1f} ms "
-            f"| {d50 * ms:.1f} ms | {pct(r['del'], 0.99) * ms:.1f} ms "
-            f"| {a50 / ref_add:.2f}x | {d50 / ref_del:.2f}x |"
+        a50, d50, a99 = (
+            statistics.median(r["add"]),
+            statistics.median(r["del"]),
+            pct(r["add"], 0.99),
         )
+        print(
+            f"| {r['name']} | {a50 * ms:.1f} ms | {a99 * ms:.1f} ms "
+            f"| {d50 * ms:.1f} ms | {pct(r['del'], 0.99) * ms:.1f} ms "
+            f"| {a50 / ref_add:.2f}x | {a99 / ref_add99:.2f}x | {d50 / ref_del:.2f}x |"
+        )
+    for r in results:
+        for command, records in (r.get("phases") or {}).items():
+            print_phases(r["name"], command, records)
     print("\nexec floor (VERSION: launcher start + agent round trip, no I/O), p50 / p99:")
     for name, floor in floors.items():
         print(f"  {name}: {statistics.median(floor) * ms:.1f} ms / {pct(floor, 0.99) * ms:.1f} ms")
-    print("\nBudget (agent paths): ADD p50 <= 3x, DEL p50 <= 1.5x")
+    print("\nBudget (agent paths; ratios to the reference's p50, p99 to its p99):")
     for r in results:
-        if not r.get("budget"):
+        budget = r.get("budget")
+        if not budget:
             continue
         a_ratio = statistics.median(r["add"]) / ref_add
+        a99 = pct(r["add"], 0.99) / pct(ref["add"], 0.99)
         d_ratio = statistics.median(r["del"]) / ref_del
-        verdict = "within" if a_ratio <= 3.0 and d_ratio <= 1.5 else "OVER"
-        print(f"  {r['name']}: {a_ratio:.2f}x / {d_ratio:.2f}x: {verdict} budget")
+        ok = a_ratio <= budget["add"] and a99 <= budget["add99"] and d_ratio <= budget["del"]
+        p99 = f" (<= {budget['add99']}x)" if budget["add99"] != float("inf") else ""
+        print(
+            f"  {r['name']}: ADD p50 {a_ratio:.2f}x (<= {budget['add']}x), "
+            f"p99 {a99:.2f}x{p99}, DEL p50 {d_ratio:.2f}x "
+            f"(<= {budget['del']}x): {'within' if ok else 'OVER'} budget"
+        )
+
+
+def print_phases(name: str, command: str, records: list[dict]) -> None:
+    """Where one row's requests spend their time: each phase's median start (after the
+    agent accepted) and duration. Phases on `cni-kernel` run beside those on
+    `cni-request` (the veth is made while etcd is talked to), so durations do not add
+    up to the total; `exec+connect` starts before the accept (a negative start)."""
+    from plugin.phases import summarize
+
+    if not records:
+        return
+    ms = 1000.0
+    print(f"\n{name}, {command}: phases over {len(records)} requests (p50)\n")
+    print("| phase | thread | starts at | takes |")
+    print("|---|---|---:|---:|")
+    for p in summarize(records):
+        print(f"| {p.name} | {p.thread} | {p.start * ms:+.2f} ms | {p.p50 * ms:.2f} ms |")
 
 
 def main() -> int:

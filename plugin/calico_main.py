@@ -2,9 +2,12 @@
 it in etcd.
 
 ADD    IPAM (calico-ipam in-process; any other `ipam.type` exec'd from CNI_PATH as a
-       runtime would), then the veth and routes (plugin/veth.py), then the
-       WorkloadEndpoint and the network's Profile (plugin/endpoint.py). Any failure after
-       the IPAM ADD releases the address and removes a half-made veth, on every path.
+       runtime would) with the WorkloadEndpoint and the network's Profile
+       (plugin/endpoint.py) in the same etcd transaction as the address (calico-ipam;
+       else written right after it), while a helper thread makes the veth; then its
+       addresses and routes (plugin/veth.py). Any failure after the IPAM ADD releases
+       the address, takes the endpoint off and removes a half-made veth, on every path.
+       Where the milliseconds go: plugin/phases.py, bench/bench_cni.py.
 DEL    release by handle `<network>.<containerID>`, take the endpoint off, delete the
        veth. Missing netns, endpoint or address is success (DEL is repeatable); the
        kernel and etcd halves run side by side since neither needs the other.
@@ -31,7 +34,9 @@ is allocated and then sleep, so a test can SIGKILL the plugin half-way through.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import contextvars
 import ipaddress
 import json
 import os
@@ -45,7 +50,7 @@ from calico.errors import DatastoreError
 from calico.keys import kind_prefix
 from calico.resources import WorkloadEndpoint
 from kernel.ns import NamespaceError
-from plugin import endpoint, ipam_main, veth
+from plugin import endpoint, ipam_main, phases, veth
 from plugin.errors import (
     INVALID_CONFIG,
     PLUGIN_FAILURE,
@@ -142,10 +147,6 @@ def _calico_ipam(req: Request) -> bool:
     return req.conf.require_ipam().type == CALICO_IPAM
 
 
-def ipam_add(req: Request) -> Result:
-    return ipam_main.ipam_add(req) if _calico_ipam(req) else _exec_ipam(req, "ADD")  # type: ignore[return-value]
-
-
 def ipam_release(req: Request) -> list[ipaddress.IPv4Address]:
     if _calico_ipam(req):
         return ipam_main.ipam_del(req)
@@ -164,6 +165,13 @@ def _pause_hook(req: Request) -> None:
         time.sleep(60)
 
 
+def ipam_add(req: Request, rider: endpoint.Rider | None = None) -> Result:
+    """The address; with calico-ipam the endpoint and profile ride in its transaction."""
+    if _calico_ipam(req):
+        return ipam_main.ipam_add(req, rider)
+    return _exec_ipam(req, "ADD")  # type: ignore[return-value]
+
+
 def cmd_add(req: Request) -> Result:
     conf = req.conf
     assert conf is not None
@@ -173,30 +181,54 @@ def cmd_add(req: Request) -> Result:
     if not os.path.exists(netns):
         raise CNIError(PLUGIN_FAILURE, "failed to open netns", f"{netns} does not exist")
     node = ipam_main.node_of(req)
-    ifname = req.env.ifname
+    cid, ifname = req.env.container_id, req.env.ifname
 
     # The veth does not need the address: it is made while IPAM talks to etcd (unless a
     # test pauses between the two, when the order must be IPAM first).
     pod_mac = veth.random_mac()  # chosen here so the endpoint can be written meanwhile
-    kernel = _Background(
-        lambda: veth.create(netns, req.env.container_id, ifname, conf.mtu, pod_mac),
-        start=PAUSE_HOOK_ENV not in req.full_env,
-    )
+
+    def make_veth() -> veth.Pending:
+        with phases.phase("veth.create"):
+            return veth.create(netns, cid, ifname, conf.mtu, pod_mac)
+
+    kernel = _Background(make_veth, start=PAUSE_HOOK_ENV not in req.full_env)
+    rider: endpoint.Rider | None = None
     try:
-        ipam_result = ipam_add(req)
+        with ipam_main.store_errors():
+            info = endpoint.EndpointInfo(
+                node=node,
+                container_id=cid,
+                ifname=ifname,
+                host_ifname=veth.host_ifname(cid, ifname),
+                mac=pod_mac,
+                ip_networks=[],  # the address, once IPAM has chosen it
+                network=conf.name,
+                pod=req.args.k8s_pod_name,
+            )
+            rider = endpoint.Rider(ipam_main._datastore(req), info)
+        with phases.phase("ipam"):
+            ipam_result = ipam_add(req, rider)
     except BaseException:
         pending = kernel.result(suppress=True)
         if pending is not None:
             veth.abort(pending)
+        if rider is not None and rider.state:
+            # The transaction committed and something after it failed: nothing may stay
+            # half-way (the address, and the endpoint if this ADD created it).
+            with contextlib.suppress(CNIError):
+                ipam_release(req)
+            if rider.state == "created":
+                _unrecord(req, rider)
         raise
     try:
         _pause_hook(req)
         v4 = [ip.address for ip in ipam_result.ips if ip.address.version == 4]
         if not v4:
             raise CNIError(PLUGIN_FAILURE, "IPAM returned no IPv4 address", str(ipam_result.ips))
-        plumbed = _plumb_and_record(req, node, v4, kernel, pod_mac)
+        plumbed = _plumb_and_record(req, v4, kernel, rider)
     except BaseException as exc:
-        # Every failure after the allocation gives the address back.
+        # Every failure after the allocation gives the address back (and the endpoint,
+        # if it committed with it: see _plumb_and_record).
         try:
             ipam_release(req)
         except CNIError as rel:
@@ -224,6 +256,40 @@ def cmd_add(req: Request) -> Result:
     return result
 
 
+def _unrecord(req: Request, rider: endpoint.Rider) -> None:
+    """Take this ADD's network off the endpoint it wrote (best effort: the caller is
+    already failing; a leftover is what `calicoctl ipam check` finds)."""
+    conf = req.conf
+    assert conf is not None
+    info = rider.info
+    with contextlib.suppress(Exception):
+        endpoint.remove(
+            rider.ds,
+            info.node,
+            info.container_id,
+            info.ifname,
+            conf.name,
+            [n.split("/")[0] for n in info.ip_networks],
+        )
+
+
+# Helper threads for the kernel half of ADD, started once per process and reused: a new
+# thread per ADD made the request wait for it to be scheduled (Thread.start() blocks until
+# the thread runs: 0.5-1 ms on a loaded 2-core node, bench/bench_cni.py's trace).
+# Generous, since a veth waits mostly on the kernel's rtnl lock, not on Python.
+KERNEL_WORKERS = 32
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _kernel_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(KERNEL_WORKERS, "cni-kernel")
+        return _pool
+
+
 class _Background:
     """Run one function on a helper thread (or, with start=False, later in the caller's
     thread) and hand back its result or exception."""
@@ -232,10 +298,17 @@ class _Background:
         self.fn = fn
         self.value: Any = None
         self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
+        self.future: concurrent.futures.Future[None] | None = None
+        self.done = False
         if start:
-            self.thread = threading.Thread(target=self._run, name="cni-kernel")
-            self.thread.start()
+            # In a copy of the caller's context: the request's trace (plugin/phases.py).
+            ctx = contextvars.copy_context()
+            self.future = _kernel_pool().submit(ctx.run, self._run)
+
+    @property
+    def started(self) -> bool:
+        """Running (or ran) on a helper thread; False: `result()` runs it here."""
+        return self.future is not None
 
     def _run(self) -> None:
         try:
@@ -244,11 +317,12 @@ class _Background:
             self.error = exc
 
     def result(self, suppress: bool = False) -> Any:
-        if self.thread is None:
-            self._run()
-            self.thread = threading.current_thread()
-        elif self.thread is not threading.current_thread():
-            self.thread.join()
+        if self.future is None:
+            if not self.done:
+                self._run()
+        else:
+            self.future.result()  # _run catches everything: this only waits
+        self.done = True
         if self.error is not None:
             if suppress:
                 return None
@@ -257,40 +331,26 @@ class _Background:
 
 
 def _plumb_and_record(
-    req: Request, node: str, v4: list[Any], kernel: _Background, pod_mac: str
+    req: Request, v4: list[Any], kernel: _Background, rider: endpoint.Rider
 ) -> veth.Plumbed:
-    """Write the endpoint while the veth is being made, then give the veth its addresses
-    and routes. If either half fails, the other is undone (the caller releases the
-    address)."""
-    conf = req.conf
-    assert conf is not None
-    cid, ifname = req.env.container_id, req.env.ifname
-    info = endpoint.EndpointInfo(
-        node=node,
-        container_id=cid,
-        ifname=ifname,
-        host_ifname=veth.host_ifname(cid, ifname),
-        mac=pod_mac,
-        ip_networks=[f"{ip.ip}/32" for ip in v4],
-        network=conf.name,
-        pod=req.args.k8s_pod_name,
-    )
-    ds: Any = None
-    written = False
+    """Record the endpoint (unless it committed with the address already) while the veth
+    is being made, then give the veth its addresses and routes. If either half fails,
+    the other is undone (the caller releases the address)."""
+    rider.info.ip_networks = [f"{ip.ip}/32" for ip in v4]
+    written = rider.state == "created"
 
     def unwrite() -> None:
         if written:
-            with contextlib.suppress(Exception):
-                endpoint.remove(ds, node, cid, ifname, conf.name, [str(ip.ip) for ip in v4])
+            _unrecord(req, rider)
 
     try:
-        if kernel.thread is None:
+        if not kernel.started:
             kernel.result(suppress=True)  # sequential mode: IPAM, then the veth
-        with ipam_main.store_errors():
-            ds = ipam_main._datastore(req)
-            endpoint.write(ds, info)
+        with ipam_main.store_errors(), phases.phase("wep.write"):
+            rider.finish()
             written = True
-        pending = kernel.result()
+        with phases.phase("veth.wait"):
+            pending = kernel.result()
     except (veth.PlumbingError, NamespaceError) as exc:
         unwrite()
         raise CNIError(PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)) from None
@@ -301,7 +361,8 @@ def _plumb_and_record(
         unwrite()
         raise
     try:
-        return veth.finish(pending, v4)
+        with phases.phase("veth.finish"):
+            return veth.finish(pending, v4)
     except (veth.PlumbingError, NamespaceError) as exc:
         unwrite()
         raise CNIError(PLUGIN_FAILURE, "failed to set up the pod's interface", str(exc)) from None
@@ -322,15 +383,18 @@ def cmd_del(req: Request) -> None:
 
     def delete_veth() -> None:
         try:
-            veth.teardown(cid, ifname, req.env.netns)
+            with phases.phase("veth.teardown"):
+                veth.teardown(cid, ifname, req.env.netns)
         except BaseException as exc:
             kernel_error.append(exc)
 
-    worker = threading.Thread(target=delete_veth, name=f"del-{cid[:12]}")
+    ctx = contextvars.copy_context()  # the request's trace (plugin/phases.py)
+    worker = threading.Thread(target=ctx.run, args=(delete_veth,), name=f"del-{cid[:12]}")
     worker.start()
     try:
-        released = ipam_release(req)
-        with ipam_main.store_errors():
+        with phases.phase("ipam.release"):
+            released = ipam_release(req)
+        with ipam_main.store_errors(), phases.phase("wep.remove"):
             try:
                 endpoint.remove(
                     ipam_main._datastore(req),
@@ -343,7 +407,8 @@ def cmd_del(req: Request) -> None:
             except endpoint.EndpointConflict as exc:
                 raise CNIError(TRY_AGAIN_LATER, "datastore busy", str(exc)) from None
     finally:
-        worker.join()
+        with phases.phase("veth.wait"):
+            worker.join()
     if kernel_error:
         raise CNIError(PLUGIN_FAILURE, "failed to delete the pod's interface", str(kernel_error[0]))
     _log(req, "info", f"deleted ({', '.join(map(str, released)) or 'no addresses held'})")

@@ -20,6 +20,8 @@ its own network's profile and addresses, deleting the endpoint with the last one
 
 Round trips: ADD is one transaction (create-if-absent of the profile, and create of the
 endpoint, as two nested transactions), plus a read-modify-CAS only in the append case;
+with calico-ipam those two nested transactions ride in the address's own transaction
+(`Rider`), so an ADD records address, endpoint and profile in one round trip;
 DEL of an endpoint this process wrote is one conditional delete.
 The profile is never overwritten (an operator may have edited it) and never deleted.
 """
@@ -30,6 +32,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ from calico.resources import (
     WorkloadEndpoint,
     WorkloadEndpointSpec,
 )
+from plugin import phases
 
 ORCHESTRATOR = "cni"
 NAMESPACE = "default"
@@ -197,9 +201,10 @@ def unmerge(existing: Mapping[str, Any], network: str, ips: Sequence[str]) -> di
     return data
 
 
-def write(ds: Datastore, info: EndpointInfo) -> None:
-    """Create the profile if absent and the endpoint (or append to it), in one round trip
-    on the common path."""
+def write_ops(ds: Datastore, info: EndpointInfo) -> list[Any]:
+    """The writes of `write`'s common path, as two nested transactions that may ride in
+    another one (calico/ipam_store.Rider): the profile if absent, the endpoint if
+    absent (else read back, for the append)."""
     t = ds.ops
     profile = network_profile(info.network)
     profile.metadata.uid = str(uuid.uuid4())
@@ -207,30 +212,79 @@ def write(ds: Datastore, info: EndpointInfo) -> None:
     pkey = resource_key(Profile, info.network)
     wep = build_endpoint(info)
     wkey = endpoint_key(info.node, info.container_id, info.ifname)
-    ok, responses = ds.kv_txn(
-        [],
-        [
-            t.txn([t.create(pkey) == 0], [t.put(pkey, _encode(profile.to_dict()))], []),
-            t.txn([t.create(wkey) == 0], [t.put(wkey, _encode(wep.to_dict()))], [t.get(wkey)]),
-        ],
-    )
+    return [
+        t.txn([t.create(pkey) == 0], [t.put(pkey, _encode(profile.to_dict()))], []),
+        t.txn([t.create(wkey) == 0], [t.put(wkey, _encode(wep.to_dict()))], [t.get(wkey)]),
+    ]
+
+
+def created(info: EndpointInfo, responses: Sequence[Any]) -> bool:
+    """Whether `write_ops`' transaction (its two responses) created the endpoint; if so,
+    remember its revision so DEL is one conditional delete."""
     wep_txn = responses[1].response_txn
-    if wep_txn.succeeded:
-        with _written_lock:
-            if len(_written) > MAX_CACHED:
-                _written.clear()
-            _written[wkey] = wep_txn.responses[0].response_put.header.revision
-        return
-    # The endpoint exists: append this network to it (see the module docstring).
+    if not wep_txn.succeeded:
+        return False
+    wkey = endpoint_key(info.node, info.container_id, info.ifname)
+    with _written_lock:
+        if len(_written) > MAX_CACHED:
+            _written.clear()
+        _written[wkey] = wep_txn.responses[0].response_put.header.revision
+    return True
+
+
+def write(ds: Datastore, info: EndpointInfo) -> None:
+    """Create the profile if absent and the endpoint (or append to it), in one round trip
+    on the common path."""
+    _ok, responses = ds.kv_txn([], write_ops(ds, info))
+    if not created(info, responses):
+        append(ds, info)
+
+
+def append(ds: Datastore, info: EndpointInfo) -> None:
+    """The endpoint exists: add this network to it (see the module docstring)."""
+    wkey = endpoint_key(info.node, info.container_id, info.ifname)
     for _ in range(MAX_ATTEMPTS):
         kv = ds.kv_get(wkey)
         if kv is None:
-            if ds.kv_create(wkey, _encode(wep.to_dict())):
+            if ds.kv_create(wkey, _encode(build_endpoint(info).to_dict())):
                 return
             continue
         if ds.kv_cas(wkey, _encode(merge(kv.json(), info)), kv.mod_revision):
             return
     raise EndpointConflict(f"endpoint {wkey} kept changing while being written")
+
+
+@dataclass
+class Rider:
+    """The endpoint and profile of one ADD riding in its address's IPAM transaction
+    (calico/ipam_store.Rider): the pod is recorded in the same etcd round trip (one
+    fsync) that takes its address, and exactly when it does. `info.ip_networks` is
+    filled in with the address chosen. After the commit, `state` says what is left:
+    "created" (nothing), "exists" (another network's endpoint of this interface: `finish`
+    appends to it)."""
+
+    ds: Datastore
+    info: EndpointInfo
+    state: str = ""  # "" = not committed (yet): `finish` writes it the usual way
+    _sent: float = 0.0
+
+    def ops(self, ip: Any) -> list[Any]:
+        self.info.ip_networks = [f"{ip}/32"]
+        ops = write_ops(self.ds, self.info)
+        self._sent = time.perf_counter()  # the transaction goes out next
+        return ops
+
+    def committed(self, ip: Any, responses: list[Any]) -> None:
+        phases.mark("ipam.txn", self._sent)  # the etcd round trip, fsync included
+        self.state = "created" if created(self.info, responses) else "exists"
+
+    def finish(self) -> None:
+        """Whatever the transaction left undone (see `state`)."""
+        if self.state == "exists":
+            append(self.ds, self.info)
+        elif self.state != "created":
+            write(self.ds, self.info)
+        self.state = "created"
 
 
 def remove(

@@ -83,7 +83,10 @@ def _secondary(req: Request, node: str) -> dict[str, str]:
     return attrs
 
 
-def ipam_add(req: Request) -> Result:
+def ipam_add(req: Request, rider: ipam_store.Rider | None = None) -> Result:
+    """Assign the attachment's address. `rider` (the calico plugin's endpoint write)
+    rides in the address's transaction when there is one address to assign; with several
+    requested ones it is left uncommitted, for its owner to write afterwards."""
     assert req.conf is not None
     cfg = req.conf.require_ipam()
     if cfg.assign_ipv6:
@@ -106,10 +109,13 @@ def ipam_add(req: Request) -> Result:
         got: list[ipaddress.IPv4Address] = []
         try:
             if requested:
+                ride = rider if len(requested) == 1 else None
                 for ip in requested:
-                    got.append(ipam_store.assign_ip(ds, node, handle_id, ip, attrs))  # type: ignore[arg-type]
+                    got.append(ipam_store.assign_ip(ds, node, handle_id, ip, attrs, ride))  # type: ignore[arg-type]
             else:
-                got.append(ipam_store.auto_assign(ds, node, handle_id, cfg.ipv4_pools, attrs))
+                got.append(
+                    ipam_store.auto_assign(ds, node, handle_id, cfg.ipv4_pools, attrs, rider)
+                )
         except BaseException:
             if got:  # a second requested address failed: give back the first
                 with contextlib.suppress(Exception):

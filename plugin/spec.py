@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico.config import EtcdSettings, resolve_settings
+from plugin import phases
 from plugin.errors import (
     DECODE_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -590,7 +591,8 @@ def dispatch(request: Mapping[str, Any], handlers: Mapping[str, Handler]) -> dic
     env = request.get("env") or {}
     stdin = request.get("stdin") or ""
     try:
-        req = parse_request(env, stdin)
+        with phases.phase("parse"):
+            req = parse_request(env, stdin)
         if req.command == "VERSION":
             return {"exit_code": 0, "stdout": json.dumps(version_info(stdin)) + "\n", "stderr": ""}
         handler = handlers.get(req.command)
@@ -603,7 +605,8 @@ def dispatch(request: Mapping[str, Any], handlers: Mapping[str, Handler]) -> dic
         if req.command == "ADD":
             if result is None:
                 raise CNIError(PLUGIN_FAILURE, "plugin error", "ADD produced no result")
-            out = json.dumps(result.to_dict(req.cni_version), indent=4) + "\n"
+            with phases.phase("render"):
+                out = json.dumps(result.to_dict(req.cni_version), indent=4) + "\n"
         return {"exit_code": 0, "stdout": out, "stderr": ""}
     except CNIError as err:
         return error_reply(err, sniff_version(stdin))

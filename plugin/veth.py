@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from kernel import ns
 from kernel.netlink import NetlinkError
 from kernel.rtnetlink import RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, netlink_in
+from plugin.phases import phase
 
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = ipaddress.IPv4Address("169.254.1.1")
@@ -155,16 +156,19 @@ def create(netns_path: str, container_id: str, ifname: str, mtu: int, pod_mac: s
     try:
         if ns.same_netns(pod_fd):
             raise PlumbingError(f"{netns_path} is the node's own namespace, not a pod's")
-        check_node_routes_gateway(node)
+        with phase("veth.gateway_check"):
+            check_node_routes_gateway(node)
         # A host side left over by a crashed ADD for this interface would block the
         # name; Calico removes it too. It cannot belong to another pod or interface: the
         # name is a hash of both.
         try:
-            node.link_del(host)
+            with phase("veth.stale_del"):
+                node.link_del(host)
         except NetlinkError as exc:
             raise _step(f"removing stale {host}", exc) from None
         try:
-            node.veth_add(host, ifname, pod_fd, mtu, mac=HOST_MAC, peer_mac=pod_mac)
+            with phase("veth.add"):
+                node.veth_add(host, ifname, pod_fd, mtu, mac=HOST_MAC, peer_mac=pod_mac)
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 raise PlumbingError(
@@ -172,21 +176,24 @@ def create(netns_path: str, container_id: str, ifname: str, mtu: int, pod_mac: s
                 ) from None
             raise _step(f"creating veth {host}/{ifname}", exc) from None
         made = True
-        for rel, value in HOST_SYSCTLS:
-            try:
-                _write_sysctl(rel.format(host), value)
-            except OSError as exc:
-                raise _step(f"setting {rel.format(host)}", exc) from None
-        host_link = node.link_get(host)
-        if host_link is None:
-            raise PlumbingError(f"{host} vanished right after it was made")
-        pod = netlink_in(pod_fd)
-        link = pod.link_get(ifname)
-        if link is None:
-            raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
+        with phase("veth.sysctls"):
+            for rel, value in HOST_SYSCTLS:
+                try:
+                    _write_sysctl(rel.format(host), value)
+                except OSError as exc:
+                    raise _step(f"setting {rel.format(host)}", exc) from None
+        with phase("veth.links"):
+            host_link = node.link_get(host)
+            if host_link is None:
+                raise PlumbingError(f"{host} vanished right after it was made")
+            pod = netlink_in(pod_fd)
+            link = pod.link_get(ifname)
+            if link is None:
+                raise PlumbingError(f"{ifname} did not appear in the pod's namespace")
         try:
-            node.link_set_up(host_link.index)
-            pod.link_set_up(link.index)
+            with phase("veth.up"):
+                node.link_set_up(host_link.index)
+                pod.link_set_up(link.index)
         except NetlinkError as exc:
             raise _step(f"setting {host}/{ifname} up", exc) from None
         return Pending(host, host_link.index, ifname, link.index, link.mac, node, pod)
@@ -221,14 +228,17 @@ def finish(pending: Pending, ips: Sequence[ipaddress.IPv4Interface]) -> Plumbed:
     pod, idx = pending.pod, pending.pod_index
     try:
         try:
-            if any(r.dst == DEFAULT_NET for r in pod.routes()):
+            with phase("veth.pod_routes_read"):
+                has_default = any(r.dst == DEFAULT_NET for r in pod.routes())
+            if has_default:
                 pending.table = route_table(pending.ifname)
                 _drop_rules(pod, pending.table)  # left by an ADD killed half-way
             table = pending.table
-            for ip in ips:
-                pod.addr_add(idx, ipaddress.IPv4Interface(f"{ip.ip}/32"))
-            pod.route_add(GATEWAY_NET, idx, scope=RT_SCOPE_LINK, table=table)
-            pod.route_add(DEFAULT_NET, idx, gateway=GATEWAY, table=table)
+            with phase("veth.pod_addr_routes"):
+                for ip in ips:
+                    pod.addr_add(idx, ipaddress.IPv4Interface(f"{ip.ip}/32"))
+                pod.route_add(GATEWAY_NET, idx, scope=RT_SCOPE_LINK, table=table)
+                pod.route_add(DEFAULT_NET, idx, gateway=GATEWAY, table=table)
             if table != RT_TABLE_MAIN:
                 for ip in ips:
                     src = ipaddress.IPv4Network(f"{ip.ip}/32")
@@ -237,9 +247,12 @@ def finish(pending: Pending, ips: Sequence[ipaddress.IPv4Interface]) -> Plumbed:
             raise _step(f"configuring {pending.ifname} in the pod", exc) from None
         for ip in ips:
             try:
-                pending.node.route_add(
-                    ipaddress.IPv4Network(f"{ip.ip}/32"), pending.host_index, scope=RT_SCOPE_LINK
-                )
+                with phase("veth.host_route"):
+                    pending.node.route_add(
+                        ipaddress.IPv4Network(f"{ip.ip}/32"),
+                        pending.host_index,
+                        scope=RT_SCOPE_LINK,
+                    )
             except NetlinkError as exc:
                 if exc.errno == errno.EEXIST:
                     # The node agent may have added this very route already: it sees the

@@ -151,6 +151,61 @@ def test_racing_processes_never_share_an_address(datastore, etcd_server) -> None
     assert sorted(str(ip) for b in blocks for ip in b.allocated()) == sorted(outs)
 
 
+def test_endpoints_riding_in_racing_assignments_on_two_nodes_match_their_address(
+    datastore, etcd_server
+) -> None:
+    """The CNI plugin's endpoint rides in its address's transaction (ipam_store.Rider):
+    processes acting as two nodes race for four /28 blocks (60 of their 64 addresses, so
+    both claim and borrow), each with a stale view most of the time. Every endpoint must
+    record exactly the address its handle holds (a lost race retries with the new
+    address, never commits the old one), and no address may be handed out twice."""
+    put_pool(datastore, "p1", "10.73.0.0/26", block=28)
+    code = (
+        "import sys\n"
+        "from calico.datastore import Datastore\n"
+        "from calico import ipam_store\n"
+        "from plugin import endpoint\n"
+        "ds = Datastore.connect(sys.argv[1])\n"
+        "node, k = sys.argv[2], sys.argv[3]\n"
+        "for i in range(10):\n"
+        "    cid = f'c{node}-{k}-{i}'\n"
+        "    info = endpoint.EndpointInfo(node=node, container_id=cid, ifname='eth0',\n"
+        "        host_ifname='calitest', mac='02:00:00:00:00:01', ip_networks=[],\n"
+        "        network='net')\n"
+        "    rider = endpoint.Rider(ds, info)\n"
+        "    ip = ipam_store.auto_assign(ds, node, f'net.{cid}', rider=rider)\n"
+        "    assert rider.state == 'created', rider.state\n"
+        "    print(cid, ip)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, etcd_server.endpoints, node, str(k)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
+        for node in ("n1", "n2")
+        for k in range(3)
+    ]
+    given: dict[str, str] = {}
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        for line in out.splitlines():
+            cid, ip = line.split()
+            given[cid] = ip
+    assert len(given) == 60 and len(set(given.values())) == 60
+    held = {}
+    for kv in datastore.kv_list(keys.BLOCK_PREFIX)[0]:
+        for ip, handle in ipam.Block.from_json(kv.value).allocated().items():
+            held[str(ip)] = handle
+    assert held == {ip: f"net.{cid}" for cid, ip in given.items()}
+    weps = datastore.kv_list("/calico/resources/v3/projectcalico.org/workloadendpoints/")[0]
+    recorded = {kv.json()["spec"]["containerID"]: kv.json()["spec"]["ipNetworks"] for kv in weps}
+    assert recorded == {cid: [f"{ip}/32"] for cid, ip in given.items()}
+    assert datastore.kv_get("/calico/resources/v3/projectcalico.org/profiles/net") is not None
+
+
 def run_calicoctl(etcd_server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "calicoctl", *args],
