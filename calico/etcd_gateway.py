@@ -133,7 +133,7 @@ def transport_failure(
     secure = url.startswith("https")
     if isinstance(exc, _ssl.SSLCertVerificationError):
         return verify_failure(exc, url, settings)
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError):
         return Failed(f"etcd {url}: no answer within the timeout")
     if stage == "connect":
         if isinstance(exc, ConnectionRefusedError):
