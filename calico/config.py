@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
+
+# Immutable records are NamedTuples, not dataclasses: importing dataclasses (and the
+# inspect module it pulls in) cost `calicoctl get`, whose budget is ~40 ms, 5 ms.
 
 DEFAULT_CONFIG_FILE = Path("/etc/calico/calicoctl.cfg")
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
@@ -40,8 +43,7 @@ class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class EtcdEndpoint:
+class EtcdEndpoint(NamedTuple):
     host: str
     port: int
     scheme: str = "http"
@@ -79,8 +81,7 @@ TLS_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class EtcdSettings:
+class EtcdSettings(NamedTuple):
     """Everything a client needs to reach etcd: endpoints (comma-separated) and TLS files."""
 
     endpoints: str = DEFAULT_ENDPOINTS

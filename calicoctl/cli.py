@@ -52,9 +52,20 @@ _VALUE_OPTIONS = (
 )
 
 
+# Commands that, run as the program, leave without the interpreter's teardown once their
+# output is flushed: freeing every module and object cost `get` ~5 ms of a ~40 ms budget.
+# Only commands that leave no thread, child process or open file behind.
+QUICK_EXIT = ("get",)
+
+
 def command_group(argv: list[str]) -> str | None:
-    """The group registering the command in `argv` (None: build every group), found the
-    way argparse will: options before it, with their values (abbreviated too), skipped."""
+    """The group registering the command in `argv` (None: build every group)."""
+    return _GROUP_OF.get(command_word(argv) or "")
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command in `argv`, found the way argparse will: options before it, with their
+    values (abbreviated too), skipped; None when there is none or help comes first."""
     skip = False
     for arg in argv:
         if skip:
@@ -75,7 +86,7 @@ def command_group(argv: list[str]) -> str | None:
                 return None  # -h, alone or first in a cluster of short options
             skip = arg == "-c"  # -cFILE carries its value
             continue
-        return _GROUP_OF.get(arg)
+        return arg
     return None
 
 
@@ -124,6 +135,32 @@ def build_parser(group: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """calicoctl with `argv` (default: the program's arguments); the exit status."""
+    code = _main(argv)
+    if argv is None and command_word(sys.argv[1:]) in QUICK_EXIT:
+        _quick_exit(code)
+    return code
+
+
+def _quick_exit(code: int) -> None:
+    """Flush what was printed, then end the process at once (os._exit)."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `calicoctl get ... | head`
+        code = code or 1
+    except OSError as exc:  # a full disk, say: not silently
+        Cli.err(f"calicoctl: cannot write the output: {exc.strerror or exc}")
+        code = code or 1
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     cli: Cli | None = None
     words = sys.argv[1:] if argv is None else argv
     debug = "--debug" in words

@@ -8,7 +8,6 @@ JSON without decoding each object into a typed resource (writes always validate 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -122,6 +121,8 @@ def _do_create(ds: Any, res: Any, args: argparse.Namespace) -> str:
 def _do_apply(ds: Any, res: Any, args: argparse.Namespace) -> str:
     """Create, or replace what exists. A resourceVersion in the input is honoured (as
     calicoctl does), so applying a stale copy fails instead of undoing someone's change."""
+
+    import copy
 
     version = res.metadata.resource_version
     for _ in range(3):

@@ -248,3 +248,43 @@ def test_calicoctl_get_survives_the_leader_kill(tls_cluster):
     finally:
         c.restart(lead)
         c.wait_leader()
+
+
+def test_the_program_prints_everything_before_its_quick_exit(
+    datastore, etcd_server, capsys, monkeypatch
+):
+    """`get` ends with os._exit after flushing: a listing far beyond any buffer arrives
+    whole in a file and through a pipe, exactly as the in-process command prints it."""
+    prefix = "/calico/resources/v3/projectcalico.org/profiles/"
+    ops = datastore.ops
+    for start in range(0, 1500, 100):
+        datastore.kv_txn([], [
+            ops.put(f"{prefix}q{i:05d}", f'{{"kind":"Profile","metadata":{{"name":"q{i:05d}"}},"spec":{{}}}}')
+            for i in range(start, start + 100)
+        ])  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ETCD_ENDPOINTS": etcd_server.endpoints,
+        "CALICOCTL_CONFIG": "/nonexistent",
+    }
+    monkeypatch.setenv("ETCD_ENDPOINTS", etcd_server.endpoints)
+    assert main(["get", "profiles", "-o", "yaml"]) == 0
+    want = capsys.readouterr().out
+    proc = subprocess.run(
+        [CALICOCTL, "get", "profiles", "-o", "yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "") and proc.stdout == want
+    assert len(want) > 100_000
+    head = subprocess.run(
+        f"{CALICOCTL} get profiles | head -2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert head.stdout == "NAME\nq00000\n" and head.stderr == ""
