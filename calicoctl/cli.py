@@ -117,8 +117,9 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )  # fmt: skip
 
 
-def build_parser(group: str | None = None) -> argparse.ArgumentParser:
-    """calicoctl's parser: every command group, or only `group` (see GROUPS)."""
+def build_parser(group: str | None = None, command: str | None = None) -> argparse.ArgumentParser:
+    """calicoctl's parser: every command group, or only `group` (see GROUPS), or only
+    `command` of it when the group can build one alone."""
     parser = ArgParser(
         prog="calicoctl",
         description="Manage Calico v3 resources in etcd.",
@@ -130,7 +131,13 @@ def build_parser(group: str | None = None) -> argparse.ArgumentParser:
     _common_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     for name in [group] if group else GROUPS:
-        import_module(f"calicoctl.{name}").register(sub, common)
+        module = import_module(f"calicoctl.{name}")
+        # A group may build one command's parser alone (register_one): only that one runs.
+        one = getattr(module, "register_one", None)
+        if group and command and one is not None:
+            one(sub, common, command)
+        else:
+            module.register(sub, common)
     return parser
 
 
@@ -165,7 +172,8 @@ def _main(argv: list[str] | None) -> int:
     words = sys.argv[1:] if argv is None else argv
     debug = "--debug" in words
     try:
-        parser = build_parser(command_group(words))
+        word = command_word(words)
+        parser = build_parser(_GROUP_OF.get(word or ""), word)
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
         if not getattr(args, "func", None):

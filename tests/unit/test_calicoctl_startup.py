@@ -12,8 +12,8 @@ import pytest
 from calicoctl import cli
 
 
-def commands_of(group: str | None) -> list[str]:
-    parser = cli.build_parser(group)
+def commands_of(group: str | None, command: str | None = None) -> list[str]:
+    parser = cli.build_parser(group, command)
     sub = next(a for a in parser._actions if a.dest == "command")
     return list(sub.choices)
 
@@ -22,6 +22,31 @@ def test_the_groups_table_is_what_each_group_registers():
     for group, commands in cli.GROUPS.items():
         assert tuple(commands_of(group)) == commands, group
     assert commands_of(None) == [c for cs in cli.GROUPS.values() for c in cs]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "wep", "-A", "-o", "wide"],
+        ["get", "-f", "x.yaml", "-n", "ns1"],
+        ["apply", "-f", "-", "--dry-run"],
+        ["create", "-f", "p.yaml", "--skip-exists"],
+        ["replace", "-f", "p.yaml", "--skip-not-exists"],
+        ["delete", "profile", "a", "b"],
+        ["--debug", "version"],
+    ],
+)
+def test_one_command_alone_parses_as_in_the_whole_parser(argv):
+    word = cli.command_word(argv)
+    assert commands_of("resource_commands", word) == [word]
+
+    def parsed(parser):
+        args = vars(parser.parse_args(argv))
+        func = args.pop("func")  # the same command (apply's and create's are closures)
+        cells = [c.cell_contents for c in func.__closure__ or ()]
+        return args, func.__qualname__, cells
+
+    assert parsed(cli.build_parser("resource_commands", word)) == parsed(cli.build_parser())
 
 
 @pytest.mark.parametrize(
