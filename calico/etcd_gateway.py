@@ -3,7 +3,7 @@
 Why: `calicoctl get profiles` spent most of its 154 ms importing grpc, the etcd protobufs
 and pyetcd (~80 ms on an idle machine, before any byte went to etcd), where `etcdctl get
 --prefix` takes 14 ms in all. etcd (3.4 here) serves the same KV API as JSON on every
-client URL, TLS with client certificates included; this module speaks it with `socket`
+client URL, TLS with client certificates included; this module speaks it with `_socket`
 (and `ssl` for https) from the standard library, ~5 ms to import. Writes, watches and
 transactions stay on the gRPC client (calico.datastore).
 
@@ -27,9 +27,10 @@ rules (`VERIFY_REASONS`, `client_cert_problem`). A member without the gateway (4
 
 from __future__ import annotations
 
+import _socket  # socket.py's enums and selectors cost 2.5 ms; ssl brings it for https
 import binascii
 import json
-import socket
+import sys
 import time
 from collections import namedtuple
 from typing import Any
@@ -128,24 +129,23 @@ def transport_failure(
     """A socket or TLS error at `stage` ("connect", "handshake", "exchange": the first
     request on a fresh TLS connection, where TLS 1.3 reports a refused client certificate,
     or "reply") -> the line calico.datastore.describe_failure gives for the same cause."""
-    import ssl as _ssl  # already imported when it matters: this is a TLS connection
-
+    _ssl = sys.modules.get("ssl")  # imported for every https connection, never for http
     secure = url.startswith("https")
-    if isinstance(exc, _ssl.SSLCertVerificationError):
+    if _ssl is not None and isinstance(exc, _ssl.SSLCertVerificationError):
         return verify_failure(exc, url, settings)
     if isinstance(exc, TimeoutError):
         return Failed(f"etcd {url}: no answer within the timeout")
     if stage == "connect":
         if isinstance(exc, ConnectionRefusedError):
             return Failed(f"etcd {url}: connection refused")
-        if isinstance(exc, socket.gaierror):
+        if isinstance(exc, _socket.gaierror):
             host = url.split("://", 1)[-1].rsplit(":", 1)[0]
             return Failed(f"etcd {url}: cannot resolve {host}: {exc.strerror or exc}")
         if getattr(exc, "errno", None) in (101, 113):  # ENETUNREACH, EHOSTUNREACH
             return Failed(f"etcd {url}: no route to host")
         return Failed(f"etcd {url}: cannot connect: {getattr(exc, 'strerror', None) or exc}")
-    closed = isinstance(
-        exc, ConnectionError | EOFError | _ssl.SSLEOFError | _ssl.SSLZeroReturnError
+    closed = isinstance(exc, ConnectionError | EOFError) or (
+        _ssl is not None and isinstance(exc, _ssl.SSLEOFError | _ssl.SSLZeroReturnError)
     )
     reason = str(getattr(exc, "reason", "") or "").lower()
     if secure and (("alert" in reason) or (closed and stage == "exchange")):
@@ -300,12 +300,9 @@ class _Connection:
         self.host = f"{member.host}:{member.port}"
         self.fresh = True  # no answer read on it yet
         stage = "connect"
-        sock = None
+        sock: Any = None
         try:
-            # An ASCII host as bytes: a str one is IDNA-encoded, an import of 1 ms.
-            host = member.host.encode() if member.host.isascii() else member.host
-            sock = socket.create_connection((host, member.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = _connect(member.host, member.port, timeout, ssl_context is not None)
             if ssl_context is not None:
                 stage = "handshake"
                 sock = ssl_context.wrap_socket(sock, server_hostname=member.host)
@@ -314,7 +311,7 @@ class _Connection:
                 sock.close()
             raise transport_failure(exc, self.url, settings, stage) from None
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self.reader = _Reader(sock)
 
     def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes, bool]:
         self.sock.settimeout(timeout)
@@ -323,10 +320,78 @@ class _Connection:
 
     def close(self) -> None:
         try:
-            self.reader.close()
             self.sock.close()
         except OSError:
             pass
+
+
+def _connect(host: str, port: int, timeout: float, tls: bool) -> Any:
+    """A connected TCP socket (the first address of `host` that accepts), no Nagle delay;
+    a socket.socket for TLS (ssl wraps only those), a bare _socket.socket for http."""
+    make: Any = _socket.socket
+    if tls:
+        import socket
+
+        make = socket.socket
+    # An ASCII host as bytes: a str one is IDNA-encoded, an import of 1 ms.
+    name = host.encode() if host.isascii() else host
+    last: OSError | None = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        sock = make(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
+class _Reader:
+    """readline/read over a socket's recv, as read_response needs (io's buffered reader
+    needs socket.py's SocketIO)."""
+
+    def __init__(self, sock: Any):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(262144)
+        self.buf += data
+        return bool(data)
+
+    def readline(self, limit: int = -1) -> bytes:
+        start = 0
+        while True:
+            end = self.buf.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if 0 <= limit <= len(self.buf):
+                end = limit
+                break
+            start = len(self.buf)
+            if not self._fill():
+                end = len(self.buf)
+                break
+        if 0 <= limit < end:
+            end = limit
+        line = bytes(self.buf[:end])
+        del self.buf[:end]
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            while self._fill():
+                pass
+            size = len(self.buf)
+        while len(self.buf) < size and self._fill():
+            pass
+        data = bytes(self.buf[:size])
+        del self.buf[:size]
+        return data
 
 
 class Gateway:

@@ -196,3 +196,28 @@ def test_transport_failures_are_one_line(exc, stage, url, line):
 def test_the_failover_budgets_are_the_datastores():
     for name in ("LIST_PAGE", "FAILOVER_WINDOW", "CLUSTER_ATTEMPT_TIMEOUT", "FAILED_MEMBER_SKIP"):
         assert getattr(etcd_gateway, name) == getattr(datastore, name), name
+
+
+class Trickle:
+    """A socket that hands out its bytes a few at a time, then end of stream."""
+
+    def __init__(self, data: bytes, step: int = 3):
+        self.data, self.step = data, step
+
+    def recv(self, size: int) -> bytes:
+        out, self.data = self.data[: min(size, self.step)], self.data[min(size, self.step) :]
+        return out
+
+
+def test_the_socket_reader_reads_answers_however_the_bytes_arrive():
+    one = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"a":1}'
+    two = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    for step in (1, 5, 1 << 20):
+        reader = etcd_gateway._Reader(Trickle(one + two, step))
+        assert read_response(reader) == (200, b'{"a":1}', True)
+        assert read_response(reader) == (503, b"{}", True)
+        with pytest.raises(EOFError):
+            read_response(reader)
+    reader = etcd_gateway._Reader(Trickle(b"abcdef\nrest"))
+    assert reader.readline(3) == b"abc" and reader.readline() == b"def\n"
+    assert reader.read() == b"rest"
