@@ -1,11 +1,12 @@
 """etcd's v3 JSON gateway over plain HTTP/1.1: one-shot reads without the gRPC stack.
 
 Why: `calicoctl get profiles` spent most of its 154 ms importing grpc, the etcd protobufs
-and pyetcd (~80 ms on an idle machine, before any byte went to etcd), where `etcdctl get
---prefix` takes 14 ms in all. etcd (3.4 here) serves the same KV API as JSON on every
-client URL, TLS with client certificates included; this module speaks it with `_socket`
-(and `ssl` for https) from the standard library, ~5 ms to import. Writes, watches and
-transactions stay on the gRPC client (calico.datastore).
+and pyetcd (~55 ms on an idle machine, 150 ms and more on a loaded one, before any byte
+went to etcd), where `etcdctl get --prefix` takes 14 ms in all. etcd (3.4 here) serves the
+same KV API as JSON on every client URL, TLS with client certificates included; this
+module speaks it with `_socket` (and `ssl` for https) from the standard library, ~2 ms to
+import beyond calico.config. Writes, watches and transactions stay on the gRPC client
+(calico.datastore).
 
 The wire (int64s are JSON strings, bytes are base64, fields at their zero value are left
 out of answers):

@@ -10,7 +10,7 @@ from typing import Any
 
 # Start-up is the floor of every calicoctl command (`get profiles` should feel instant), so
 # calico.resources (23 ms to import here), calico.datastore and the etcd client (grpc and
-# pyetcd, ~80 ms on an idle machine) are imported inside the functions that need them; a
+# pyetcd, ~55 ms on an idle machine) are imported inside the functions that need them; a
 # one-shot read (`cli.reader()`) goes over etcd's JSON gateway and imports neither.
 
 

@@ -19,7 +19,7 @@ from calicoctl.output import OUTPUT_FORMATS, print_resources
 
 # Start-up is the floor of every calicoctl command (`get profiles` should feel instant), so
 # calico.resources (23 ms to import here), calico.datastore and the etcd client (grpc,
-# ~80 ms) are imported inside the functions that need them, and `get` reads through
+# ~55 ms) are imported inside the functions that need them, and `get` reads through
 # cli.reader() (etcd's JSON gateway) with kinds from calico.kinds: it imports neither.
 
 
