@@ -163,17 +163,20 @@ def transport_failure(
     return Failed(f"etcd {url}: {getattr(exc, 'strerror', None) or exc}")
 
 
+NOT_ETCD = "not an etcd answer (is this etcd's client URL?)"
+
+
 def error_line(url: str, status: int, body: bytes) -> str:
     """A non-200 answer -> `etcd URL: what etcd said` (its `etcdserver: ` prefix dropped,
-    as calico.datastore drops it from gRPC's status)."""
+    as calico.datastore drops it from gRPC's status); anything else says it is not etcd."""
     said = ""
     try:
         doc = json.loads(body)
         said = str(doc.get("error") or doc.get("message") or "") if isinstance(doc, dict) else ""
     except ValueError:
-        said = body.decode("utf-8", "replace").strip()[:200]
+        pass
     said = said.removeprefix("etcdserver: ").strip()
-    return f"etcd {url}: {said or f'HTTP {status}'}"
+    return f"etcd {url}: {said or f'HTTP {status}, {NOT_ETCD}'}"
 
 
 # ---------------------------------------------------------------- the JSON, both ways
@@ -416,8 +419,16 @@ class Gateway:
 
     # -- reads
     def kv_get(self, key: str) -> KV | None:
-        kvs, _, _ = parse_range(self._post("/v3/kv/range", range_request(key.encode())))
+        kvs, _, _ = self._range(range_request(key.encode()))
         return kvs[0] if kvs else None
+
+    def _range(self, request: bytes) -> tuple[list[KV], int, bool]:
+        body = self._post("/v3/kv/range", request)
+        try:
+            return parse_range(body)
+        except (ValueError, TypeError, AttributeError) as exc:  # a 200 that is not etcd's
+            url = self.members[self._conn_member].url()
+            raise Unavailable(f"etcd {url}: {NOT_ETCD} ({exc})") from None
 
     def kv_list(self, prefix: str, page: int = LIST_PAGE) -> tuple[list[KV], int]:
         """Every key under a prefix and the revision it was read at: pages of `page` keys
@@ -427,8 +438,7 @@ class Gateway:
         out: list[KV] = []
         revision = 0
         while True:
-            body = self._post("/v3/kv/range", range_request(start, end, page, revision))
-            kvs, rev, more = parse_range(body)
+            kvs, rev, more = self._range(range_request(start, end, page, revision))
             revision = revision or rev
             out.extend(kvs)
             if not more or not kvs:
@@ -512,9 +522,9 @@ class Gateway:
                 if reused and isinstance(exc, ConnectionError | EOFError):
                     continue  # an idle connection the member closed: once more, fresh
                 raise transport_failure(exc, url, self.settings, stage) from None
-            except ValueError as exc:  # not HTTP: something else listens there
+            except ValueError:  # not HTTP: something else listens there
                 self.close()
-                raise Failed(f"etcd {url}: not an etcd answer ({exc})") from None
+                raise Failed(f"etcd {url}: {NOT_ETCD}") from None
             conn.fresh = False
             if not keep:
                 self.close()

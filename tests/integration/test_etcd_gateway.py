@@ -288,3 +288,24 @@ def test_the_program_prints_everything_before_its_quick_exit(
         env=env,
     )
     assert head.stdout == "NAME\nq00000\n" and head.stderr == ""
+
+
+def test_something_else_on_the_port_is_one_line(tmp_path):
+    """A web server where etcd was expected (a wrong port): one line saying so."""
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            line = failure(lambda: Gateway(EtcdSettings(url)).kv_get("/calico/x"))
+            if "connection refused" not in line or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # not listening yet
+        assert line == f"etcd {url}: HTTP 501, not an etcd answer (is this etcd's client URL?)"
+    finally:
+        web.terminate()
+        web.wait(10)

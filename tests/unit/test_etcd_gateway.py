@@ -115,8 +115,9 @@ def test_etcd_errors_are_its_words_without_the_etcdserver_prefix():
     url = "http://127.0.0.1:2379"
     body = b'{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}'
     assert error_line(url, 503, body) == f"etcd {url}: no leader"
-    assert error_line(url, 502, b"Bad Gateway") == f"etcd {url}: Bad Gateway"
-    assert error_line(url, 500, b"") == f"etcd {url}: HTTP 500"
+    not_etcd = "not an etcd answer (is this etcd's client URL?)"
+    assert error_line(url, 502, b"<html>Bad Gateway</html>") == f"etcd {url}: HTTP 502, {not_etcd}"
+    assert error_line(url, 500, b"") == f"etcd {url}: HTTP 500, {not_etcd}"
 
 
 URL = "https://127.0.0.1:2379"
