@@ -47,8 +47,16 @@ CLUSTER_ATTEMPT_TIMEOUT = 1.5  # seconds one attempt may take in a cluster
 FAILED_MEMBER_SKIP = 0.2  # seconds a member that just failed is passed over
 MAX_HEADER_LINE = 65536  # an HTTP header line longer than this is not etcd talking
 
-# One key as etcd stores it; the fields calico.datastore.KV has, so callers take either.
-KV = namedtuple("KV", "key value mod_revision create_revision")
+
+class KV(namedtuple("KV", "key value mod_revision create_revision")):
+    """One key as etcd stores it: calico.datastore.KV's fields and json(), so callers
+    (calicoctl get, ipam show/check) take either."""
+
+    __slots__ = ()
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
 
 # ---------------------------------------------------------------- failures, in words
 

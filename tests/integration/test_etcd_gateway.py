@@ -309,3 +309,21 @@ def test_something_else_on_the_port_is_one_line(tmp_path):
     finally:
         web.terminate()
         web.wait(10)
+
+
+def test_ipam_show_and_check_print_what_the_grpc_path_prints(
+    datastore, etcd_server, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setenv("ETCD_ENDPOINTS", etcd_server.endpoints)
+    (tmp_path / "pool.yaml").write_text(SAMPLES["IPPool"])
+    assert main(["create", "-f", str(tmp_path / "pool.yaml")]) == 0
+    capsys.readouterr()
+    cases = [["ipam", "show"], ["ipam", "check"], ["ipam", "show", "--ip", "10.0.0.9"]]
+
+    def outputs() -> list:
+        return [(main(argv), *capsys.readouterr()) for argv in cases]
+
+    over_gateway = outputs()
+    monkeypatch.setattr(context.Cli, "reader", lambda self: self.datastore())
+    assert over_gateway == outputs()
+    assert over_gateway[0][0] == 0 and over_gateway[0][1]
