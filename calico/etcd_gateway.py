@@ -309,7 +309,8 @@ class _Connection:
         self, member: EtcdEndpoint, ssl_context: Any, timeout: float, settings: EtcdSettings
     ):
         self.url = member.url()
-        self.host = f"{member.host}:{member.port}"
+        host = f"[{member.host}]" if ":" in member.host else member.host  # IPv6
+        self.host = f"{host}:{member.port}"
         self.fresh = True  # no answer read on it yet
         stage = "connect"
         sock: Any = None
