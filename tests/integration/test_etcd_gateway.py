@@ -97,7 +97,7 @@ def test_etcd_down_is_the_datastores_one_line_and_quick():
     single = EtcdSettings(closed)
     t0 = time.monotonic()
     line = failure(lambda: Gateway(single).kv_list("/calico/"))
-    assert time.monotonic() - t0 < 1.0  # one member: no retry
+    assert time.monotonic() - t0 < 2.0  # one member: no retry (the window is 2.5 s)
     assert line == f"etcd {closed}: connection refused"
     assert line == failure(lambda: Datastore.connect(single).kv_list("/calico/"))
     proc = subprocess.run(
@@ -116,7 +116,7 @@ def test_a_dead_member_is_passed_over_and_all_dead_is_one_line(etcd_server, data
     t0 = time.monotonic()
     line = failure(lambda: Gateway(EtcdSettings(",".join(dead))).kv_get("/calico/gw/k"))
     elapsed = time.monotonic() - t0
-    assert 2.0 < elapsed < 3.5, elapsed  # tried for the failover window, then one line
+    assert 2.0 < elapsed < 5.0, elapsed  # tried for the failover window, then one line
     assert line in (f"etcd {dead[0]}: connection refused", f"etcd {dead[1]}: connection refused")
 
 
@@ -192,7 +192,7 @@ def test_tls_reads_and_certificate_problems_are_the_datastores(tls_cluster):
         s = tls_settings(c, **override)
         t0 = time.monotonic()
         ours = failure(lambda s=s: Gateway(s).kv_list("/calico/"))
-        assert time.monotonic() - t0 < 1.0, what  # a certificate problem is not retried
+        assert time.monotonic() - t0 < 2.0, what  # not retried (the window is 2.5 s)
         theirs = failure(lambda s=s: Datastore.connect(s).kv_list("/calico/"))
         # the same words; the member named may differ (gRPC may start elsewhere)
         assert ours.split(": ", 1)[1] == theirs.split(": ", 1)[1], what
@@ -244,7 +244,7 @@ def test_calicoctl_get_survives_the_leader_kill(tls_cluster):
             [CALICOCTL, "get", "profiles"], capture_output=True, text=True, timeout=30, env=env
         )
         assert proc.returncode == 0 and proc.stdout.startswith("NAME"), proc.stderr
-        assert time.monotonic() - t0 < 3.0
+        assert time.monotonic() - t0 < 3.0  # the issue-13 budget for a leader kill
     finally:
         c.restart(lead)
         c.wait_leader()
