@@ -15,9 +15,23 @@ not `ippools-x/`).
 from __future__ import annotations
 
 import ipaddress
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from calico.resources import Resource, kind_class
+if TYPE_CHECKING:
+    from calico.resources import Resource
+
+# A kind: its name as typed, a calico.resources class, or a calico.kinds.KindInfo (what
+# `calicoctl get` uses, so that a read never imports the resource classes: ~23 ms).
+Kind = Any
+
+
+def _kind(kind: Kind) -> Any:
+    if isinstance(kind, str):
+        from calico.resources import kind_class
+
+        return kind_class(kind)
+    return kind
+
 
 ROOT = "/calico/"
 RESOURCE_ROOT = "/calico/resources/v3/projectcalico.org/"
@@ -31,17 +45,17 @@ FELIX_REGION = "no-region"
 # ---------------------------------------------------------------- resources
 
 
-def kind_prefix(kind: str | type[Resource], namespace: str | None = None) -> str:
+def kind_prefix(kind: Kind, namespace: str | None = None) -> str:
     """The prefix under which every resource of a kind (in a namespace) lives."""
-    cls = kind_class(kind) if isinstance(kind, str) else kind
+    cls = _kind(kind)
     prefix = f"{RESOURCE_ROOT}{cls.PLURAL}/"
     if cls.NAMESPACED and namespace:
         prefix += f"{namespace}/"
     return prefix
 
 
-def resource_key(kind: str | type[Resource], name: str, namespace: str | None = None) -> str:
-    cls = kind_class(kind) if isinstance(kind, str) else kind
+def resource_key(kind: Kind, name: str, namespace: str | None = None) -> str:
+    cls = _kind(kind)
     if cls.NAMESPACED:
         return f"{kind_prefix(cls, namespace or 'default')}{name}"
     return f"{kind_prefix(cls)}{name}"

@@ -837,14 +837,12 @@ KINDS_BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 
 def kind_class(name: str | None) -> type[Resource]:
     """The class for a kind as a user types it: any case, singular, plural or short alias."""
-    if not name:
-        raise ValidationError("kind", "missing kind")
-    low = name.lower()
-    for cls in KINDS:
-        if low in (cls.KIND.lower(), cls.PLURAL, cls.KIND.lower() + "s", *cls.ALIASES):
-            return cls
-    known = ", ".join(c.KIND for c in KINDS)
-    raise ValidationError("kind", f"unknown resource kind {name!r} (known: {known})")
+    from calico.kinds import UnknownKind, kind_info  # the names live there (calicoctl get)
+
+    try:
+        return KINDS_BY_PLURAL[kind_info(name).PLURAL]
+    except UnknownKind as exc:
+        raise ValidationError("kind", exc.message) from None
 
 
 def load(data: Any, validate: bool = True) -> Resource:

@@ -22,16 +22,72 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 
 from calico.errors import Unavailable
-from calicoctl import (
-    flows_commands,
-    ipam_commands,
-    node_commands,
-    resource_commands,
-    whatif_commands,
-)
 from calicoctl.context import ArgParser, Cli, CliError
+
+# The command groups, in the order --help lists them, and the commands each registers.
+# Only the group of the command given is imported and registered: importing all of them
+# (datetime, threading, dataclasses, subprocess, ...) cost `calicoctl get` ~20 ms. No
+# command, --help before it, or a word not listed here builds the whole parser, so a
+# stale table costs speed, never behaviour (tests/unit/test_calicoctl_startup.py checks
+# it against what the groups register).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "resource_commands": ("get", "create", "apply", "replace", "delete", "version"),
+    "ipam_commands": ("ipam",),
+    "node_commands": ("node",),
+    "whatif_commands": ("label", "patch"),
+    "flows_commands": ("flows",),
+}
+_GROUP_OF = {command: group for group, commands in GROUPS.items() for command in commands}
+# Top-level options that take a value (the word after them is not the command).
+_VALUE_OPTIONS = (
+    "-c",
+    "--config",
+    "--etcd-endpoints",
+    "--etcd-ca-cert-file",
+    "--etcd-cert-file",
+    "--etcd-key-file",
+)
+
+
+# Commands that, run as the program, leave without the interpreter's teardown once their
+# output is flushed: freeing every module and object cost `get` ~5 ms of a ~40 ms budget.
+# Only commands that leave no thread, child process or open file behind.
+QUICK_EXIT = ("get",)
+
+
+def command_group(argv: list[str]) -> str | None:
+    """The group registering the command in `argv` (None: build every group)."""
+    return _GROUP_OF.get(command_word(argv) or "")
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command in `argv`, found the way argparse will: options before it, with their
+    values (abbreviated too), skipped; None when there is none or help comes first."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if (
+            arg == "--"
+            or arg in ("-h", "--help")
+            or (arg.startswith("--h") and "--help".startswith(arg))
+        ):
+            return None
+        if arg.startswith("--"):
+            name = arg.split("=", 1)[0]
+            skip = "=" not in arg and any(o.startswith(name) for o in _VALUE_OPTIONS[1:])
+            continue
+        if arg.startswith("-") and arg != "-":
+            if arg[1:2] == "h":
+                return None  # -h, alone or first in a cluster of short options
+            skip = arg == "-c"  # -cFILE carries its value
+            continue
+        return arg
+    return None
 
 
 def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -61,7 +117,9 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(group: str | None = None, command: str | None = None) -> argparse.ArgumentParser:
+    """calicoctl's parser: every command group, or only `group` (see GROUPS), or only
+    `command` of it when the group can build one alone."""
     parser = ArgParser(
         prog="calicoctl",
         description="Manage Calico v3 resources in etcd.",
@@ -72,19 +130,50 @@ def build_parser() -> argparse.ArgumentParser:
     common = ArgParser(add_help=False)
     _common_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
-    resource_commands.register(sub, common)
-    ipam_commands.register(sub, common)
-    node_commands.register(sub, common)
-    whatif_commands.register(sub, common)
-    flows_commands.register(sub, common)
+    for name in [group] if group else GROUPS:
+        module = import_module(f"calicoctl.{name}")
+        # A group may build one command's parser alone (register_one): only that one runs.
+        one = getattr(module, "register_one", None)
+        if group and command and one is not None:
+            one(sub, common, command)
+        else:
+            module.register(sub, common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli: Cli | None = None
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    """calicoctl with `argv` (default: the program's arguments); the exit status."""
+    code = _main(argv)
+    if argv is None and command_word(sys.argv[1:]) in QUICK_EXIT:
+        _quick_exit(code)
+    return code
+
+
+def _quick_exit(code: int) -> None:
+    """Flush what was printed, then end the process at once (os._exit)."""
+    import os
+
     try:
-        parser = build_parser()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `calicoctl get ... | head`
+        code = code or 1
+    except OSError as exc:  # a full disk, say: not silently
+        Cli.err(f"calicoctl: cannot write the output: {exc.strerror or exc}")
+        code = code or 1
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
+    cli: Cli | None = None
+    words = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in words
+    try:
+        word = command_word(words)
+        parser = build_parser(_GROUP_OF.get(word or ""), word)
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
         if not getattr(args, "func", None):

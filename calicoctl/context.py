@@ -9,8 +9,9 @@ import sys
 from typing import Any
 
 # Start-up is the floor of every calicoctl command (`get profiles` should feel instant), so
-# calico.resources (23 ms to import here), calico.keys (which needs it), calico.datastore and
-# the etcd client (grpc, ~250 ms) are imported inside the functions that need them.
+# calico.resources (23 ms to import here), calico.datastore and the etcd client (grpc and
+# pyetcd, ~55 ms on an idle machine) are imported inside the functions that need them; a
+# one-shot read (`cli.reader()`) goes over etcd's JSON gateway and imports neither.
 
 
 class CliError(Exception):
@@ -27,6 +28,28 @@ class ArgParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check the metavar), and
+        # its default width comes from shutil, whose import (bz2, lzma, ...) cost every
+        # command 2 ms. The same width as shutil.get_terminal_size gives, without it.
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """$COLUMNS, else the terminal's width, else 80 (shutil.get_terminal_size's rule)."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
 
 # ---------------------------------------------------------------- shared context
 
@@ -42,6 +65,7 @@ class Cli:
         self.args = args
         self._datastore: Any = None
         self._settings: Any = None
+        self._reader: Reader | None = None
 
     def endpoints(self) -> str:
         return self.settings().endpoints
@@ -76,7 +100,17 @@ class Cli:
                 raise CliError(f"Failed to load config: {exc}") from None
         return self._datastore
 
+    def reader(self) -> Reader:
+        """What a read-only command reads with: kv_get and kv_list over etcd's JSON gateway
+        (calico.etcd_gateway), the same answers and errors as the datastore's, without
+        importing gRPC."""
+        if self._reader is None:
+            self._reader = Reader(self)
+        return self._reader
+
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         if self._datastore is not None:
             try:
                 self._datastore.close()
@@ -103,3 +137,37 @@ class Cli:
     @staticmethod
     def err(line: str) -> None:
         sys.stderr.write(" ".join(line.split("\n")).rstrip() + "\n")
+
+
+class Reader:
+    """Reads through the JSON gateway; through the gRPC datastore when a member has no
+    gateway (etcd --enable-grpc-gateway=false) or the command already connected one."""
+
+    def __init__(self, cli: Cli):
+        self.cli = cli
+        self.gateway: Any = None
+        self.use_datastore = False
+
+    def kv_get(self, key: str) -> Any:
+        return self._read("kv_get", key)
+
+    def kv_list(self, prefix: str) -> tuple[list[Any], int]:
+        return self._read("kv_list", prefix)
+
+    def _read(self, name: str, *args: Any) -> Any:
+        if not self.use_datastore and self.cli._datastore is None:
+            from calico.etcd_gateway import Gateway, GatewayMissing
+
+            if self.gateway is None:
+                self.gateway = Gateway(self.cli.settings())
+            try:
+                return getattr(self.gateway, name)(*args)
+            except GatewayMissing:
+                self.close()
+                self.use_datastore = True
+        return getattr(self.cli.datastore(), name)(*args)
+
+    def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.close()
+            self.gateway = None

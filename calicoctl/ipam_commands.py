@@ -375,7 +375,7 @@ def cmd_show(cli: Any) -> int:
             ipaddress.ip_address(cli.args.ip)
         except ValueError:
             raise CliError(f"invalid IP address {cli.args.ip!r}") from None
-    snap = load_snapshot(cli.datastore())
+    snap = load_snapshot(cli.reader())  # read-only: the JSON gateway, no gRPC
     cli.out(render_ip(snap, cli.args.ip) if cli.args.ip else render_show(snap))
     return 0
 
@@ -437,7 +437,7 @@ def render_check(snap: Snapshot, report: Report) -> str:
 
 def cmd_check(cli: Any) -> int:
 
-    snap = load_snapshot(cli.datastore())
+    snap = load_snapshot(cli.reader())  # read-only: the JSON gateway, no gRPC
     report = check_snapshot(snap)
     report.stale_endpoints, report.nodes_not_checked = check_workloads(snap, node_pods(snap))
     cli.out(render_check(snap, report))

@@ -168,6 +168,7 @@ def store(monkeypatch):
     resources.append(load(other))
     fake = FakeStore(resources)
     monkeypatch.setattr(Cli, "datastore", lambda self: fake)
+    monkeypatch.setattr(Cli, "reader", lambda self: fake)  # get reads through the gateway
     monkeypatch.setattr(resource_commands, "list_prefix", lambda ds, prefix: ds.kv_list(prefix))
     return fake
 
@@ -370,6 +371,7 @@ def test_bad_input_files_fail_in_one_line(
     tmp_path, capsys, monkeypatch, command, content, expected
 ):
     monkeypatch.setattr(Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
+    monkeypatch.setattr(Cli, "reader", lambda self: pytest.fail("no etcd needed"))
     path = tmp_path / "in.yaml"
     path.write_text(content)
     code, out, err = run(capsys, command, "-f", str(path))
@@ -400,6 +402,7 @@ def test_stdin_is_read_with_dash(capsys, monkeypatch):
 
     monkeypatch.setattr("sys.stdin", io.StringIO("kind: Profile\n"))
     monkeypatch.setattr(Cli, "datastore", lambda self: pytest.fail("no etcd needed"))
+    monkeypatch.setattr(Cli, "reader", lambda self: pytest.fail("no etcd needed"))
     code, _, err = run(capsys, "apply", "-f", "-")
     assert (
         code == 1 and "error with field apiVersion" in err and "[stdin, document 1: Profile]" in err
