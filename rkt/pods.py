@@ -107,6 +107,11 @@ class Runtime:
         finally:
             os.close(fd)
 
+    def judge(self, uuid: str, pod: PodState) -> str:
+        """The effective state of a pod: its lock is probed (3 syscalls) only when the record
+        says running, the one state whose report depends on it (`effective_state`)."""
+        return effective_state(pod.state, pod.state == RUNNING and self.is_managed(uuid))
+
     def pods(self) -> list[tuple[PodState, str]]:
         """(state record, effective state) of every readable pod, oldest first."""
         out = []
@@ -115,7 +120,7 @@ class Runtime:
                 pod = read_state(self.pod_dir(u))
             except (OSError, ValueError, TypeError, KeyError):
                 continue  # being created or removed right now
-            out.append((pod, effective_state(pod.state, self.is_managed(u))))
+            out.append((pod, self.judge(u, pod)))
         out.sort(key=lambda p: (p[0].created, p[0].uuid))
         return out
 
@@ -125,7 +130,7 @@ class Runtime:
             pod = read_state(self.pod_dir(uuid))
         except (OSError, ValueError) as e:
             raise StateError(f"cannot read pod {uuid}: {e}") from None
-        return pod, effective_state(pod.state, self.is_managed(uuid))
+        return pod, self.judge(uuid, pod)
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, opts: RunOptions) -> int:
