@@ -3,7 +3,9 @@
 
 Prints a markdown table: the p50 over N pods beside a reference measured in the same run -
 `ip netns add` + the reference `ptp` ADD (host-local IPAM) + one process start, i.e. the
-kernel and plugin work no runtime can avoid - and their ratio. Budget: p50 <= 150 ms.
+kernel and plugin work no runtime can avoid - and their ratio. Budgets: p50 <= 150 ms, and
+(issue 15) p50 <= 3x the reference. A pod on a user network also joins rkt's
+`default-restricted` network, so rkt runs two ptp ADDs where the reference runs one.
 
 Everything happens inside a throwaway network namespace acting as the node (name prefix
 `rktbench-`), with a temporary --dir/--local-config and a private 10.199.x.0/24 ptp network;
@@ -31,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 REF_PLUGIN_DIR = "/usr/lib/cni"
 BUDGET_MS = 150.0
+BUDGET_RATIO = 3.0
 
 
 def rkt_cmd() -> list[str]:
@@ -159,8 +162,10 @@ def inner(args: argparse.Namespace) -> int:
     print(f"| &nbsp;&nbsp;ip netns add | {statistics.median(parts['netns']):.1f} | | |")
     print(f"| &nbsp;&nbsp;ptp + host-local ADD | {statistics.median(parts['ptp']):.1f} | | |")
     print(f"| &nbsp;&nbsp;process start (/bin/true) | {statistics.median(parts['proc']):.1f} | | |")
-    print(f"\nratio rkt / reference (p50): **{p50_run / p50_ref:.2f}x**; "
-          f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**")  # fmt: skip
+    ratio = p50_run / p50_ref
+    print(f"\nratio rkt / reference (p50): **{ratio:.2f}x**; "
+          f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**; "
+          f"budget <= {BUDGET_RATIO:.0f}x: **{'met' if ratio <= BUDGET_RATIO else 'MISSED'}**")  # fmt: skip
     return 0
 
 
