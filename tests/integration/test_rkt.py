@@ -292,6 +292,16 @@ def test_failed_add_tears_down_what_was_added(node, tmp_path):
     assert os.listdir(node.dir / "pods") == []
     assert node.links() == ["lo"]
     assert node.leases_held() == []
+    # The supervisor and the app (forked before the ADDs, waiting for go) are gone too.
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(node.dir))]
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
 
 
 def test_ambiguous_prefix_and_gc(node):
