@@ -3,7 +3,9 @@
 
 Prints a markdown table: the p50 over N pods beside a reference measured in the same run -
 `ip netns add` + the reference `ptp` ADD (host-local IPAM) + one process start, i.e. the
-kernel and plugin work no runtime can avoid - and their ratio. Budget: p50 <= 150 ms.
+kernel and plugin work no runtime can avoid - and their ratio. Budgets: p50 <= 150 ms, and
+(issue 15) p50 <= 3x the reference. A pod on a user network also joins rkt's
+`default-restricted` network, so rkt runs two ptp ADDs where the reference runs one.
 
 Everything happens inside a throwaway network namespace acting as the node (name prefix
 `rktbench-`), with a temporary --dir/--local-config and a private 10.199.x.0/24 ptp network;
@@ -31,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 REF_PLUGIN_DIR = "/usr/lib/cni"
 BUDGET_MS = 150.0
+BUDGET_RATIO = 3.0
 
 
 def rkt_cmd() -> list[str]:
@@ -81,11 +84,16 @@ def inner(args: argparse.Namespace) -> int:
         conf, name="benchref", ipam=dict(conf["ipam"], subnet=f"10.198.{args.octet}.0/24")
     )
     ref_bytes = json.dumps(ref_conf).encode()
+    # rkt's second network (default-restricted), done the reference way: a second ptp ADD
+    # into the same namespace, timed apart so the issue's reference stays as it was.
+    ref2_bytes = json.dumps(
+        dict(conf, name="benchref2", ipam=dict(conf["ipam"], subnet=f"10.196.{args.octet}.0/24"))
+    ).encode()
     subprocess.run([*rkt, "image", "import", "docker://busybox"], check=True, capture_output=True)
 
     run_ms: list[float] = []
     ref_ms: list[float] = []
-    parts: dict[str, list[float]] = {"netns": [], "ptp": [], "proc": []}
+    parts: dict[str, list[float]] = {"netns": [], "ptp": [], "proc": [], "ptp2": []}
     ref_netns: list[str] = []
     try:
         for i in range(args.pods):
@@ -122,6 +130,15 @@ def inner(args: argparse.Namespace) -> int:
             t3 = time.perf_counter()
             subprocess.run(["/bin/true"], check=True)
             t4 = time.perf_counter()
+            env2 = dict(env, CNI_IFNAME="eth1")
+            subprocess.run(
+                [f"{REF_PLUGIN_DIR}/ptp"],
+                input=ref2_bytes,
+                env=env2,
+                check=True,
+                capture_output=True,
+            )
+            parts["ptp2"].append((time.perf_counter() - t4) * 1000)
             parts["netns"].append((t2 - t1) * 1000)
             parts["ptp"].append((t3 - t2) * 1000)
             parts["proc"].append((t4 - t3) * 1000)
@@ -144,6 +161,10 @@ def inner(args: argparse.Namespace) -> int:
                 CNI_PATH=REF_PLUGIN_DIR,
             )
             subprocess.run([f"{REF_PLUGIN_DIR}/ptp"], input=ref_bytes, env=env, capture_output=True)
+            subprocess.run(
+                [f"{REF_PLUGIN_DIR}/ptp"], input=ref2_bytes, env=dict(env, CNI_IFNAME="eth1"),
+                capture_output=True,
+            )  # fmt: skip
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
     p50_run, p50_ref = statistics.median(run_ms), statistics.median(ref_ms)
@@ -159,8 +180,17 @@ def inner(args: argparse.Namespace) -> int:
     print(f"| &nbsp;&nbsp;ip netns add | {statistics.median(parts['netns']):.1f} | | |")
     print(f"| &nbsp;&nbsp;ptp + host-local ADD | {statistics.median(parts['ptp']):.1f} | | |")
     print(f"| &nbsp;&nbsp;process start (/bin/true) | {statistics.median(parts['proc']):.1f} | | |")
-    print(f"\nratio rkt / reference (p50): **{p50_run / p50_ref:.2f}x**; "
-          f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**")  # fmt: skip
+    ref2 = [r + p for r, p in zip(ref_ms, parts["ptp2"], strict=True)]
+    p50_ref2 = statistics.median(ref2)
+    print(
+        f"| reference + a second ptp ADD (rkt's two networks) | {p50_ref2:.1f} | "
+        f"{pct(ref2, 90):.1f} | {min(ref2):.1f} |"
+    )
+    ratio = p50_run / p50_ref
+    print(f"\nratio rkt / reference (p50): **{ratio:.2f}x**; "
+          f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**; "
+          f"budget <= {BUDGET_RATIO:.0f}x: **{'met' if ratio <= BUDGET_RATIO else 'MISSED'}**; "
+          f"against the two-ADD reference: **{p50_run / p50_ref2:.2f}x**")  # fmt: skip
     return 0
 
 

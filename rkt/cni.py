@@ -20,12 +20,12 @@ every `rkt run`, and the subprocess import alone costs several milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import sys
 import time
 
+from rkt import jsonc
 from rkt.record import record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
@@ -128,7 +128,7 @@ def exec_plugin(
 def error_message(run: PluginRun, plugin: str) -> str:
     """One line from a failed plugin: its JSON msg + details, else its own words, else the code."""
     try:
-        err = json.loads(run.stdout)
+        err = jsonc.loads(run.stdout)
     except ValueError:
         err = None
     if isinstance(err, dict) and (err.get("msg") or err.get("details")):
@@ -273,13 +273,13 @@ def delete(conf: dict[str, Any], inv: Invocation, result: dict[str, Any] | None)
 def _run(pconf: dict[str, Any], command: str, inv: Invocation) -> dict[str, Any]:
     ptype = str(pconf.get("type", ""))
     path = find_plugin(ptype, inv.cni_path)
-    run = exec_plugin(path, json.dumps(pconf).encode(), inv.env(command))
+    run = exec_plugin(path, jsonc.dumps(pconf).encode(), inv.env(command))
     if run.returncode != 0:
         raise PluginFailed(error_message(run, ptype))
     if command != "ADD":
         return {}
     try:
-        result = json.loads(run.stdout)
+        result = jsonc.loads(run.stdout)
     except ValueError:
         raise PluginFailed(f"plugin {ptype}: unreadable result {run.stdout[:200]!r}") from None
     if not isinstance(result, dict):
@@ -295,7 +295,7 @@ def supported_versions(path: str, cni_path: str) -> list[str]:
     env = dict(os.environ, CNI_COMMAND="VERSION", CNI_PATH=cni_path)
     run = exec_plugin(path, b'{"cniVersion": "0.1.0"}', env, timeout=10.0)
     try:
-        answer = json.loads(run.stdout) if run.returncode == 0 else {}
+        answer = jsonc.loads(run.stdout) if run.returncode == 0 else {}
     except ValueError:
         return []
     versions = answer.get("supportedVersions") if isinstance(answer, dict) else None
@@ -320,7 +320,7 @@ def gc(conf: dict[str, Any], attachments: list[dict[str, str]], cni_path: str) -
                 continue
             body = dict(pconf, cniVersion=GC_VERSION)
             body["cni.dev/valid-attachments"] = attachments
-            run = exec_plugin(path, json.dumps(body).encode(), env)
+            run = exec_plugin(path, jsonc.dumps(body).encode(), env)
             if run.returncode != 0:
                 raise PluginFailed(error_message(run, ptype))
         except PluginFailed as e:

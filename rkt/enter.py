@@ -96,6 +96,10 @@ def app_environ(pid: int) -> dict[str, str]:
 def enter(plan: EnterPlan) -> int:
     """Join the app's namespaces, root and cwd; exec the command (returns only for a pid
     namespace, with the command's exit code, or on a failure: 127 and one line)."""
+    # os.execvpe imports `warnings` to search PATH (os.get_exec_path): after the chroot the
+    # standard library is out of reach, so it is loaded while it still can be.
+    import warnings  # noqa: F401
+
     pid = plan.pid
     fds = {k: os.open(f"/proc/{pid}/ns/{k}", os.O_RDONLY | os.O_CLOEXEC) for k in plan.namespaces}
     root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -20,11 +20,10 @@ image.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from urllib.parse import quote
 
+from rkt import jsonc
 from rkt.record import asdict, factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
@@ -52,7 +51,16 @@ class ImageRef:
     @property
     def key(self) -> str:
         # No ':' or ',' in the dir name: overlayfs options use them as separators.
-        return f"{quote(self.name, safe='')}@{quote(self.version, safe='')}"
+        return f"{quote(self.name)}@{quote(self.version)}"
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str) -> str:
+    """`urllib.parse.quote(text, safe="")`: every byte of the UTF-8 form but the unreserved
+    ones as %XX. Written out because urllib.parse costs ~4 ms to import on every `rkt run`."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
 
 
 def parse_image_ref(text: str) -> ImageRef:
@@ -201,7 +209,7 @@ class ImageStore:
     def _load(self, path: str) -> Image | None:
         try:
             with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
-                m = json.load(f)
+                m = jsonc.loads(f.read())
         except (OSError, ValueError):
             return None
         known = Image.__record_fields__
@@ -271,7 +279,7 @@ class ImageStore:
         final = os.path.join(self.dir, ImageRef(img.name, img.version, False).key)
         img.path = final
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
-            json.dump(img.manifest(), f, indent=1)
+            f.write(jsonc.dumps(img.manifest(), indent=1))
         try:
             os.rename(tmp, final)
         except OSError:

@@ -15,9 +15,9 @@ Pure logic (plus reading the files of net.d). The rules are rkt 1.x's:
 
 from __future__ import annotations
 
-import json
 import os
 
+from rkt import jsonc
 from rkt.record import factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
@@ -159,7 +159,7 @@ def builtin_networks(data_dir: str) -> dict[str, NetworkConfig]:
 
 def parse_network_file(path: str, text: str) -> NetworkConfig:
     try:
-        conf = json.loads(text)
+        conf = jsonc.loads(text)
     except ValueError as e:
         raise NetError(f"error loading network file {path}: {e}") from None
     if not isinstance(conf, dict):

@@ -17,13 +17,14 @@ take the same lock, so they never race a live pod or each other.
 
 from __future__ import annotations
 
+# The C module under `signal`: the wrapper builds IntEnums (enum, functools) at import,
+# ~4 ms of every `rkt run`; the calls and constants used here are the same on both.
+import _signal as signal
 import errno
 import fcntl
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
 
 from kernel import ns as netns
 from rkt import isolation, netconf
@@ -47,6 +48,10 @@ from rkt.state import (
     resolve_uuid,
     write_state,
 )
+
+TYPE_CHECKING = False  # collections.abc costs ~1 ms of every `rkt run`
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class RunError(Exception):
@@ -107,6 +112,11 @@ class Runtime:
         finally:
             os.close(fd)
 
+    def judge(self, uuid: str, pod: PodState) -> str:
+        """The effective state of a pod: its lock is probed (3 syscalls) only when the record
+        says running, the one state whose report depends on it (`effective_state`)."""
+        return effective_state(pod.state, pod.state == RUNNING and self.is_managed(uuid))
+
     def pods(self) -> list[tuple[PodState, str]]:
         """(state record, effective state) of every readable pod, oldest first."""
         out = []
@@ -115,7 +125,7 @@ class Runtime:
                 pod = read_state(self.pod_dir(u))
             except (OSError, ValueError, TypeError, KeyError):
                 continue  # being created or removed right now
-            out.append((pod, effective_state(pod.state, self.is_managed(u))))
+            out.append((pod, self.judge(u, pod)))
         out.sort(key=lambda p: (p[0].created, p[0].uuid))
         return out
 
@@ -125,7 +135,7 @@ class Runtime:
             pod = read_state(self.pod_dir(uuid))
         except (OSError, ValueError) as e:
             raise StateError(f"cannot read pod {uuid}: {e}") from None
-        return pod, effective_state(pod.state, self.is_managed(uuid))
+        return pod, self.judge(uuid, pod)
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, opts: RunOptions) -> int:
@@ -183,24 +193,31 @@ class Runtime:
             detached=opts.detach,
             interactive=opts.interactive,
         )
+        start: _Start | None = None
         try:
-            write_state(pdir, pod)
+            # One record before anything is made: where the netns pin goes and every network
+            # to join, so that a crash half-way still tells gc what to unmount and CNI GC
+            # which attachments are this pod's (DEL is owed only for those marked added).
             if plan.mode != "host":
-                pin = os.path.join(pdir, NETNS_FILE)
-                netns.create_pinned_netns(pin)
-                pod.netns = pin
-                write_state(pdir, pod)
-            for sel in plan.networks:
-                ns = NetworkState(
+                pod.netns = os.path.join(pdir, NETNS_FILE)
+            pod.networks = [
+                NetworkState(
                     name=sel.config.name,
                     ifname=sel.ifname,
                     args=sel.args,
                     conf=sel.config.conf,
                     conf_file=sel.config.path,
                 )
-                pod.networks.append(ns)
-                # Recorded before ADD: a crash half-way still tells gc what to DEL.
-                write_state(pdir, pod)
+                for sel in plan.networks
+            ]
+            write_state(pdir, pod)
+            if pod.netns:
+                netns.create_pinned_netns(pod.netns)
+            # The supervisor and the app are made now, while the networks are added: the app's
+            # root (mount namespace, overlay, /proc, /dev, pivot_root; ~5 ms) is ready when
+            # the last ADD returns, and the app execs on the word go, not before.
+            start = self._spawn(pod, pdir, image, opts, gc_lock)
+            for ns in pod.networks:
                 inv = cni.Invocation(uuid, pod.netns, ns.ifname, ns.args, pod.cni_path)
                 try:
                     ns.result = cni.add(ns.conf, inv)
@@ -221,8 +238,10 @@ class Runtime:
             store.touch(image)
             if gc_lock is not None:
                 gc_lock.release()
-            return self._start(pod, pdir, image, opts, lock_fd)
+            return self._go(pod, start, opts)
         except BaseException:
+            if start is not None:
+                start.abort()
             self._discard(pod, pdir)
             os.close(lock_fd)
             if gc_lock is not None:
@@ -241,16 +260,23 @@ class Runtime:
                 self.warn(f"pod {pod.uuid}: cannot remove its netns: {e}")
         shutil.rmtree(pdir, ignore_errors=True)
 
-    def _start(self, pod: PodState, pdir: str, image, opts: RunOptions, lock_fd: int) -> int:
+    def _spawn(
+        self, pod: PodState, pdir: str, image, opts: RunOptions, gc_lock: _GCLock | None
+    ) -> _Start:
+        """Fork the pod supervisor (it inherits the pod's lock); the app it forks waits for go."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
         sup = os.fork()
         if sup == 0:  # the pod supervisor; never returns
             os.close(ready_r)
+            os.close(go_w)  # only the CLI says go: if it dies, the app sees EOF
+            if gc_lock is not None:
+                gc_lock.release()  # the CLI's to hold, not the pod's (gc would wait forever)
             code = 1
             try:
-                code = _supervise(pod, pdir, image, opts, ready_w)
+                code = _supervise(pod, pdir, image, opts, ready_w, go_r)
             except BaseException as e:  # report, never fall back into the CLI's code
                 try:
                     os.write(ready_w, f"E{e}".encode())
@@ -259,6 +285,13 @@ class Runtime:
             finally:
                 os._exit(code)
         os.close(ready_w)
+        os.close(go_r)
+        return _Start(sup, ready_r, go_w)
+
+    def _go(self, pod: PodState, start: _Start, opts: RunOptions) -> int:
+        """The networks are up and recorded: let the app exec, wait until it has."""
+        start.go()
+        sup, ready_r = start.sup, start.ready_r
         chunks = []
         while True:
             c = os.read(ready_r, 4096)
@@ -266,9 +299,11 @@ class Runtime:
                 break
             chunks.append(c)
         os.close(ready_r)
+        start.ready_r = -1
         msg = b"".join(chunks).decode(errors="replace")
         if not msg.startswith("R"):
             os.waitpid(sup, 0)
+            start.sup = 0
             pod.state = PREPARED  # nothing of the app remains; undo the pod as a failed run
             raise RunError(msg[1:] if msg else "pod supervisor died before the app started")
         pod.pid = int(msg[1:])
@@ -500,6 +535,39 @@ class Runtime:
 GC_LOCK_FILE = "cni-gc.lock"
 
 
+class _Start:
+    """The CLI's ends of a supervisor forked before the ADDs: its pid, the pipe on which it
+    reports the app started (R<pid>) or not (E<why>), and the pipe that says go."""
+
+    def __init__(self, sup: int, ready_r: int, go_w: int) -> None:
+        self.sup = sup
+        self.ready_r = ready_r
+        self.go_w = go_w
+
+    def go(self) -> None:
+        try:
+            os.write(self.go_w, b"G")
+        except BrokenPipeError:
+            pass  # the app failed before exec: the supervisor's report says why
+        os.close(self.go_w)
+        self.go_w = -1
+
+    def abort(self) -> None:
+        """The run failed before go: closing the go pipe ends the app unstarted and with
+        it the supervisor; it is reaped before the pod is undone. Idempotent."""
+        for attr in ("go_w", "ready_r"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+        if self.sup:
+            try:
+                os.waitpid(self.sup, 0)
+            except ChildProcessError:
+                pass
+            self.sup = 0
+
+
 class _GCLock:
     """`<dir>/cni-gc.lock`: shared by `rkt run` from its pod dir until its ADDs are done,
     exclusive for `rkt gc`'s CNI GC (which must see every pod that has attachments)."""
@@ -565,7 +633,7 @@ def _flock_timeout(fd: int, op: int, timeout: float | None) -> bool:
 
 
 # -- the pod supervisor (runs in the forked child) --------------------------------------------
-def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) -> int:
+def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, go_r: int) -> int:
     os.setsid()
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
@@ -593,13 +661,17 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
         if tee is not None:
             os.dup2(tee[1], 1)  # dup2 clears O_CLOEXEC on the copy
         try:
-            _exec_app(pod, pdir, image, opts)
+            _exec_app(pod, pdir, image, opts, go_r)
+        except _NoGo:  # the run failed before go: the CLI undoes the pod
+            os.write(err_w, _NO_GO)
+            os._exit(0)
         except BaseException as e:
             try:
                 os.write(err_w, f"cannot start {pod.app.exec[0]!r}: {_describe(e)}".encode())
             finally:
                 os._exit(127)
     os.close(err_w)
+    os.close(go_r)
     relay = None
     if tee is not None:
         os.close(tee[1])
@@ -611,10 +683,15 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int) 
             break
         err += c
     os.close(err_r)
+    if err == _NO_GO:
+        os.waitpid(app, 0)
+        return 0
     if err:
         os.waitpid(app, 0)
         os.write(ready_w, b"E" + err)
         return 127
+    # The CLI recorded the networks' results after this process was forked: read them back.
+    pod = read_state(pdir)
     pod.pid = app
     pod.supervisor_pid = os.getpid()
     pod.started = time.time()
@@ -709,7 +786,14 @@ def _describe(e: BaseException) -> str:
     return str(e)
 
 
-def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
+_NO_GO = b"\0no go"  # the app child's word to its supervisor: ended unstarted, as asked
+
+
+class _NoGo(Exception):
+    """The go pipe closed without a word: the run failed while networks were added."""
+
+
+def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int) -> None:
     """In the app child: own process group, signals back to default, stdio, root, exec."""
     os.setpgid(0, 0)
     for s in (
@@ -731,6 +815,10 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = f"{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}:{bindir}"
     else:
+        # os.execvpe imports `warnings` (os.get_exec_path): after pivot_root the standard
+        # library is out of reach, so it is loaded here while it still can be.
+        import warnings  # noqa: F401
+
         isolation.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
         env = dict(image.env)
         os.chdir(image.workdir or "/")
@@ -740,4 +828,6 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions) -> None:
     env["container"] = "rkt"
     env.update(opts.set_env)
     argv = pod.app.exec
+    if os.read(go_r, 1) != b"G":
+        raise _NoGo
     os.execvpe(argv[0], argv, env)

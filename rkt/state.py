@@ -8,9 +8,9 @@ hot path.
 
 from __future__ import annotations
 
-import json
 import os
 
+from rkt import jsonc
 from rkt.record import asdict, factory, record
 
 TYPE_CHECKING = False  # typing costs import time on every `rkt run`
@@ -106,7 +106,7 @@ class PodState:
     interactive: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return jsonc.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PodState:
@@ -123,7 +123,7 @@ class PodState:
 
 def read_state(pod_dir: str) -> PodState:
     with open(os.path.join(pod_dir, STATE_FILE), encoding="utf-8") as f:
-        return PodState.from_dict(json.load(f))
+        return PodState.from_dict(jsonc.loads(f.read()))
 
 
 def write_state(pod_dir: str, pod: PodState) -> None:

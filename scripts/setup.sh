@@ -40,4 +40,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q -e '.[test]'
+# rkt without site processing: ~20 ms off every `rkt run` (rkt/launcher.py)
+.venv/bin/python -m rkt.launcher .venv/bin >/dev/null
 echo "setup.sh: ready (.venv)"

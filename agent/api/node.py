@@ -10,10 +10,12 @@ CLI, so a pod started through the API is exactly a pod `rkt run` would start and
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +24,7 @@ from agent.api.counters import read_chain_counters
 from agent.api.dataplane import UnknownEndpoint, dataplane_view
 from agent.api.logs import pod_log_stream
 from agent.api.metrics import metrics_text
+from agent.api.podlist import PodListEncoder
 from agent.api.probes import MAX_PROBE_TIMEOUT, ProbePods, probe_in_netns, probe_source_ip
 from agent.api.server import APIError, APIServer, Request, Router, Stream, Text
 from agent.api.view import AgentView
@@ -30,7 +33,7 @@ from agent.flows.enrich import agent_allow_resolver, agent_lookup
 from calico.flowfilter import FlowFilter, QueryError
 from calico.resources import WorkloadEndpoint
 from calico.tools import program
-from rkt.format import humanize_since, pod_json
+from rkt.index import PodIndex
 from rkt.netconf import load_net_dir
 from rkt.pods import Runtime
 from rkt.state import StateError
@@ -98,6 +101,9 @@ class NodeService:
         self.rkt_dir = rkt_dir or os.environ.get("RKT_DIR", "/var/lib/rkt")
         self.local_config = local_config
         self.runtime = Runtime(self.rkt_dir, local_config, warn=lambda msg: None)
+        self.pod_index = PodIndex(self.runtime)  # GET /v1/pods re-reads only what changed
+        self.pod_encoder = PodListEncoder()
+        self.pods_lock = threading.Lock()
         self.flows = flows
         self.probe_pods = ProbePods(self.rkt, self.runtime)
         self.pool = ThreadPoolExecutor(max_workers=128, thread_name_prefix="probe")
@@ -160,27 +166,16 @@ class NodeService:
         )
         return h
 
+    def pods_json(self, req: Request) -> Text:
+        """GET /v1/pods as JSON text: what `rkt list --format=json` lists, plus endpoints,
+        from records and encodings kept while unchanged (rkt/index.py, podlist.py)."""
+        with self.pods_lock:
+            endpoints = self.endpoint_by_container()
+            body = self.pod_encoder.encode(self.pod_index.pods(), time.time(), endpoints)
+        return Text(body, "application/json")
+
     def pods(self, req: Request) -> list[dict[str, Any]]:
-        now = time.time()
-        endpoints = self.endpoint_by_container()
-        out = []
-        for pod, state in self.runtime.pods():
-            item = pod_json(pod, state)
-            item.update(
-                {
-                    "uuid": pod.uuid,
-                    "app": pod.app.name,
-                    "image": pod.app.image_name,
-                    "created": humanize_since(pod.created, now),
-                    "networks": [
-                        {"name": n["netName"], "ip": n.get("ip") or "", "ifName": n.get("ifName")}
-                        for n in item["networks"]
-                    ],
-                    "endpoints": endpoints.get(pod.uuid, []),
-                }
-            )
-            out.append(item)
-        return out
+        return json.loads(self.pods_json(req).body)
 
     def networks(self, req: Request) -> list[dict[str, Any]]:
         try:
@@ -383,7 +378,7 @@ class NodeService:
         r.add(
             "GET",
             "/v1/pods",
-            self.pods,
+            self.pods_json,
             "pods on this node (rkt list --format=json plus endpoints)",
         )
         r.add("POST", "/v1/pods", self.run_pod, "run a pod, as rkt run")

@@ -193,7 +193,10 @@ def test_run_stop_remove_through_the_api(lab, api, module_pods) -> None:
     )
     assert "network2:ip4=" in line
     ip = re.search(r"network2:ip4=([\d.]+)", line).group(1)
+    # the API keeps pod records between requests: a change shows in the very next answer
+    assert {p["uuid"]: p["state"] for p in client.pods()}[uuid] == "running"
     assert client.stop_pod(uuid) == {"uuid": uuid, "stopped": True}
+    assert {p["uuid"]: p["state"] for p in client.pods()}[uuid] == "exited"
     state = next(p["state"] for p in rkt_json(lab, node) if p["name"] == uuid)
     assert state == "exited"
     assert client.remove_pod(uuid) == {"uuid": uuid, "removed": True}

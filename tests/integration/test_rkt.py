@@ -240,8 +240,14 @@ def test_pod_survives_the_cli_and_rm_deletes_pinned_netns(node):
         assert pod["state"] == "running"
         pin = node.dir / "pods" / pod["name"] / "netns"
         assert os.stat(pin).st_dev != os.stat(pin.parent).st_dev  # a live netns mount
-        r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
-                     "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
+        # "running" is recorded at the app's exec, a moment before httpd listens: a refused
+        # connection is tried again (rkt run is fast enough now to get there first).
+        for _ in range(20):
+            r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
+                         "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
+            if r.returncode == 0 or "refused" not in r.stdout + r.stderr:
+                break
+            time.sleep(0.1)
         assert r.returncode == 0 and "root:x:0:" in r.stdout
         assert subprocess.run([*base, "stop", pod["name"][:8]], capture_output=True).returncode == 0
         uuids = [p["name"] for p in node.pods_json()]
@@ -292,6 +298,16 @@ def test_failed_add_tears_down_what_was_added(node, tmp_path):
     assert os.listdir(node.dir / "pods") == []
     assert node.links() == ["lo"]
     assert node.leases_held() == []
+    # The supervisor and the app (forked before the ADDs, waiting for go) are gone too.
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(node.dir))]
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
 
 
 def test_ambiguous_prefix_and_gc(node):
