@@ -63,7 +63,7 @@ BACKENDS = ("bird", "direct")
 GC_THRESHOLD = (50_000, 20, 100)  # allocations between young collections, then the old
 
 
-def settle_gc() -> None:
+def settle_gc(full: bool = True) -> None:
     """Everything alive now (the imports; after the first apply, the synced cluster and
     its dataplane) moves out of the collector's sight, and young collections come every
     50,000 allocations instead of 700. A cold start at 10,000 endpoints creates millions
@@ -208,7 +208,7 @@ class Agent:
                 first = self.desired is None
                 self._apply(full)
                 if first:
-                    settle_gc()  # the snapshot and its dataplane live as long as the agent
+                    settle_gc(full=False)  # the snapshot and its dataplane live as long
                 if full:
                     next_full = now + self.refresh_interval
                 if not self.apply_ok:
