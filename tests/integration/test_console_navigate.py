@@ -11,6 +11,7 @@ import pytest
 
 from console.app import CalicoConsole
 from console.model import pod_rows
+from console.navigate import natural_key
 from console.screens.confirm import ConfirmScreen
 from tests.integration.test_console import api, networks, remove_pods, wait_for  # noqa: F401
 
@@ -91,7 +92,7 @@ def test_two_marked_pods_go_with_one_question(networks):  # noqa: F811
                 await pilot.press("U")  # sort by UUID
                 await pilot.pause()
                 shown = [r.cells[0] for r in app.browse.current_rows()]
-                assert shown == sorted(shown) and "sort UUID ↑" in title(app)
+                assert shown == sorted(shown, key=natural_key) and "sort UUID ↑" in title(app)
                 table = app.browse.query_one("#table")
                 for uuid in uuids:
                     rows = app.browse.current_rows()
