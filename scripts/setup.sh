@@ -40,6 +40,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q -e '.[test]'
+# Bytecode for every module, as an installed package has it: read even where
+# PYTHONDONTWRITEBYTECODE is set (each agent, calicoctl and rkt start compiled them anew)
+.venv/bin/python -m compileall -q -j 0 calico calicoctl kernel plugin agent rkt console lab >/dev/null
 # rkt without site processing: ~20 ms off every `rkt run` (rkt/launcher.py)
 .venv/bin/python -m rkt.launcher .venv/bin >/dev/null
 echo "setup.sh: ready (.venv)"

@@ -9,6 +9,7 @@ a hash, so any resource name fits and two names never collide.
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -76,7 +77,9 @@ def policy_chain(pol: Policy, direction: str) -> str:
     return chain_name("cali-pi-" if direction == INGRESS else "cali-po-", policy_id(pol))
 
 
+@functools.lru_cache(maxsize=4096)
 def profile_chain(name: str, direction: str) -> str:
+    """Asked twice per endpoint per calculation, for a handful of profiles: remembered."""
     return chain_name("cali-pri-" if direction == INGRESS else "cali-pro-", name)
 
 
