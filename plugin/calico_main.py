@@ -212,12 +212,14 @@ def cmd_add(req: Request) -> Result:
         pending = kernel.result(suppress=True)
         if pending is not None:
             veth.abort(pending)
-        if rider is not None and rider.state:
-            # The transaction committed and something after it failed: nothing may stay
-            # half-way (the address, and the endpoint if this ADD created it).
+        if rider is not None and (rider.state or rider.sent):
+            # The transaction committed and something after it failed, or it was sent and
+            # its answer lost (an etcd leader dying): nothing may stay half-way, so the
+            # address goes back and this ADD's network comes off the endpoint, unless the
+            # endpoint was another network's that the transaction did not write.
             with contextlib.suppress(CNIError):
                 ipam_release(req)
-            if rider.state == "created":
+            if rider.state != "exists":
                 _unrecord(req, rider)
         raise
     try:

@@ -274,6 +274,11 @@ class Rider:
         self._sent = time.perf_counter()  # the transaction goes out next
         return ops
 
+    @property
+    def sent(self) -> bool:
+        """The transaction went out (its outcome may be unknown if no answer came)."""
+        return self._sent > 0
+
     def committed(self, ip: Any, responses: list[Any]) -> None:
         phases.mark("ipam.txn", self._sent)  # the etcd round trip, fsync included
         self.state = "created" if created(self.info, responses) else "exists"
