@@ -39,6 +39,7 @@ from typing import Any
 
 from calico.config import EtcdEndpoint, EtcdSettings, resolve_settings
 from calico.errors import AlreadyExists, Conflict, DatastoreError, NotFound, Unavailable
+from calico.etcd_gateway import NOT_THIS_ADDRESS, VERIFY_REASONS, client_cert_problem
 from calico.keys import key_of, kind_prefix, resource_key
 from calico.resources import Resource, kind_class
 
@@ -118,15 +119,6 @@ def _rpc_error(exc: BaseException) -> Any:
     return None
 
 
-_VERIFY_REASONS = {
-    "unable to get local issuer certificate": "certificate signed by unknown authority",
-    "self signed certificate in certificate chain": "certificate signed by unknown authority",
-    "self-signed certificate in certificate chain": "certificate signed by unknown authority",
-    "certificate has expired": "etcd's certificate has expired",
-    "certificate is not yet valid": "etcd's certificate is not yet valid",
-}
-
-
 def describe_failure(exc: BaseException, url: str, settings: EtcdSettings | None) -> Failure:
     """gRPC's status of a failed call -> one line: `etcd URL: what happened (the file)`."""
     rpc = _rpc_error(exc)
@@ -151,22 +143,14 @@ def describe_failure(exc: BaseException, url: str, settings: EtcdSettings | None
         found = re.search(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)", details)
         reason = found.group(1).strip() if found else ""
         if "peer name" in low or "hostname" in low or "subject alternative" in low:
-            reason = "etcd's certificate does not name this address"
-        reason = _VERIFY_REASONS.get(reason, reason or "certificate verify failed")
+            reason = NOT_THIS_ADDRESS
+        reason = VERIFY_REASONS.get(reason, reason or "certificate verify failed")
         return Failure(
             f"etcd {url}: TLS handshake failed: {reason} ({named('ca_cert_file')})", tls=True
         )
     if secure and ("unwrap failed" in low or "tsi_data_corrupted" in low or "alert" in low):
         # The server refused the handshake after it started: the client certificate.
-        if settings is None or not settings.cert_file:
-            why = "etcd requires a client certificate and none was given (ETCD_CERT_FILE, ETCD_KEY_FILE)"
-        else:
-            expired = _expired(settings.cert_file)
-            if expired:
-                why = f"the client certificate expired on {expired}"
-            else:
-                why = "etcd rejected the client certificate (not signed by a CA it trusts?)"
-            why += f" ({named('cert_file')})"
+        why = client_cert_problem(settings)
         return Failure(f"etcd {url}: TLS handshake failed: {why}", tls=True)
     if "connection refused" in low or "failed to connect" in low and "socket closed" not in low:
         cause = "connection refused" if "connection refused" in low else "cannot connect"
@@ -184,20 +168,6 @@ def describe_failure(exc: BaseException, url: str, settings: EtcdSettings | None
     text = details.split("; last error: ")[-1] if details else (code or "unavailable")
     text = re.sub(r"^(UNKNOWN|UNAVAILABLE): (ipv[46]:\S+: )?", "", text)
     return Failure(f"etcd {url}: {text}")
-
-
-def _expired(cert_file: str) -> str | None:
-    """notAfter of a PEM certificate if it is in the past (None if valid or unreadable)."""
-    import ssl
-
-    try:
-        info = ssl._ssl._test_decode_cert(cert_file)  # type: ignore[attr-defined]
-        not_after = info["notAfter"]
-        if ssl.cert_time_to_seconds(not_after) < time.time():
-            return not_after
-    except (OSError, ValueError, KeyError, AttributeError):
-        return None
-    return None
 
 
 _CLIENT_CLASS: Any = None

@@ -60,7 +60,7 @@ class KV(namedtuple("KV", "key value mod_revision create_revision")):
 
 # ---------------------------------------------------------------- failures, in words
 
-# OpenSSL's verify results -> what a user can act on (the same words as calico.datastore).
+# OpenSSL's verify results -> what a user can act on (calico.datastore words gRPC's with them).
 VERIFY_REASONS = {
     "unable to get local issuer certificate": "certificate signed by unknown authority",
     "self signed certificate in certificate chain": "certificate signed by unknown authority",
