@@ -76,6 +76,8 @@ class Program:
 
     name: str
     argv: list[str]
+    # The argv of every start after the first, when it differs (BIRD's adds -R).
+    restart_argv: list[str] | None = None
     pid: int | None = None
     starttime: int | None = None
     started: float = 0.0  # monotonic, of the current or last run
@@ -87,9 +89,13 @@ class Program:
     backoff: float = BACKOFF_INITIAL
     due: float = 0.0  # monotonic time of the next start while restarting
 
+    def argv_now(self) -> list[str]:
+        """The argv of the next start: restart_argv once it has died at least once."""
+        return self.restart_argv if self.restarts and self.restart_argv else self.argv
+
     def record(self) -> dict:
         return {
-            "argv": self.argv,
+            "argv": self.argv_now(),
             "pid": self.pid,
             "starttime": self.starttime,
             "state": self.state,
@@ -182,6 +188,7 @@ class Supervisor:
 
     def _start(self, prog: Program) -> None:
         parent = os.getpid()
+        argv = prog.argv_now()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -193,10 +200,10 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent(parent)
-                os.execvp(prog.argv[0], prog.argv)
+                os.execvp(argv[0], argv)
             except BaseException as exc:
                 with contextlib.suppress(OSError):
-                    os.write(2, f"calico-node: cannot run {prog.argv[0]}: {exc}\n".encode())
+                    os.write(2, f"calico-node: cannot run {argv[0]}: {exc}\n".encode())
             finally:
                 os._exit(127)
         prog.pid, prog.starttime = pid, proc_starttime(pid)
@@ -354,7 +361,12 @@ def programs_for(
     """What the node service runs: the agent, calico-tunl, and BIRD in the bird backend."""
     progs = [Program("calico-agent", [program("calico-agent"), *agent_args]), *_tunnel_programs()]
     if backend == "bird" and run_dir is not None:
-        progs.append(Program("bird", bird_argv(run_dir)))
+        # Restarted with -R (graceful restart recovery): its OPEN then says it kept
+        # forwarding, so its peers hold the routes they learned from it until its
+        # End-of-RIB instead of dropping them the moment the session is back (RFC 4724
+        # 4.2), and its kernel protocol prunes nothing before it has relearned.
+        argv = bird_argv(run_dir)
+        progs.append(Program("bird", argv, restart_argv=[*argv, "-R"]))
     return progs
 
 

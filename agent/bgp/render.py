@@ -48,6 +48,10 @@ from calico.selector import SelectorError, parse
 
 TUNNEL_DEVICE = "tunl0"
 CLUSTER_CONFIG = "default"  # the BGPConfiguration every node reads
+# Seconds a restarted BIRD (-R) waits for its peers' End-of-RIB before it exports and
+# prunes anyway: a mesh peer answers within a second or two, and a peer that never answers
+# must not hold the node's routes back for BIRD's default of 240 s.
+GR_RECOVERY_WAIT = 10
 
 
 LOG_CLASSES = {
@@ -290,6 +294,7 @@ def render_bird_config(inputs: BirdInputs) -> str:
     w(f"router id {me.address};")
     w(f"log stderr {LOG_CLASSES[severity]};")
     w("debug protocols all;" if severity == "Debug" else "debug protocols { states };")
+    w(f"graceful restart wait {GR_RECOVERY_WAIT};")
     w("")
     w("function calico_pool_route() {")
     w(f"  return {_pool_match(pools)};")
@@ -349,6 +354,7 @@ def render_bird_config(inputs: BirdInputs) -> str:
     w("protocol kernel {")
     w("  learn;")
     w("  persist;  # routes stay while BIRD restarts, as the agent's do")
+    w("  graceful restart on;  # after a restart (-R): prune nothing until relearned")
     w("  scan time 10;")
     w("  ipv4 {")
     w("    import filter calico_from_kernel;")

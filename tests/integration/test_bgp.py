@@ -173,14 +173,25 @@ def test_bird_killed_is_restarted_and_routes_hold(mesh_lab, httpd, tmp_path) -> 
     """kill -9 of calico-03's BIRD: calico-node starts it again, its peers keep the routes
     they learned from it meanwhile (graceful restart), the pods keep talking, and the
     sessions come back Established."""
-    calicoctl_apply(mesh_lab, tmp_path, [{
+    # Back to the default full mesh from whatever the tests before left: no route
+    # reflector, no explicit peers, the mesh on.
+    node = json.loads(root_run(mesh_lab, "calicoctl", "get", "node", "calico-01", "-o", "json")
+                      .stdout)  # fmt: skip
+    node["spec"].get("bgp", {}).pop("routeReflectorClusterID", None)
+    calicoctl_apply(mesh_lab, tmp_path, [node, {
         "apiVersion": V3, "kind": "BGPConfiguration", "metadata": {"name": "default"},
         "spec": {"nodeToNodeMeshEnabled": True, "asNumber": 64512},
     }])  # fmt: skip
     for name in ("peer-with-rr", "nobody"):
         root_run(mesh_lab, "calicoctl", "delete", "bgppeer", name)
-    a3 = mesh_lab.node_address("calico-03")
-    wait_for(lambda: a3 in established(mesh_lab, "calico-01"), CONVERGE, "the mesh back")
+    a2, a3 = mesh_lab.node_address("calico-02"), mesh_lab.node_address("calico-03")
+    mesh = {a2: "node-to-node mesh", a3: "node-to-node mesh"}
+    wait_for(lambda: established(mesh_lab, "calico-01") == mesh, CONVERGE, "the mesh back")
+    wait_for(
+        lambda: (block_route(mesh_lab, "calico-01") or {}).get("gateway") == a3,
+        CONVERGE,
+        "the route learned over the mesh",
+    )
     state_file = mesh_lab.node_dir("calico-03") / "node-service.json"
     bird = json.loads(state_file.read_text())["programs"]["bird"]
     os.kill(bird["pid"], signal.SIGKILL)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from agent.status import Health
 from agent.sync import ClusterCache
@@ -127,7 +128,7 @@ SUPERVISE = textwrap.dedent("""
     import sys
     from pathlib import Path
     from agent.node_service import Program, Supervisor
-    sys.exit(Supervisor([Program("sleeper", ["sleep", "300"])],
+    sys.exit(Supervisor([Program("sleeper", ["sleep", "300"], restart_argv=["sleep", "301"])],
                         state_file=Path(sys.argv[1]), stable_after=60).run())
 """)
 
@@ -156,6 +157,9 @@ def test_node_service_restarts_a_killed_program_and_logs_why(tmp_path):
         assert rec["restarts"] == 1 and rec["last_exit"] == "killed by signal SIGKILL"
         assert "sleeper killed by signal SIGKILL" in (tmp_path / "log").read_text()
         second = rec["pid"]
+        # every start after the first runs the restart argv (BIRD's -R)
+        assert Path(f"/proc/{second}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"301"]
+        assert rec["argv"] == ["sleep", "301"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert proc_starttime(second) is None
