@@ -44,6 +44,7 @@ from agent.bgp.writer import BirdWriter, run_birdc
 from agent.calc.calculator import Calculator
 from agent.calc.routes import ipip_pools
 from agent.cni_server import CNIServer
+from agent.coldstart import Timeline
 from agent.dataplane.apply import Applier
 from agent.status import HEALTH_FILE_INTERVAL, Health, StatusReporter, _now
 from agent.sync import ClusterCache, Syncer, connect
@@ -56,6 +57,7 @@ from calico.keys import endpoint_status_key
 from calico.resources import IPPool, Metadata, Node
 
 log = logging.getLogger("calico-agent")
+IMPORTED = time.monotonic()  # the end of the cold start's first phase
 
 RETRY_AFTER_ERROR = 1.0  # seconds before a failed apply is retried with a full read
 MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there yet
@@ -132,6 +134,8 @@ class Agent:
         self.protected_hosts = datastore_hosts(endpoints)
         self.resyncs = 0
         self.tunnel_keeper: TunnelAddressKeeper | None = None
+        self.timeline = Timeline()
+        self.timeline.mark("imports", IMPORTED)
 
     # -- lifecycle
     def stop(self, *_: Any) -> None:
@@ -140,6 +144,7 @@ class Agent:
     def run(self, once_timeout: float = 30.0) -> int:
         settle_gc()
         self.datastore = connect(self.endpoints)
+        self.timeline.mark("connect")
         syncer = Syncer(self.datastore)
         reporter = StatusReporter(self.datastore, self.health, interval=self.status_interval)
         self.reporter = reporter
@@ -206,8 +211,11 @@ class Agent:
             elif self.cache.ready and (dirty or full):
                 dirty = False
                 first = self.desired is None
+                if first:
+                    self.timeline.mark("snapshot")
                 self._apply(full)
                 if first:
+                    log.info("%s", self.timeline.line())
                     settle_gc(full=False)  # the snapshot and its dataplane live as long
                 if full:
                     next_full = now + self.refresh_interval
@@ -248,7 +256,9 @@ class Agent:
             names = tuple(p.metadata.name for p in ipip_pools(inputs.pools))
             self.tunnel_keeper.want(names, recorded)
         calc_ms = (time.perf_counter() - t0) * 1000
+        self.timeline.mark("calc")
         result = self.applier.apply(desired, full=full)
+        self.timeline.mark("kernel")
         bird_error = self._update_bird(inputs.blocks, full)
         errors = [*result.errors, *([bird_error] if bird_error else [])]
         self.apply_ok = result.ok and not bird_error

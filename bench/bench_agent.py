@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.coldstart import parse_line  # noqa: E402
 from agent.dataplane import ipsets, iptables, netns  # noqa: E402
 from agent.sync import connect  # noqa: E402
 from calico.datastore import Datastore  # noqa: E402
@@ -244,7 +245,9 @@ def cold_start(
     health = topo.health(node)
     rules, members = counts(topo, node)
     rss_mb = rss_kb(topo.agents[node].pid) / 1024  # `ip netns exec` execs the agent itself
+    phases = wait_until(lambda: parse_line(topo.agent_log(node)), 10, "the cold start line")
     return {
+        "phases": phases,
         "rss_mb": rss_mb,
         "endpoints": endpoints + 2,
         "wall_s": wall,
@@ -376,6 +379,10 @@ def main() -> int:
                     f" {c['rss_mb']:.0f} MB",
                 )
             )
+            split = " + ".join(
+                f"{name} {c['phases'][name] * 1000:.0f}" for name in c["phases"] if name != "total"
+            )
+            rows.append(("  the agent's own timeline (agent.coldstart), ms", split, "", ""))
             rows.append(
                 (
                     "  reference: ipset restore + one iptables-legacy-restore of the same rules",
