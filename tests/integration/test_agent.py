@@ -88,6 +88,10 @@ class Forwarder:
             except OSError:
                 down.close()
                 continue
+            # Without TCP_NODELAY a relayed gRPC reply waits out Nagle against delayed ACKs
+            # (~40 ms a page: a 10,000-endpoint listing took 600-700 ms here, 110 ms direct).
+            for s in (down, up):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conns |= {down, up}
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
