@@ -329,12 +329,19 @@ class Datastore:
         resp = self._call(self.client.get_response, key)
         return _kv(resp.kvs[0]) if resp.count else None
 
-    def kv_list(self, prefix: str, page: int = LIST_PAGE) -> tuple[list[KV], int]:
+    def kv_list(
+        self,
+        prefix: str,
+        page: int = LIST_PAGE,
+        on_page: Callable[[list[KV]], None] | None = None,
+    ) -> tuple[list[KV], int]:
         """Every key under a prefix, and the store revision it was read at.
 
         Read in pages at one revision, so the listing is consistent, like kubectl's chunked
         lists: one range of 10,000 endpoints is ~9 MB, and decoding it in a single protobuf
-        call holds the GIL long enough to stall any UI thread in the same process."""
+        call holds the GIL long enough to stall any UI thread in the same process.
+        `on_page` sees each page as it arrives (a reader that decodes page N while etcd
+        serves page N+1); the listing is only consistent once the call returns."""
         start = prefix.encode()
         end = bytearray(start)
         end[-1] += 1  # the prefix's range end (no prefix here ends in 0xff)
@@ -345,7 +352,10 @@ class Datastore:
                 self.client.get_range_response, start, bytes(end), limit=page, revision=revision
             )
             revision = revision or resp.header.revision
-            out.extend(_kv(raw) for raw in resp.kvs)
+            kvs = [_kv(raw) for raw in resp.kvs]
+            out.extend(kvs)
+            if on_page is not None and kvs:
+                on_page(kvs)
             if not resp.more or not resp.kvs:
                 return out, revision
             start = resp.kvs[-1].key + b"\0"
@@ -535,6 +545,9 @@ class PrefixSyncer:
     retry_interval: float = 0.2
     known: dict[str, KV] = field(default_factory=dict)
     revision: int = 0
+    # Each page of a (re)listing as it arrives, before the Snapshot that holds it (see
+    # Datastore.kv_list): for a consumer that prepares pages while the rest is read.
+    on_page: Callable[[list[KV]], None] | None = None
 
     def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
         import grpc
@@ -545,7 +558,7 @@ class PrefixSyncer:
         while not stop.is_set():
             try:
                 if first or self.revision == 0:
-                    kvs, rev = self.datastore.kv_list(self.prefix)
+                    kvs, rev = self.datastore.kv_list(self.prefix, on_page=self.on_page)
                     self.known = {kv.key: kv for kv in kvs}
                     self.revision = rev
                     first = False
@@ -564,7 +577,7 @@ class PrefixSyncer:
                 stop.wait(self.retry_interval)
 
     def _relist_diff(self) -> Iterator[SyncUpdate]:
-        kvs, rev = self.datastore.kv_list(self.prefix)
+        kvs, rev = self.datastore.kv_list(self.prefix, on_page=self.on_page)
         fresh = {kv.key: kv for kv in kvs}
         for key in sorted(set(self.known) - set(fresh)):
             yield Change(key, None, rev)
