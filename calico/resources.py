@@ -298,7 +298,16 @@ def _check_selector(text: str | None, path: str) -> None:
         raise ValidationError(path, f"selector {text!r} does not parse: {exc}") from None
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# What ipaddress accepts as an IPv4 CIDR, the common spelling only (no netmask form, no
+# leading zeros, which it refuses): a 10,000-endpoint snapshot checks 10,000 of them, and
+# ip_network took ~30 ms of the agent's ~150 ms decoding it.
+_PLAIN_V4_CIDR = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?\d))?", re.ASCII)
+
+
 def _check_cidr(text: str, path: str) -> None:
+    if _PLAIN_V4_CIDR.fullmatch(text):
+        return
     try:
         ipaddress.ip_network(text, strict=False)
     except ValueError:

@@ -40,15 +40,21 @@ class IptRule:
     origin: RuleOrigin | None = field(default=None, compare=False)
 
     def spec(self) -> str:
-        tokens = self.match + self.target
-        for t in tokens:  # quoting is rare (a comment with spaces): join the rest as is
-            if not t or " " in t:
-                return " ".join(_quote(t) for t in tokens)
-        return " ".join(tokens)
+        return _join(self.match + self.target)
 
 
 def _quote(token: str) -> str:
     return f'"{token}"' if (" " in token or not token) else token
+
+
+def _join(tokens: tuple[str, ...]) -> str:
+    """The tokens as iptables reads them: quoted where a token is empty or has a space
+    (rare: a comment), tested in C first (at 10,000 endpoints: 100,000 joins a calculation
+    and its restore, where a Python call per token cost ~60 ms)."""
+    text = " ".join(tokens)
+    if text.count(" ") == len(tokens) - 1 and "" not in tokens:
+        return text
+    return " ".join(_quote(t) for t in tokens)
 
 
 @dataclass(frozen=True)
@@ -61,16 +67,14 @@ class Chain:
 
     def lines(self) -> list[str]:
         """`-A` lines for iptables-restore, each with its `cali:<hash>` comment."""
+        head = f"-A {self.name} "
         out = []
         for rule, h in zip(self.rules, self.hashes, strict=True):
-            match = " ".join(_quote(t) for t in rule.match)
-            target = " ".join(_quote(t) for t in rule.target)
-            parts = [f"-A {self.name}"]
-            if match:
-                parts.append(match)
-            parts.append(f'-m comment --comment "cali:{h}"')
-            parts.append(target)
-            out.append(" ".join(parts))
+            comment = f'-m comment --comment "cali:{h}" '
+            if rule.match:
+                out.append(f"{head}{_join(rule.match)} {comment}{_join(rule.target)}")
+            else:
+                out.append(f"{head}{comment}{_join(rule.target)}")
         return out
 
 
