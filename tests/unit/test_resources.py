@@ -223,3 +223,27 @@ def test_policy_types_default_like_calico():
     assert policy_types(pol.spec) == ["Ingress"]
     pol.spec.egress = pol.spec.ingress
     assert policy_types(pol.spec) == ["Ingress", "Egress"]
+
+
+def test_cidr_check_agrees_with_ipaddress_on_tricky_spellings():
+    """The fast path for plain IPv4 CIDRs accepts nothing ipaddress refuses."""
+    import ipaddress
+
+    from calico.resources import ValidationError, _check_cidr
+
+    spellings = ["10.0.0.1/32", "10.0.0.1", "0.0.0.0/0", "255.255.255.255/32", "1.2.3.4/9"]
+    spellings += ["256.1.1.1/32", "01.1.1.1/8", "1.1.1.1/33", "1.1.1.1/", "1.1.1/24"]
+    spellings += ["\u0661.2.3.4/32", "1.2.3.4/08", "1.2.3.4\n", " 1.2.3.4", "1.2.3.4/255.0.0.0"]
+    spellings += ["10.1.2.0/24", "fd00::1/128", "-1.2.3.4/8", "1.2.3.4/+8"]
+    for text in spellings:
+        try:
+            ipaddress.ip_network(text, strict=False)
+            valid = True
+        except ValueError:
+            valid = False
+        try:
+            _check_cidr(text, "spec.ipNetworks[0]")
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted == valid, text
