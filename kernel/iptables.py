@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from kernel.fed import FedProcess
 
 SAVE = "iptables-legacy-save"
 RESTORE = "iptables-legacy-restore"
@@ -96,7 +99,45 @@ def save(table: str = "filter", counters: bool = False, timeout: float = 60) -> 
     return run([SAVE, *(["-c"] if counters else []), "-t", table], timeout=timeout)
 
 
-def restore(text: str) -> None:
+class RestoreProcess:
+    """One `iptables-legacy-restore --noflush` whose input is written piece by piece while
+    the caller still works out the rest (kernel.fed): nothing is committed before `finish()`
+    ends the input with COMMIT in it and the tool exits 0; `abort()` kills it and nothing
+    changes."""
+
+    ARGS = (RESTORE, "--noflush", "--wait=10")
+
+    def __init__(self, timeout: float = 60):
+        self.timeout = timeout
+        try:
+            self.fed = FedProcess(self.ARGS, timeout)
+        except FileNotFoundError as exc:
+            raise IptablesError(f"{RESTORE} is not installed (Debian package iptables)") from exc
+
+    def write(self, text: str) -> None:
+        self.fed.write(text)
+
+    def finish(self) -> None:
+        """Close the input and wait: IptablesError with the tool's own words on failure."""
+        code, output = self.fed.finish()
+        if code != 0:
+            detail = output.strip() or f"exit status {code}"
+            if code == -9:
+                detail = f"killed after {self.timeout:.0f} s"
+            raise IptablesError(f"{shlex.join(self.ARGS[:2])} failed: {detail}")
+
+    def abort(self) -> None:
+        self.fed.abort()
+
+
+def restore(text: str | Iterable[str], timeout: float = 60) -> None:
     """One atomic commit per table in `text`, other chains untouched (--noflush); waits up to
-    10 s for the xtables lock."""
-    run([RESTORE, "--noflush", "--wait=10"], stdin=text)
+    10 s for the xtables lock. `text` may come in pieces, each written as it comes."""
+    proc = RestoreProcess(timeout)
+    try:
+        for piece in [text] if isinstance(text, str) else text:
+            proc.write(piece)
+    except BaseException:
+        proc.abort()
+        raise
+    proc.finish()

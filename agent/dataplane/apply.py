@@ -3,7 +3,10 @@
 Order within one apply: ipsets that are new or changed (a rule must never name a missing
 set), then ONE `iptables-legacy-restore --noflush` commit, then ipsets nobody references any
 more, then tunl0's address, MTU and state (when an IPIP pool exists, `agent.dataplane.tunnel`),
-then routes (`ip -batch`) and the host-side sysctls of new interfaces.
+then routes (`ip -batch`) and the host-side sysctls of new interfaces. The agent's applies
+go through an `ApplySession`: the restore is started while the calculation runs and fed the
+chains that need no ipset as they are made, so its parsing overlaps the calculation; the
+commit itself stays where it was in this order.
 
 Between full reads the applier trusts its cache of what it last wrote, so an incremental
 apply costs one restore of the changed chains and nothing else. `apply(..., full=True)`
@@ -17,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agent.calc.model import Dataplane
+from agent.calc.model import Chain, Dataplane
 from agent.dataplane import ipsets, iptables, routes, tunnel
 
 
@@ -66,41 +69,13 @@ class Applier:
         self.filter = self.sets = self.routes = None
 
     def apply(self, desired: Dataplane, full: bool = False) -> ApplyResult:
-        started = time.perf_counter()
-        full = full or self.filter is None or self.sets is None or self.routes is None
-        result = ApplyResult(full=full)
-        try:
-            if full:
-                routes.ensure_forwarding()
-                self.filter = iptables.read_filter()
-                self.sets = ipsets.read_sets()
-            assert self.filter is not None and self.sets is not None
-            pre, post, sets_changed = ipsets.plan(desired, self.sets)
-            ipsets.restore(pre)
-            text, changed, stale = iptables.plan_restore(desired, self.filter)
-            if text:
-                iptables.restore(text)
-            self.filter = iptables.apply_to_cache(desired, self.filter)
-            ipsets.restore(post)
-            self.sets = ipsets.apply_to_cache(desired)
-            result.chains_rewritten, result.chains_deleted = len(changed), len(stale)
-            result.ipsets_rewritten = len(sets_changed)
-            result.ipsets_deleted = post.count("destroy ")
-        except (iptables.IptablesError, ipsets.IpsetError, OSError) as exc:
-            self.invalidate()
-            result.errors.append(str(exc))
-        try:
-            self._apply_tunnel(desired, full, result)
-        except (OSError, ValueError) as exc:
-            self.tunnel = None
-            result.errors.append(f"tunl0: {exc}")
-        try:
-            self._apply_routes(desired, full, result)
-        except (routes.RouteError, OSError, ValueError) as exc:
-            self.routes = None
-            result.route_errors.append(str(exc))
-        result.ms = (time.perf_counter() - started) * 1000
-        return result
+        with self.begin(full) as session:
+            return session.finish(desired)
+
+    def begin(self, full: bool = False) -> ApplySession:
+        """An apply whose filter-table input may be handed over chain by chain while the
+        calculation runs (`session.chain`), then completed by `session.finish(desired)`."""
+        return ApplySession(self, full)
 
     def _apply_tunnel(self, desired: Dataplane, full: bool, result: ApplyResult) -> None:
         want = (desired.ipip, desired.tunnel_address)
@@ -152,3 +127,83 @@ class Applier:
             result.routes_changed = len(lines) - sum(e.startswith("Command failed") for e in errors)
             result.route_errors += errors
             self.routes = routes.read_routes()
+
+
+class ApplySession:
+    """One apply in three steps: `Applier.begin` reads the kernel (on a full apply), the
+    calculation passes each chain it makes to `chain` (streamed to the restore, see
+    `iptables.StreamedCommit`), `finish(desired)` does everything else in the module's
+    order. As a context manager, an exception before `finish` kills the restore unseen.
+
+    `ApplyResult.ms` is the kernel's own share: the reads here and `finish`; what the
+    stream costs the calculation (writes that wait for a full pipe) is the caller's."""
+
+    def __init__(self, applier: Applier, full: bool):
+        self.applier = applier
+        a = applier
+        self.full = full or a.filter is None or a.sets is None or a.routes is None
+        self.result = ApplyResult(full=self.full)
+        self.commit: iptables.StreamedCommit | None = None
+        self.error: Exception | None = None
+        started = time.perf_counter()
+        try:
+            if self.full:
+                routes.ensure_forwarding()
+                a.filter = iptables.read_filter()
+                a.sets = ipsets.read_sets()
+            assert a.filter is not None
+            self.commit = iptables.StreamedCommit(a.filter)
+        except (iptables.IptablesError, ipsets.IpsetError, OSError) as exc:
+            self.error = exc
+        self.kernel_s = time.perf_counter() - started
+
+    def __enter__(self) -> ApplySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.commit is not None:
+            self.commit.abort()  # after finish: nothing left to stop
+
+    def chain(self, chain: Chain) -> None:
+        """The calculation's sink: one chain, as it is made."""
+        if self.commit is None:
+            return
+        try:
+            self.commit.chain(chain)
+        except (iptables.IptablesError, OSError) as exc:
+            self.commit.abort()
+            self.commit, self.error = None, exc
+
+    def finish(self, desired: Dataplane) -> ApplyResult:
+        started = time.perf_counter()
+        a, result = self.applier, self.result
+        try:
+            if self.error is not None:
+                raise self.error
+            assert a.filter is not None and a.sets is not None and self.commit is not None
+            pre, post, sets_changed = ipsets.plan(desired, a.sets)
+            ipsets.restore(pre)
+            changed, stale = self.commit.finish(desired)
+            a.filter = iptables.apply_to_cache(desired, a.filter)
+            ipsets.restore(post)
+            a.sets = ipsets.apply_to_cache(desired)
+            result.chains_rewritten, result.chains_deleted = len(changed), len(stale)
+            result.ipsets_rewritten = len(sets_changed)
+            result.ipsets_deleted = post.count("destroy ")
+        except (iptables.IptablesError, ipsets.IpsetError, OSError) as exc:
+            if self.commit is not None:
+                self.commit.abort()
+            a.invalidate()
+            result.errors.append(str(exc))
+        try:
+            a._apply_tunnel(desired, self.full, result)
+        except (OSError, ValueError) as exc:
+            a.tunnel = None
+            result.errors.append(f"tunl0: {exc}")
+        try:
+            a._apply_routes(desired, self.full, result)
+        except (routes.RouteError, OSError, ValueError) as exc:
+            a.routes = None
+            result.route_errors.append(str(exc))
+        result.ms = (self.kernel_s + time.perf_counter() - started) * 1000
+        return result

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from agent.calc.model import Dataplane, IPSet
 from agent.calc.names import IPSET_PREFIX, TEMP_IPSET_PREFIX, temp_ipset_name
+from kernel.fed import run_fed
 
 IPSET = "ipset"
 
@@ -106,5 +107,13 @@ def read_sets() -> KernelSets:
 
 
 def restore(text: str) -> None:
-    if text:
-        _run([IPSET, "restore"], stdin=text)
+    """`ipset restore` of `text` (10,000 members: 400 kB, written in large blocks, see
+    kernel.fed)."""
+    if not text:
+        return
+    try:
+        code, output = run_fed([IPSET, "restore"], text)
+    except FileNotFoundError as exc:
+        raise IpsetError("ipset is not installed (Debian package ipset)") from exc
+    if code != 0:
+        raise IpsetError(f"ipset restore failed: {output.strip() or f'exit status {code}'}")
