@@ -142,6 +142,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_ok = True  # the last write reached etcd
+        self._predecessor_cleared = False  # until a report removed what an earlier agent left
 
     def publish(self, endpoints: dict[str, dict[str, Any]]) -> None:
         with self._lock:
@@ -175,7 +176,10 @@ class StatusReporter:
             wanted = {k: json.dumps(v, sort_keys=True) for k, v in endpoints.items()}
             changed = [(k, v) for k, v in wanted.items() if renewed or self._written.get(k) != v]
             gone = [k for k in self._written if k not in wanted]
+            if not self._predecessor_cleared:
+                gone += self._predecessor_keys(wanted)
             self._write_batched(changed, gone, lease)
+            self._predecessor_cleared = True
             record = self.health.to_dict()
             # The key is rewritten every interval: stale after a few of them.
             record["stale_after"] = stale_after_for(self.interval)
@@ -187,6 +191,7 @@ class StatusReporter:
             log.debug("status report failed: %s", exc)
             self._lease = None
             self._written.clear()
+            self._predecessor_cleared = False  # what we wrote is unknown now: list it again
             self.last_ok = False
             return False
 
@@ -218,12 +223,11 @@ class StatusReporter:
             for key in chunk:
                 self._written.pop(key, None)
 
-    def clear_endpoint_keys(self) -> None:
-        """Remove endpoint keys of this node no longer wanted (at start: a predecessor's)."""
+    def _predecessor_keys(self, wanted: dict[str, str]) -> list[str]:
+        """Endpoint keys of this node that an agent before this one wrote and nobody wants
+        now, deleted with the first report (in its transactions, from this thread: one by
+        one from the main loop, a predecessor's 9,000 keys held the agent's first change
+        back for 6.6 s)."""
         prefix = host_prefix(self.node) + "workload/"
         kvs, _ = self.datastore.kv_list(prefix)
-        with self._lock:
-            wanted = set(self._endpoints)
-        for kv in kvs:
-            if kv.key not in wanted:
-                self.datastore.kv_delete(kv.key)
+        return [kv.key for kv in kvs if kv.key not in wanted and kv.key not in self._written]

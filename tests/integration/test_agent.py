@@ -591,6 +591,43 @@ def test_status_in_etcd(agents_running):
         assert kv.json()["status"] == "up" and kv.json()["interface"] == t.iface(pod)
 
 
+def test_a_restarted_agent_removes_its_predecessors_stale_statuses_and_keeps_up(agents_running):
+    """Status keys an earlier agent left for endpoints that are gone are deleted with the
+    new agent's first report, in transactions, while its main loop goes on applying."""
+    from calico.keys import endpoint_status_key, host_prefix
+    from calico.resources import Resource
+
+    t = agents_running
+    ds = t.ds
+    node = t.node_of("b1")
+    t.stop_agent(node, signal.SIGKILL)
+    stale = [
+        endpoint_status_key(node, "cni", f"{node}-cni-gone{i:04d}-eth0", "eth0") for i in range(600)
+    ]
+    for i in range(0, len(stale), 100):
+        ds.kv_txn([], [ds.ops.put(k, '{"status": "up"}') for k in stale[i : i + 100]])
+    prof = seed_profile("network2")
+    prof["spec"]["ingress"].append({"action": "Allow", "source": {"selector": "has(network1)"}})
+    try:
+        t.start_agent(node)
+        wait_until(lambda: t.health(node).get("ready"), 15, f"{node} programmed")
+        ds.apply(Resource.from_dict(prof))  # a change right after the start goes through
+        eventually_connects(t, t.ns("a2"), t.ip("b1"), 80)
+        prefix = host_prefix(node) + "workload/"
+        wait_until(
+            lambda: not any("-cni-gone" in kv.key for kv in ds.kv_list(prefix)[0]),
+            15,
+            "the predecessor's stale statuses gone",
+        )
+        live = endpoint_status_key(node, "cni", t.wep_name("b1"), "eth0")
+        assert wait_until(lambda: ds.kv_get(live), 10, "b1's own status").json()["status"] == "up"
+    finally:
+        ds.apply(Resource.from_dict(seed_profile("network2")))
+        for i in range(0, len(stale), 100):
+            ds.kv_txn([], [ds.ops.delete(k) for k in stale[i : i + 100]])
+    eventually_blocked(t, t.ns("a2"), t.ip("b1"), 80)
+
+
 def test_hand_deleted_rule_comes_back_within_refresh(agents_running):
     t = agents_running
     node = t.node_of("a1")
