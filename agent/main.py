@@ -24,7 +24,6 @@ and only when asked for (`--backend direct`), never as a fallback.
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import logging
 import os
@@ -53,6 +52,7 @@ from calico.bgp import parse_birdc_protocols
 from calico.config import ConfigError, EtcdSettings, resolve_settings
 from calico.datastore import Datastore, SyncStatus
 from calico.errors import Conflict, DatastoreError, NotFound
+from calico.heap import settle as settle_heap
 from calico.keys import endpoint_status_key
 from calico.resources import IPPool, Metadata, Node
 
@@ -62,21 +62,6 @@ IMPORTED = time.monotonic()  # the end of the cold start's first phase
 RETRY_AFTER_ERROR = 1.0  # seconds before a failed apply is retried with a full read
 MISSING_IFACE_POLL = 0.5  # seconds between looks for a veth that is not there yet
 BACKENDS = ("bird", "direct")
-GC_THRESHOLD = (50_000, 20, 100)  # allocations between young collections, then the old
-
-
-def settle_gc() -> None:
-    """Everything alive now (the imports; after the first apply, the synced cluster and
-    its dataplane) moves out of the collector's sight, and young collections come every
-    50,000 allocations instead of 700. A cold start at 10,000 endpoints creates millions
-    of objects that are not garbage: with the defaults, collections walking the growing
-    heap were half of the first calculation (6.1 s against 2.9 s with collection off;
-    1.8 s like this). Garbage without cycles is freed by reference counting either way."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 DEFAULT_RUN_DIR = "/var/run/calico"
 
 
@@ -142,7 +127,7 @@ class Agent:
         self.stop_event.set()
 
     def run(self, once_timeout: float = 30.0) -> int:
-        settle_gc()
+        settle_heap()  # the imports
         self.datastore = connect(self.endpoints)
         self.timeline.mark("connect")
         syncer = Syncer(self.datastore)
@@ -219,7 +204,7 @@ class Agent:
                     # endpoints), which changes nothing a packet meets.
                     self._write_health(force=True)
                     log.info("%s", self.timeline.line())
-                    settle_gc()  # the snapshot and its dataplane live as long
+                    settle_heap()  # the snapshot and its dataplane live as long
                 if full:
                     next_full = now + self.refresh_interval
                 if not self.apply_ok:
