@@ -61,18 +61,19 @@ class ClusterState:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)  # node name -> agent info
     bad_keys: dict[str, str] = field(default_factory=dict)  # key -> why it did not load
 
-    def apply_kv(self, key: str, kv: KV | None) -> None:
-        """One etcd key changed (kv None: deleted)."""
+    def apply_kv(self, key: str, kv: KV | None, decoded: Decoded | None = None) -> None:
+        """One etcd key changed (kv None: deleted); `decoded`: `decode(kv)`, done ahead."""
         if key.startswith(RESOURCE_ROOT):
             self.bad_keys.pop(key, None)
             if kv is None:
                 self.resources.pop(key, None)
                 return
-            try:
-                self.resources[key] = _decode(kv)
-            except (ValidationError, ValueError) as exc:
+            res, error = decoded if decoded is not None else decode(kv)
+            if res is None:
                 self.resources.pop(key, None)
-                self.bad_keys[key] = str(exc)
+                self.bad_keys[key] = error
+            else:
+                self.resources[key] = res
         elif key.startswith(BLOCK_PREFIX):
             try:
                 cidr = str(cidr_from_block_key(key))
@@ -95,13 +96,20 @@ class ClusterState:
                 except ValueError:
                     pass
 
-    def replace_all(self, kvs: Iterable[KV]) -> None:
+    def replace_all(
+        self, kvs: Iterable[KV], ahead: dict[str, tuple[int, Decoded]] | None = None
+    ) -> None:
+        """The whole state from a listing; `ahead`: key -> (mod_revision, decoded) of
+        resources decoded while it was read (console.sync), used where the revision is the
+        listed one."""
         self.resources.clear()
         self.blocks.clear()
         self.felix.clear()
         self.bad_keys.clear()
+        ahead = ahead or {}
         for kv in kvs:
-            self.apply_kv(kv.key, kv)
+            done = ahead.get(kv.key)
+            self.apply_kv(kv.key, kv, done[1] if done and done[0] == kv.mod_revision else None)
 
     def copy(self) -> ClusterState:
         """A snapshot for the UI thread. Shallow is enough: values are replaced on change,
@@ -121,11 +129,18 @@ class ClusterState:
         )
 
 
-def _decode(kv: KV) -> Resource:
-    # Stored resources were validated by whoever wrote them; the console only displays.
-    res = load(json.loads(kv.value), validate=False)
+Decoded = tuple[Resource | None, str]  # (the resource, or None and why it did not load)
+
+
+def decode(kv: KV) -> Decoded:
+    """A resource key's value as the console holds it. Stored resources were validated by
+    whoever wrote them; the console only displays, so it does not validate again."""
+    try:
+        res = load(json.loads(kv.value), validate=False)
+    except (ValidationError, ValueError) as exc:
+        return None, str(exc)
     res.metadata.resource_version = str(kv.mod_revision)
-    return res
+    return res, ""
 
 
 # ---------------------------------------------------------------- views
