@@ -8,8 +8,10 @@ does, then runs the real console headless (Textual's test driver) and measures:
 - first paint: app start -> the browse screen composed and showing its first view;
 - loaded: app start -> the Endpoints view holding all N rows;
 - longest pause: the largest gap seen by a 5 ms ticker on the event loop during the load.
-Reference in the same run: `etcdctl get --prefix` of the same endpoints (the raw read).
-Budgets (issue 7): first paint <= 1 s, no pause > 100 ms.
+Reference in the same run: `etcdctl get --prefix` of the same endpoints (the raw read),
+one before each console, after one read not counted (the first after the writes is slower).
+Each console runs in a process of its own; medians of `--runs`. Budgets: first paint <= 1 s,
+no pause > 100 ms (issue 7); fully loaded <= 2x the read (issue 15).
 """
 
 from __future__ import annotations
@@ -106,10 +108,42 @@ async def measure(endpoints: str, n: int) -> dict[str, float]:
     return marks
 
 
+def etcdctl_read(endpoints: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        ["etcdctl", f"--endpoints={endpoints}", "get", "--prefix",
+         "/calico/resources/v3/projectcalico.org/workloadendpoints/", "-w", "json"],
+        env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - t
+
+
+def one_console(endpoints: str, n: int) -> dict[str, float]:
+    """One console, in a process of its own (a second app in one process starts with the
+    first one's heap and threads, and measured slower each time)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", endpoints, "--endpoints", str(n)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoints", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3, help="consoles (and etcdctl reads)")
+    parser.add_argument("--one", metavar="ENDPOINTS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(asyncio.run(measure(args.one, args.endpoints))))
+        return 0
+    if not shutil.which("etcdctl"):
+        print("needs etcdctl", file=sys.stderr)
+        return 2
     base = Path(tempfile.mkdtemp(prefix="bench-console-"))
     etcd = local_etcd(base)
     etcd.start()
@@ -117,33 +151,35 @@ def main() -> int:
         ds = Datastore.connect(etcd.endpoints)
         t = time.perf_counter()
         fill(ds, args.endpoints)
+        ds.close()
         print(
             f"wrote {args.endpoints} endpoints in {time.perf_counter() - t:.1f} s", file=sys.stderr
         )
-        ref = float("nan")
-        if shutil.which("etcdctl"):
-            t = time.perf_counter()
-            subprocess.run(
-                ["etcdctl", f"--endpoints={etcd.endpoints}", "get", "--prefix",
-                 "/calico/resources/v3/projectcalico.org/workloadendpoints/", "-w", "json"],
-                env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, check=True,
-            )  # fmt: skip
-            ref = time.perf_counter() - t
-        marks = asyncio.run(measure(etcd.endpoints, args.endpoints))
-        ds.close()
+        etcdctl_read(etcd.endpoints)  # the first read after the writes is slower for both
+        runs, refs = [], []
+        for _ in range(args.runs):  # interleaved: load elsewhere falls on both
+            refs.append(etcdctl_read(etcd.endpoints))
+            runs.append(one_console(etcd.endpoints, args.endpoints))
     finally:
         etcd.stop()
         shutil.rmtree(base, ignore_errors=True)
-    fp, loaded, pause = marks["first_paint"], marks["loaded"], marks["longest_pause"]
-    print(f"\n| measure ({args.endpoints} endpoints) | console | reference | budget | verdict |")
+    fp = median([r["first_paint"] for r in runs])
+    loaded = [r["loaded"] for r in runs]
+    pause = max(r["longest_pause"] for r in runs)
+    ratios = [r["loaded"] / ref for r, ref in zip(runs, refs, strict=True)]
+    ok = median(ratios) <= 2.0
+    print(
+        f"\n| measure ({args.endpoints} endpoints, median of {args.runs}) | console | reference | budget | verdict |"
+    )
     print("|---|---:|---:|---:|---|")
     print(f"| first paint | {fp * 1000:.0f} ms | | <= 1000 ms | {'ok' if fp <= 1 else 'MISSED'} |")
     print(
-        f"| Endpoints view fully loaded | {loaded:.2f} s | etcdctl read {ref:.2f} s "
-        f"(x{loaded / ref:.1f}) | | |"
+        f"| Endpoints view fully loaded | {median(loaded):.2f} s ({min(loaded):.2f}-{max(loaded):.2f}) "
+        f"| etcdctl read {median(refs):.2f} s ({min(refs):.2f}-{max(refs):.2f}) "
+        f"| <= 2x | x{median(ratios):.1f} (median of the runs' ratios): {'ok' if ok else 'MISSED'} |"
     )
     print(
-        f"| longest event-loop pause while loading | {pause * 1000:.0f} ms | | <= 100 ms | "
+        f"| longest event-loop pause while loading (worst run) | {pause * 1000:.0f} ms | | <= 100 ms | "
         f"{'ok' if pause <= 0.1 else 'MISSED'} |"
     )
     return 0
