@@ -786,6 +786,7 @@ def _describe(e: BaseException) -> str:
     return str(e)
 
 
+BUILD_NICENESS = 10  # added to the app child's niceness while it builds its root (_exec_app)
 _NO_GO = b"\0no go"  # the app child's word to its supervisor: ended unstarted, as asked
 
 
@@ -794,8 +795,16 @@ class _NoGo(Exception):
 
 
 def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int) -> None:
-    """In the app child: own process group, signals back to default, stdio, root, exec."""
+    """In the app child: own process group, signals back to default, stdio, root, exec.
+
+    Until go it runs niced: its root is built while the CLI's first ADD runs, and on two
+    cores the plugin's processes came 2-3 ms later than alone; the app gets rkt's own
+    priority back before it execs."""
     os.setpgid(0, 0)
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
+    niced = os.geteuid() == 0  # only root may take the priority back
+    if niced:
+        os.setpriority(os.PRIO_PROCESS, 0, min(priority + BUILD_NICENESS, 19))
     for s in (
         signal.SIGINT,
         signal.SIGHUP,
@@ -830,4 +839,6 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int) -> N
     argv = pod.app.exec
     if os.read(go_r, 1) != b"G":
         raise _NoGo
+    if niced:
+        os.setpriority(os.PRIO_PROCESS, 0, priority)
     os.execvpe(argv[0], argv, env)
