@@ -152,6 +152,8 @@ def test_a_denied_flow_jumps_to_the_rule_that_dropped_it(walkthrough):
                 await pilot.pause(0.5)
                 if by_policy():
                     break
+            await pilot.press("space")  # paused, as an operator would: rows stop moving
+            assert flows.paused
             entry = by_policy()[0]
             assert entry.record["rule"]["rule_index"] == 0 and entry.node == "calico-01"
             flows.query_one("#flows-table").move_cursor(row=flows.shown.index(entry))

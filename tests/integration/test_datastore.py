@@ -301,8 +301,8 @@ class GatedDatastore:
         self.gate.set()
         self.watch_attempts = 0
 
-    def kv_list(self, prefix: str):
-        return self.ds.kv_list(prefix)
+    def kv_list(self, prefix: str, **kwargs):
+        return self.ds.kv_list(prefix, **kwargs)
 
     def _call(self, fn, *args, **kwargs):
         if getattr(fn, "__name__", "") == "add_watch_prefix_callback":
