@@ -123,6 +123,7 @@ def main() -> int:
                     raise RuntimeError(f"mode {mode}: the relay sent {sent} packets")
     finally:
         net.destroy()
+        shutil.rmtree(net.tmp, ignore_errors=True)  # the relays' status files and logs
     ipip, plain = results["Always"], results["Never"]
     bps_i, bps_p = statistics.mean(ipip["bps"]), statistics.mean(plain["bps"])
     rtt_i, rtt_p = statistics.median(ipip["rtt"]), statistics.median(plain["rtt"])
