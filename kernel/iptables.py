@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -82,10 +81,11 @@ def parse_save(text: str, _rule=SavedRule, _new=tuple.__new__) -> dict[str, Save
     return tables
 
 
-def run(args: list[str], stdin: str | None = None, timeout: float = 60) -> str:
-    """Run an iptables tool; its stdout, or IptablesError with its own words."""
+def run(args: list[str], timeout: float = 60) -> str:
+    """Run an iptables tool that reads nothing (a restore is fed by `RestoreProcess`); its
+    stdout, or IptablesError with its own words."""
     try:
-        proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
         raise IptablesError(f"{args[0]} is not installed (Debian package iptables)") from exc
     if proc.returncode != 0:
@@ -128,16 +128,3 @@ class RestoreProcess:
 
     def abort(self) -> None:
         self.fed.abort()
-
-
-def restore(text: str | Iterable[str], timeout: float = 60) -> None:
-    """One atomic commit per table in `text`, other chains untouched (--noflush); waits up to
-    10 s for the xtables lock. `text` may come in pieces, each written as it comes."""
-    proc = RestoreProcess(timeout)
-    try:
-        for piece in [text] if isinstance(text, str) else text:
-            proc.write(piece)
-    except BaseException:
-        proc.abort()
-        raise
-    proc.finish()
