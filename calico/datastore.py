@@ -545,8 +545,10 @@ class PrefixSyncer:
     retry_interval: float = 0.2
     known: dict[str, KV] = field(default_factory=dict)
     revision: int = 0
-    # Each page of a (re)listing as it arrives, before the Snapshot that holds it (see
-    # Datastore.kv_list): for a consumer that prepares pages while the rest is read.
+    # Each page of a listing that ends in a Snapshot, as it arrives (Datastore.kv_list): for
+    # a consumer that prepares pages while the rest is read. Not for a re-list after a
+    # compaction, which yields Changes: its prepared pages would wait for a Snapshot that
+    # never comes.
     on_page: Callable[[list[KV]], None] | None = None
 
     def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
@@ -577,7 +579,7 @@ class PrefixSyncer:
                 stop.wait(self.retry_interval)
 
     def _relist_diff(self) -> Iterator[SyncUpdate]:
-        kvs, rev = self.datastore.kv_list(self.prefix, on_page=self.on_page)
+        kvs, rev = self.datastore.kv_list(self.prefix)  # ends in Changes: no pages
         fresh = {kv.key: kv for kv in kvs}
         for key in sorted(set(self.known) - set(fresh)):
             yield Change(key, None, rev)
