@@ -18,6 +18,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from kernel.proc import stat_fields
+
 PHASES = ("imports", "connect", "snapshot", "calc", "kernel")
 
 
@@ -26,10 +28,10 @@ def process_started() -> float:
     CLOCK_MONOTONIC stops while suspended, so fall back to "now" if it looks wrong)."""
     now = time.monotonic()
     try:
-        with open("/proc/self/stat") as f:
-            stat = f.read()
-        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])
-        started = ticks / os.sysconf("SC_CLK_TCK")
+        fields = stat_fields()
+        if fields is None:
+            return now
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
         boot_offset = time.clock_gettime(time.CLOCK_BOOTTIME) - now
         started -= boot_offset
     except (OSError, ValueError, IndexError):

@@ -48,6 +48,7 @@ from calico.datastore import Datastore  # noqa: E402
 from calico.keys import resource_key  # noqa: E402
 from calico.resources import Resource  # noqa: E402
 from kernel.ns import run_in_netns  # noqa: E402
+from kernel.proc import stat_fields  # noqa: E402
 from lab.etcd import local_etcd  # noqa: E402
 from plugin.veth import host_ifname  # noqa: E402
 from tests.integration.test_agent import (  # noqa: E402
@@ -266,8 +267,8 @@ def wait_idle(pid: int, quiet: float = 0.3, timeout: float = 20.0) -> None:
     10,000 endpoints just written: on this 2-core box it took a core from the one measured)."""
 
     def cpu() -> int:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        fields = stat_fields(pid)
+        return -1 if fields is None else int(fields[11]) + int(fields[12])
 
     deadline = time.monotonic() + timeout
     last, since = cpu(), time.monotonic()

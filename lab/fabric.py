@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 # One definition for the lab and the node service; lab callers use them from here.
-from kernel.proc import proc_starttime, same_process  # noqa: F401
+from kernel.proc import proc_starttime, same_process, stat_fields  # noqa: F401
 
 NETNS_DIR = Path("/run/netns")
 IFNAMSIZ = 15  # longest interface name the kernel takes
@@ -280,9 +280,10 @@ def own_lineage() -> set[int]:
     while pid > 1 and pid not in pids:
         pids.add(pid)
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-            pid = int(stat[stat.rfind(")") + 2 :].split()[1])
+            fields = stat_fields(pid)
+            if fields is None:
+                break
+            pid = int(fields[1])
         except (OSError, ValueError, IndexError):
             break
     return pids
