@@ -411,7 +411,7 @@ class ImageStore:
                         h.update(chunk)
                 try:
                     with tarfile.open(source) as tf:
-                        tf.extractall(root, filter="tar")
+                        _extract_rootfs(tf, root)
                 except tarfile.TarError as e:
                     raise ImageError(
                         f"cannot import {source}: not a rootfs tarball ({e})"
@@ -448,3 +448,30 @@ def _du(root: str) -> int:
                 continue
             total += st.st_size
     return total
+
+
+def _extract_rootfs(tf: Any, root: str) -> None:
+    """Extract a rootfs tarball under `root`, refusing members that would land outside it.
+
+    Python's own "tar" extraction filter does exactly that (and drops set-id bits), but it
+    arrived in a 3.11 point release (3.11.4): Debian bookworm's 3.11.2, which the venv is
+    built on, lacks it. There the same checks run here, member by member, so a symlink
+    extracted earlier is followed when the next member's place is judged."""
+    import tarfile
+
+    if hasattr(tarfile, "tar_filter"):
+        tf.extractall(root, filter="tar")
+        return
+    real_root = os.path.realpath(root)
+    for member in tf:
+        member.name = member.name.lstrip("/")
+        dest = os.path.realpath(os.path.join(real_root, member.name))
+        if os.path.commonpath([real_root, dest]) != real_root:
+            raise tarfile.TarError(f"{member.name!r} would be extracted outside the rootfs")
+        if member.islnk():
+            target = os.path.realpath(os.path.join(real_root, member.linkname.lstrip("/")))
+            if os.path.commonpath([real_root, target]) != real_root:
+                raise tarfile.TarError(f"{member.name!r} links outside the rootfs")
+        if member.isfile() or member.isdir():
+            member.mode &= ~0o7022  # no set-id or sticky bits, no group/other write
+        tf.extract(member, real_root, set_attrs=not member.issym())
