@@ -10,8 +10,9 @@ else while inside; `entered()` guarantees the way back.
 
 The syscalls namespaces are made of (setns, unshare, mount, umount, pivot_root) are here too;
 rkt.isolation builds a pod's mount namespace from them. Python 3.11 has no
-os.setns/os.unshare/mount: those come from libc through ctypes, loaded on first use and kept (`rkt list` and the CNI plugin's in-process path never pay for ctypes
-when nothing is entered). Only os and errno are imported here: this module is
+os.setns/os.unshare/mount: those come from kernel._syscalls (kernel/_syscalls.c, built by
+scripts/setup.sh; 0.1 ms to load) or, where it is not built, from libc through ctypes,
+loaded on first use and kept (1.4-2.2 ms, paid by every `rkt run`). Only os and errno are imported here: this module is
 on the CNI ADD path and under every `rkt` command.
 """
 
@@ -52,6 +53,10 @@ NETNS_DIR = "/run/netns"
 _os_setns = getattr(os, "setns", None)  # Python >= 3.12
 _os_unshare = getattr(os, "unshare", None)
 _libc: Any = None
+try:  # built by scripts/setup.sh (kernel/build_syscalls.py); ctypes otherwise
+    from kernel import _syscalls as _sys
+except ImportError:
+    _sys = None
 
 
 class NamespaceError(Exception):
@@ -87,17 +92,30 @@ def _check(ret: int, what: str | None) -> None:
         raise OSError(e, f"{what}: {os.strerror(e)}" if what else os.strerror(e))
 
 
+def _worded(exc: OSError, what: str) -> OSError:
+    """The C module's bare OSError, worded as the ctypes path words it."""
+    return OSError(exc.errno, f"{what}: {os.strerror(exc.errno)}")
+
+
 def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
     """setns(2) for the calling thread; the error is os.setns's on every Python."""
     if _os_setns is not None:
         _os_setns(fd, nstype)
-        return
-    _check(libc().setns(fd, nstype), None)
+    elif _sys is not None:
+        _sys.setns(fd, nstype)
+    else:
+        _check(libc().setns(fd, nstype), None)
 
 
 def unshare(flags: int) -> None:
     if _os_unshare is not None:
         _os_unshare(flags)
+        return
+    if _sys is not None:
+        try:
+            _sys.unshare(flags)
+        except OSError as exc:
+            raise _worded(exc, "unshare") from None
         return
     _check(libc().unshare(flags), "unshare")
 
@@ -105,6 +123,13 @@ def unshare(flags: int) -> None:
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> None:
+    if _sys is not None:
+        try:
+            _sys.mount(source, target, fstype, flags, data)
+        except OSError as exc:
+            raise _worded(exc, f"mount {target}") from None
+        return
+
     def b(s: str | None) -> bytes | None:
         return None if s is None else s.encode()
 
@@ -112,10 +137,22 @@ def mount(
 
 
 def umount(target: str, flags: int = 0) -> None:
+    if _sys is not None:
+        try:
+            _sys.umount2(target, flags)
+        except OSError as exc:
+            raise _worded(exc, f"umount {target}") from None
+        return
     _check(libc().umount2(target.encode(), flags), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
+    if _sys is not None:
+        try:
+            _sys.pivot_root(new_root, put_old)
+        except OSError as exc:
+            raise _worded(exc, "pivot_root") from None
+        return
     nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
         raise OSError(errno.ENOSYS, "pivot_root: unknown syscall number on this machine")
