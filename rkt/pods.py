@@ -217,6 +217,7 @@ class Runtime:
             # root (mount namespace, overlay, /proc, /dev, pivot_root; ~5 ms) is ready when
             # the last ADD returns, and the app execs on the word go, not before.
             start = self._spawn(pod, pdir, image, opts, gc_lock)
+            last = pod.networks[-1] if pod.networks else None
             for ns in pod.networks:
                 inv = cni.Invocation(uuid, pod.netns, ns.ifname, ns.args, pod.cni_path)
                 try:
@@ -231,7 +232,9 @@ class Runtime:
                     raise RunError(f"error adding network {ns.name!r}: {e}") from None
                 ns.ip4 = cni.parse_result(ns.result).ip4
                 ns.added = True
-                write_state(pdir, pod)
+                if ns is not last:  # the last one is recorded with the running state
+                    write_state(pdir, pod)
+            self._record_running(pod, pdir, start)
             if opts.uuid_file_save:
                 with open(opts.uuid_file_save, "w") as f:
                     f.write(uuid)
@@ -288,25 +291,34 @@ class Runtime:
         os.close(go_r)
         return _Start(sup, ready_r, go_w)
 
+    def _record_running(self, pod: PodState, pdir: str, start: _Start) -> None:
+        """The networks are up: record the pod as running, with the last network's result.
+
+        Written by the CLI, before go, so that `rkt run --detach` answers as soon as the app
+        has exec'd and `rkt status` right after it already says running: the supervisor
+        reported the app's pid (P<pid>) when it forked it, 20 ms ago. If the exec then fails
+        the run is undone (pod dir and all); if this CLI dies before go the app ends
+        unstarted, the lock is free and the record reads as exited (`effective_state`)."""
+        msg = start.read_until_newline()
+        if not msg.startswith(b"P"):
+            text = msg.decode(errors="replace")
+            raise RunError(text[1:] if text else "pod supervisor died before the app started")
+        pod.pid = int(msg[1:])
+        pod.supervisor_pid = start.sup
+        pod.started = time.time()
+        pod.set_state(RUNNING)
+        write_state(pdir, pod)
+
     def _go(self, pod: PodState, start: _Start, opts: RunOptions) -> int:
         """The networks are up and recorded: let the app exec, wait until it has."""
         start.go()
-        sup, ready_r = start.sup, start.ready_r
-        chunks = []
-        while True:
-            c = os.read(ready_r, 4096)
-            if not c:
-                break
-            chunks.append(c)
-        os.close(ready_r)
-        start.ready_r = -1
-        msg = b"".join(chunks).decode(errors="replace")
+        sup = start.sup
+        msg = start.read_to_end().decode(errors="replace")
         if not msg.startswith("R"):
             os.waitpid(sup, 0)
             start.sup = 0
             pod.state = PREPARED  # nothing of the app remains; undo the pod as a failed run
             raise RunError(msg[1:] if msg else "pod supervisor died before the app started")
-        pod.pid = int(msg[1:])
         if opts.detach:
             sys.stdout.write(pod.uuid + "\n")
             sys.stdout.flush()
@@ -537,12 +549,38 @@ GC_LOCK_FILE = "cni-gc.lock"
 
 class _Start:
     """The CLI's ends of a supervisor forked before the ADDs: its pid, the pipe on which it
-    reports the app started (R<pid>) or not (E<why>), and the pipe that says go."""
+    reports the app forked (P<pid> and a newline) and then started (R) or not (E<why>, also
+    instead of P), and the pipe that says go."""
 
     def __init__(self, sup: int, ready_r: int, go_w: int) -> None:
         self.sup = sup
         self.ready_r = ready_r
         self.go_w = go_w
+        self._buf = b""
+
+    def read_until_newline(self) -> bytes:
+        """The first report (without its newline), or everything up to EOF if it has none."""
+        while b"\n" not in self._buf:
+            c = os.read(self.ready_r, 4096)
+            if not c:
+                msg, self._buf = self._buf, b""
+                return msg
+            self._buf += c
+        msg, _, self._buf = self._buf.partition(b"\n")
+        return msg
+
+    def read_to_end(self) -> bytes:
+        """What is left until the supervisor closes its end; the pipe is closed after."""
+        chunks = [self._buf]
+        self._buf = b""
+        while True:
+            c = os.read(self.ready_r, 4096)
+            if not c:
+                break
+            chunks.append(c)
+        os.close(self.ready_r)
+        self.ready_r = -1
+        return b"".join(chunks)
 
     def go(self) -> None:
         try:
@@ -672,6 +710,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
                 os._exit(127)
     os.close(err_w)
     os.close(go_r)
+    os.write(ready_w, f"P{app}\n".encode())  # the CLI records it (Runtime._record_running)
     relay = None
     if tee is not None:
         os.close(tee[1])
@@ -690,13 +729,6 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
         os.waitpid(app, 0)
         os.write(ready_w, b"E" + err)
         return 127
-    # The CLI recorded the networks' results after this process was forked: read them back.
-    pod = read_state(pdir)
-    pod.pid = app
-    pod.supervisor_pid = os.getpid()
-    pod.started = time.time()
-    pod.set_state(RUNNING)
-    write_state(pdir, pod)
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -705,6 +737,9 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
             pass
 
     signal.signal(signal.SIGTERM, forward)
+    # The app has exec'd, and the CLI recorded it running before it said go: tell it now.
+    os.write(ready_w, b"R")
+    os.close(ready_w)
     # What identifies the pod's processes once the app is gone: its own mount namespace (image
     # pods) or the pod's netns (host-root images on a pod network). Host-root + host network
     # pods have neither; their process group has to do.
@@ -716,8 +751,6 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
             member_ns = ("net", isolation.ns_inode("self", "net"))
     except OSError:
         member_ns = None
-    os.write(ready_w, f"R{app}".encode())
-    os.close(ready_w)
     _, status = os.waitpid(app, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
@@ -732,6 +765,10 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
         isolation.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
     if relay is not None:
         relay.join(5.0)  # every writer is gone now: the relay sees EOF and drains
+    try:  # the CLI's record: the networks' results and the running state, after the fork
+        pod = read_state(pdir)
+    except (OSError, ValueError):
+        pod.pid, pod.supervisor_pid = app, os.getpid()
     pod.finished = time.time()
     pod.app.exit_code = code
     pod.set_state(EXITED)
