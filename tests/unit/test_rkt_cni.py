@@ -128,3 +128,37 @@ exit 1
 def test_missing_plugin(tmp_path):
     with pytest.raises(cni.PluginFailed, match="failed to find plugin 'nope'"):
         cni.add({"name": "n", "type": "nope"}, cni.Invocation("c", "", "eth0", "", str(tmp_path)))
+
+
+def test_meanwhile_runs_once_while_the_first_plugin_runs(tmp_path):
+    """rkt run's record and supervisor fork happen while a plugin works: once per network
+    (the first plugin of a conflist), after the plugin has its config, before its answer."""
+    log = tmp_path / "log"
+    for name in ("first", "second"):
+        fake_plugin(tmp_path, name, f'''cat > /dev/null
+sleep 0.2; echo "{name} answered" >> {log}
+echo '{{"cniVersion":"0.4.0","ips":[{{"version":"4","address":"10.9.0.2/24"}}]}}'
+''')  # fmt: skip
+    conf = {"name": "n", "cniVersion": "0.4.0", "plugins": [{"type": "first"}, {"type": "second"}]}
+    inv = cni.Invocation("cid", "", "eth0", "", str(tmp_path))
+    seen = []
+
+    def meanwhile():
+        seen.append(log.read_text() if log.exists() else "")
+
+    cni.add(conf, inv, meanwhile=meanwhile)
+    assert seen == [""]  # once, before the first plugin answered
+    assert log.read_text().splitlines() == ["first answered", "second answered"]
+
+
+def test_a_failing_meanwhile_still_reaps_the_plugin(tmp_path):
+    fake_plugin(tmp_path, "slow", 'cat > /dev/null; sleep 0.2; echo "{}"')
+
+    def meanwhile():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        cni.add({"name": "n", "type": "slow"}, cni.Invocation("c", "", "eth0", "", str(tmp_path)),
+                meanwhile=meanwhile)  # fmt: skip
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left behind, reaped or running
