@@ -12,7 +12,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from calico.datastore import KV
 from calico.health import assess
@@ -24,15 +26,19 @@ from calico.keys import (
     parse_endpoint_status_key,
 )
 from calico.resources import (
+    API_VERSION,
     GlobalNetworkPolicy,
     IPPool,
+    Metadata,
     NetworkPolicy,
     Node,
     Profile,
     Resource,
     ValidationError,
     WorkloadEndpoint,
+    WorkloadEndpointSpec,
     load,
+    wire_keys,
 )
 
 
@@ -123,10 +129,87 @@ class ClusterState:
         )
 
     def of_kind(self, cls: type[Resource]) -> list[Resource]:
-        return sorted(
-            (r for r in self.resources.values() if isinstance(r, cls)),
-            key=lambda r: (r.metadata.namespace or "", r.metadata.name),
-        )
+        return sorted((r for r in self.resources.values() if isinstance(r, cls)), key=_identity)
+
+
+def _identity(r: Resource) -> tuple[str, str]:
+    """(namespace, name): how resources are listed; a StoredEndpoint answers from its JSON."""
+    if type(r) is StoredEndpoint:
+        return r.identity()
+    return (r.metadata.namespace or "", r.metadata.name)
+
+
+class StoredEndpoint(WorkloadEndpoint):
+    """A WorkloadEndpoint held as etcd stored it (its parsed JSON) until something reads its
+    metadata or spec: then it becomes the typed resource, in place, once.
+
+    Why: at 10,000 endpoints, making the typed resources took as long as parsing their JSON
+    (45 vs 37 ms) and the Endpoints table needs neither: the few fields it shows are read
+    from the JSON here, where it is parsed (the console's decode thread, while etcd serves
+    the next page), and `endpoint_fields` hands them over. The matrix, why?, what-if and
+    describe read the typed fields and pay on first use. Two threads reading a fresh one at
+    once both decode it; the results are equal.
+
+    JSON that does not decode (hand-written into etcd) leaves an endpoint with its name, an
+    empty spec and `error` set; its row says error, instead of the row vanishing."""
+
+    def __init__(self, doc: dict[str, Any], revision: int) -> None:  # not the dataclass's
+        self.doc = doc
+        self.revision = revision
+        self.error = ""
+        self.fields = _fields_from_json(doc)  # None: not the usual shape; decode to see why
+
+    @property  # type: ignore[override]
+    def metadata(self) -> Metadata:
+        if "_spec" not in self.__dict__:
+            self._decode()
+        return self.__dict__["_metadata"]
+
+    @metadata.setter
+    def metadata(self, value: Metadata) -> None:
+        self.__dict__["_metadata"] = value
+
+    @property  # type: ignore[override]
+    def spec(self) -> WorkloadEndpointSpec:
+        if "_spec" not in self.__dict__:
+            self._decode()
+        return self.__dict__["_spec"]
+
+    @spec.setter
+    def spec(self, value: WorkloadEndpointSpec) -> None:
+        self.__dict__["_spec"] = value
+
+    def _decode(self) -> None:
+        try:
+            res = load(self.doc, validate=False)
+            metadata, spec = res.metadata, res.spec
+        except ValidationError as exc:
+            self.error = str(exc)
+            ns, name = self.identity()
+            metadata, spec = Metadata(name=name, namespace=ns), WorkloadEndpointSpec()
+        metadata.resource_version = str(self.revision)
+        self.__dict__.update(_metadata=metadata, _spec=spec)
+
+    @property
+    def decoded(self) -> bool:
+        return "_spec" in self.__dict__
+
+    def identity(self) -> tuple[str, str]:
+        if self.fields is not None and not self.decoded:
+            return (self.fields.namespace, self.fields.name)
+        if self.decoded:
+            return (self.metadata.namespace or "", self.metadata.name)
+        meta = self.doc.get("metadata")
+        meta = meta if type(meta) is dict else {}
+        name, ns = meta.get("name"), meta.get("namespace")
+        return (ns if type(ns) is str and ns else "default", name if type(name) is str else "")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WorkloadEndpoint):
+            return NotImplemented
+        return (self.metadata, self.spec) == (other.metadata, other.spec)
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclass it stands for
 
 
 Decoded = tuple[Resource | None, str]  # (the resource, or None and why it did not load)
@@ -134,10 +217,18 @@ Decoded = tuple[Resource | None, str]  # (the resource, or None and why it did n
 
 def decode(kv: KV) -> Decoded:
     """A resource key's value as the console holds it. Stored resources were validated by
-    whoever wrote them; the console only displays, so it does not validate again."""
+    whoever wrote them; the console only displays, so it does not validate again. Endpoints
+    stay JSON until used (StoredEndpoint)."""
     try:
-        res = load(json.loads(kv.value), validate=False)
-    except (ValidationError, ValueError) as exc:
+        doc = orjson.loads(kv.value)
+        if (
+            type(doc) is dict
+            and doc.get("kind") == WorkloadEndpoint.KIND
+            and doc.get("apiVersion") == API_VERSION
+        ):
+            return StoredEndpoint(doc, kv.mod_revision), ""
+        res = load(doc, validate=False)
+    except (ValidationError, ValueError) as exc:  # orjson's JSONDecodeError is a ValueError
         return None, str(exc)
     res.metadata.resource_version = str(kv.mod_revision)
     return res, ""
@@ -423,39 +514,115 @@ def pod_rows(state: ClusterState) -> list[Row]:
     return rows
 
 
+class EndpointFields(NamedTuple):
+    """What the Endpoints table shows of an endpoint."""
+
+    namespace: str
+    name: str
+    node: str
+    container_id: str
+    endpoint: str
+    workload: str
+    ip_networks: str  # joined with ","
+    interface_name: str
+    profiles: str  # joined with ","
+
+
+def endpoint_fields(w: WorkloadEndpoint) -> EndpointFields:
+    """The table's fields of an endpoint: from the typed resource once it is decoded, from
+    its stored JSON before (StoredEndpoint), the same either way
+    (tests/unit/console/test_stored_endpoint.py). JSON that is not the expected shape is
+    decoded after all, which says what is wrong with it."""
+    if type(w) is StoredEndpoint and w.fields is not None and not w.decoded:
+        return w.fields
+    meta, spec = w.metadata, w.spec
+    return EndpointFields(
+        meta.namespace or "",
+        meta.name,
+        spec.node,
+        spec.container_id,
+        spec.endpoint,
+        spec.workload,
+        ",".join(spec.ip_networks),
+        spec.interface_name,
+        ",".join(spec.profiles),
+    )
+
+
+_TOP_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_META_KEYS = wire_keys(Metadata)
+_SPEC_KEYS = wire_keys(WorkloadEndpointSpec)
+
+
+def _fields_from_json(doc: dict[str, Any]) -> EndpointFields | None:
+    """The table's fields straight from the JSON, or None where the typed decoder would have
+    more to say: a field it does not know, a type the table reads that is wrong. (A wrong
+    type in a field the table does not show, a label's value say, is found when the typed
+    resource is made, and the row then says error.)"""
+    meta, spec = doc.get("metadata"), doc.get("spec")
+    if type(meta) is not dict or type(spec) is not dict:
+        return None
+    if not (_TOP_KEYS.issuperset(doc) and _META_KEYS.issuperset(meta)):
+        return None
+    if not _SPEC_KEYS.issuperset(spec):
+        return None
+    nets, profiles = spec.get("ipNetworks", []), spec.get("profiles", [])
+    if type(nets) is not list or type(profiles) is not list:
+        return None  # a string where a list goes would join its letters
+    try:
+        name, ns = meta["name"], meta.get("namespace") or "default"
+        strings = (
+            spec.get("node", ""),
+            spec.get("containerID", ""),
+            spec.get("endpoint", ""),
+            spec.get("workload", ""),
+            ",".join(nets),
+            spec.get("interfaceName", ""),
+            ",".join(profiles),
+        )
+    except (KeyError, TypeError):  # no name; a list holding a non-string
+        return None
+    for v in (name, ns, *strings):
+        if type(v) is not str:
+            return None
+    return EndpointFields(ns, name, *strings)
+
+
 def endpoint_rows(state: ClusterState) -> list[Row]:
+    """One row per WorkloadEndpoint. Written for 10,000 of them (the Endpoints view's load
+    time, bench/bench_console.py): no typed resource is made for it (StoredEndpoint)."""
     rows = []
     statuses = endpoint_status_index(state)
     weps = [w for w in state.of_kind(WorkloadEndpoint) if isinstance(w, WorkloadEndpoint)]
+    fields_ = [endpoint_fields(w) for w in weps]
     # A pod on several networks has one endpoint per interface: say which one each row is.
-    per_pod = Counter((w.spec.node, w.spec.container_id) for w in weps)
-    for w in weps:
-        status = statuses.get((w.spec.node, w.metadata.name, w.spec.endpoint), "pending")
-        workload = w.spec.workload or w.spec.container_id[:12]
-        if per_pod[(w.spec.node, w.spec.container_id)] > 1 and w.spec.endpoint:
-            workload += f"/{w.spec.endpoint}"
+    per_pod = Counter((f.node, f.container_id) for f in fields_)
+    for w, f in zip(weps, fields_, strict=True):
+        node, endpoint = f.node, f.endpoint
+        status = statuses.get((node, f.name, endpoint), "pending")
+        if type(w) is StoredEndpoint and w.error:
+            status = "error"
+        workload = f.workload or f.container_id[:12]
+        if endpoint and per_pod[(node, f.container_id)] > 1:
+            workload += f"/{endpoint}"
         rows.append(
             Row(
-                key=f"wep/{w.metadata.namespace}/{w.metadata.name}",
-                cells=(
-                    workload,
-                    w.spec.node,
-                    ",".join(w.spec.ip_networks),
-                    w.spec.interface_name,
-                    ",".join(w.spec.profiles),
-                    status,
-                ),
-                state=status,
-                resource=w,
+                f"wep/{f.namespace}/{f.name}",
+                (workload, node, f.ip_networks, f.interface_name, f.profiles, status),
+                status,
+                w,
             )
         )
     # An endpoint no agent can program (it did not load, here either): its node's agent
     # says so with an "error" status key; show it rather than nothing.
-    shown = {(r.resource.spec.node, r.resource.metadata.name) for r in rows}  # type: ignore[union-attr]
+    errors = []
     for key, value in sorted(state.felix.items()):
         parsed = parse_endpoint_status_key(key)
         if parsed is None or not isinstance(value, dict) or value.get("status") != "error":
             continue
+        errors.append((key, value, parsed))
+    shown = {(f.node, f.name) for f in fields_} if errors else set()
+    for key, value, parsed in errors:
         if (parsed.node, parsed.wep_name) in shown:
             continue
         rows.append(
