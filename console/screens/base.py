@@ -26,9 +26,10 @@ class ClusterChanged(Message):
 
     bubble = False
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, data: bool = True) -> None:
         super().__init__()
         self.state = state
+        self.data = data  # False: only the sync state (connecting, in-sync, ...) changed
 
 
 class ConsoleScreen(Screen[None]):

@@ -141,7 +141,10 @@ class BrowseScreen(ConsoleScreen):
         self.query_one(ResourceTable).focus()
 
     def on_cluster_changed(self, event: ClusterChanged) -> None:
-        self.refresh_view()
+        if event.data:
+            self.refresh_view()
+        else:
+            self._show_status()
 
     # ------------------------------------------------------------ the view
     def show_view(self, view: View) -> None:
@@ -247,6 +250,9 @@ class BrowseScreen(ConsoleScreen):
                 view.empty_hint if not flt else "No rows match the filter (escape clears it)."
             )
         hint.display = not rows
+        self._show_status()
+
+    def _show_status(self) -> None:
         app = self.console
         extra = "read-only" if app.read_only else ""
         if app.staging:  # what-if: say so on every view, until applied or discarded

@@ -150,7 +150,8 @@ class FlowsScreen(ConsoleScreen):
 
     # ------------------------------------------------------------ streams
     def on_cluster_changed(self, event: ClusterChanged) -> None:
-        self.discover_nodes()
+        if event.data:
+            self.discover_nodes()
 
     def on_screen_resume(self) -> None:
         """Back on screen: follow nodes that came while another screen was on top."""

@@ -422,7 +422,8 @@ class MatrixScreen(ConsoleScreen):
 
     # ------------------------------------------------------------ watching the cluster
     def on_cluster_changed(self, event: ClusterChanged) -> None:
-        self.watch_cluster()
+        if event.data:
+            self.watch_cluster()
 
     def on_screen_resume(self) -> None:
         """Back on screen: catch up with what changed while another screen was on top."""
