@@ -152,7 +152,8 @@ echo '{{"cniVersion":"0.4.0","ips":[{{"version":"4","address":"10.9.0.2/24"}}]}}
 
 
 def test_a_failing_meanwhile_still_reaps_the_plugin(tmp_path):
-    fake_plugin(tmp_path, "slow", 'cat > /dev/null; sleep 0.2; echo "{}"')
+    pidfile = tmp_path / "pid"
+    fake_plugin(tmp_path, "slow", f'echo $$ > {pidfile}; cat > /dev/null; sleep 0.2; echo "{{}}"')
 
     def meanwhile():
         raise OSError(28, "No space left on device")
@@ -160,5 +161,6 @@ def test_a_failing_meanwhile_still_reaps_the_plugin(tmp_path):
     with pytest.raises(OSError, match="No space left"):
         cni.add({"name": "n", "type": "slow"}, cni.Invocation("c", "", "eth0", "", str(tmp_path)),
                 meanwhile=meanwhile)  # fmt: skip
+    pid = int(pidfile.read_text())
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child left behind, reaped or running
+        os.waitpid(pid, os.WNOHANG)  # already reaped: not running, not a zombie
