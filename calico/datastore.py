@@ -567,7 +567,6 @@ class PrefixSyncer:
     # compaction, which yields Changes: its prepared pages would wait for a Snapshot that
     # never comes.
     on_page: Callable[[list[KV]], None] | None = None
-    page: int = LIST_PAGE  # keys per range read of the listing (Datastore.kv_list)
 
     def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
         import grpc
@@ -578,9 +577,7 @@ class PrefixSyncer:
         while not stop.is_set():
             try:
                 if first or self.revision == 0:
-                    kvs, rev = self.datastore.kv_list(
-                        self.prefix, page=self.page, on_page=self.on_page
-                    )
+                    kvs, rev = self.datastore.kv_list(self.prefix, on_page=self.on_page)
                     self.known = {kv.key: kv for kv in kvs}
                     self.revision = rev
                     first = False
@@ -599,7 +596,7 @@ class PrefixSyncer:
                 stop.wait(self.retry_interval)
 
     def _relist_diff(self) -> Iterator[SyncUpdate]:
-        kvs, rev = self.datastore.kv_list(self.prefix, page=self.page)  # Changes: no pages
+        kvs, rev = self.datastore.kv_list(self.prefix)  # ends in Changes: no pages
         fresh = {kv.key: kv for kv in kvs}
         for key in sorted(set(self.known) - set(fresh)):
             yield Change(key, None, rev)

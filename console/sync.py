@@ -18,12 +18,6 @@ from calico.errors import DatastoreError
 from calico.keys import RESOURCE_ROOT, ROOT
 from console.model import ClusterState, Decoded, decode
 
-# Keys per page of the console's listing. 2,000 rather than the datastore's 500: at 10,000
-# endpoints 5 round trips instead of 20 (the read went 46 -> 37 ms alone), and a page's
-# protobuf decoding still holds the GIL only a few milliseconds (the longest event-loop
-# pause is printed by bench/bench_console.py).
-LISTING_PAGE = 2000
-
 
 @dataclass
 class SyncReport:
@@ -92,7 +86,7 @@ class EtcdFollower:
     def _follow(self) -> None:
         assert self.datastore is not None
         ahead = DecodeAhead()
-        syncer = PrefixSyncer(self.datastore, ROOT, on_page=ahead.put, page=LISTING_PAGE)
+        syncer = PrefixSyncer(self.datastore, ROOT, on_page=ahead.put)
         for update in syncer.updates(self.stop_event):
             decoded = ahead.take() if isinstance(update, Snapshot) else {}  # outside the lock
             with self._lock:
