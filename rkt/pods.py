@@ -712,7 +712,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
         if tee is not None:
             os.dup2(tee[1], 1)  # dup2 clears O_CLOEXEC on the copy
         try:
-            _exec_app(pod, pdir, image, opts, go_r)
+            _exec_app(pod, pdir, image, opts, go_r, err_w)
         except _NoGo:  # the run failed before go: the CLI undoes the pod
             os.write(err_w, _NO_GO)
             os._exit(0)
@@ -728,13 +728,26 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
     if tee is not None:
         os.close(tee[1])
         relay = _start_relay(tee[0], pdir)
+    # The app's own mount namespace, held open from the moment the app is in it (it says
+    # _ROOTED) until the pod's leftovers are killed: while this fd is open the namespace, and
+    # so its inode number, cannot be freed. Read from /proc after the app had gone, the number
+    # had sometimes been given to the next pod's new namespace, whose processes were then
+    # killed as this pod's (2-6 in 80 foreground `rkt run`s, two nodes churning pods side by side).
+    ns_fd = -1
     err = b""
     while True:
         c = os.read(err_r, 4096)
         if not c:
             break
         err += c
+        if ns_fd < 0 and err.startswith(_ROOTED):
+            try:
+                ns_fd = os.open(f"/proc/{app}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # ended already (the CLI died before go)
+                ns_fd = -2
     os.close(err_r)
+    if err.startswith(_ROOTED):
+        err = err[len(_ROOTED) :]
     if err == _NO_GO:
         os.waitpid(app, 0)
         return 0
@@ -754,28 +767,33 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
     os.write(ready_w, b"R")
     os.close(ready_w)
     # What identifies the pod's processes once the app is gone: its own mount namespace (image
-    # pods) or the pod's netns (host-root images on a pod network). Host-root + host network
-    # pods have neither; their process group has to do.
+    # pods, held open above) or the pod's netns (host-root images on a pod network; its pin
+    # holds it). Host-root + host network pods have neither; their process group has to do.
     member_ns: tuple[str, int] | None = None
     try:
-        if not image.host_root:
-            member_ns = ("mnt", isolation.ns_inode(app, "mnt"))
-        elif pod.netns:
+        if ns_fd >= 0:
+            member_ns = ("mnt", os.fstat(ns_fd).st_ino)
+        elif image.host_root and pod.netns:
             member_ns = ("net", isolation.ns_inode("self", "net"))
     except OSError:
         member_ns = None
-    _, status = os.waitpid(app, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        code = 128 - code
+    # Waited for but not yet reaped: while the app is a zombie its pid, and so its process
+    # group's id, cannot go to another process before the group is killed.
+    os.waitid(os.P_PID, app, os.WEXITED | os.WNOWAIT)
     # The pod ends with its app: whatever the app left behind goes too, in its process group
     # or (having escaped it with setsid) still inside the pod's namespace.
     try:
         os.killpg(app, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    _, status = os.waitpid(app, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
     if member_ns is not None:
         isolation.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
+    if ns_fd >= 0:
+        os.close(ns_fd)
     if relay is not None:
         relay.join(5.0)  # every writer is gone now: the relay sees EOF and drains
     try:  # the CLI's record: the networks' results and the running state, after the fork
@@ -838,13 +856,14 @@ def _describe(e: BaseException) -> str:
 
 BUILD_NICENESS = 10  # added to the app child's niceness while it builds its root (_exec_app)
 _NO_GO = b"\0no go"  # the app child's word to its supervisor: ended unstarted, as asked
+_ROOTED = b"\1"  # the app child's word: it is in its own mount namespace (its root is built)
 
 
 class _NoGo(Exception):
     """The go pipe closed without a word: the run failed while networks were added."""
 
 
-def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int) -> None:
+def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int, err_w: int) -> None:
     """In the app child: own process group, signals back to default, stdio, root, exec.
 
     Until go it runs niced: its root is built while the CLI's first ADD runs, and on two
@@ -879,6 +898,7 @@ def _exec_app(pod: PodState, pdir: str, image, opts: RunOptions, go_r: int) -> N
         import warnings  # noqa: F401
 
         isolation.enter_rootfs(image.rootfs, os.path.join(pdir, "overlay"))
+        os.write(err_w, _ROOTED)  # the supervisor holds this namespace open from here
         env = dict(image.env)
         os.chdir(image.workdir or "/")
         if opts.interactive and "TERM" in os.environ:
