@@ -12,8 +12,8 @@ The syscalls namespaces are made of (setns, unshare, mount, umount, pivot_root) 
 rkt.isolation builds a pod's mount namespace from them. Python 3.11 has no
 os.setns/os.unshare/mount: those come from kernel._syscalls (kernel/_syscalls.c, built by
 scripts/setup.sh; 0.1 ms to load) or, where it is not built, from libc through ctypes,
-loaded on first use and kept (1.4-2.2 ms, paid by every `rkt run`). Only os and errno are imported here: this module is
-on the CNI ADD path and under every `rkt` command.
+loaded on first use and kept (1.4-2.2 ms, paid by every `rkt run`). Only os and errno are
+imported here: this module is on the CNI ADD path and under every `rkt` command.
 """
 
 from __future__ import annotations
@@ -92,9 +92,12 @@ def _check(ret: int, what: str | None) -> None:
         raise OSError(e, f"{what}: {os.strerror(e)}" if what else os.strerror(e))
 
 
-def _worded(exc: OSError, what: str) -> OSError:
-    """The C module's bare OSError, worded as the ctypes path words it."""
-    return OSError(exc.errno, f"{what}: {os.strerror(exc.errno)}")
+def _sys_call(what: str, fn: Callable[..., None], *args: Any) -> None:
+    """A kernel._syscalls call, its bare OSError worded as the ctypes path words it."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what}: {os.strerror(exc.errno)}") from None
 
 
 def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
@@ -112,10 +115,7 @@ def unshare(flags: int) -> None:
         _os_unshare(flags)
         return
     if _sys is not None:
-        try:
-            _sys.unshare(flags)
-        except OSError as exc:
-            raise _worded(exc, "unshare") from None
+        _sys_call("unshare", _sys.unshare, flags)
         return
     _check(libc().unshare(flags), "unshare")
 
@@ -124,10 +124,7 @@ def mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> None:
     if _sys is not None:
-        try:
-            _sys.mount(source, target, fstype, flags, data)
-        except OSError as exc:
-            raise _worded(exc, f"mount {target}") from None
+        _sys_call(f"mount {target}", _sys.mount, source, target, fstype, flags, data)
         return
 
     def b(s: str | None) -> bytes | None:
@@ -138,20 +135,14 @@ def mount(
 
 def umount(target: str, flags: int = 0) -> None:
     if _sys is not None:
-        try:
-            _sys.umount2(target, flags)
-        except OSError as exc:
-            raise _worded(exc, f"umount {target}") from None
+        _sys_call(f"umount {target}", _sys.umount2, target, flags)
         return
     _check(libc().umount2(target.encode(), flags), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     if _sys is not None:
-        try:
-            _sys.pivot_root(new_root, put_old)
-        except OSError as exc:
-            raise _worded(exc, "pivot_root") from None
+        _sys_call("pivot_root", _sys.pivot_root, new_root, put_old)
         return
     nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
