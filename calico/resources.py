@@ -628,8 +628,8 @@ class Resource:
         api = data.get("apiVersion")
         if api != API_VERSION:
             raise ValidationError("apiVersion", f"expected {API_VERSION!r}, got {api!r}")
-        if not _TOP_LEVEL.issuperset(data):
-            unknown = sorted(set(data) - _TOP_LEVEL)
+        if not TOP_LEVEL_KEYS.issuperset(data):
+            unknown = sorted(set(data) - TOP_LEVEL_KEYS)
             raise ValidationError(unknown[0], "unknown field")
         metadata = _from_wire(Metadata, data.get("metadata") or {}, "metadata")
         spec = _from_wire(target.SPEC, data.get("spec") or {}, "spec")
@@ -953,7 +953,7 @@ KINDS: tuple[type[Resource], ...] = (
 )
 KINDS_BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 KINDS_BY_KIND: dict[str, type[Resource]] = {cls.KIND: cls for cls in KINDS}  # as stored
-_TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})
+TOP_LEVEL_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})  # of every resource
 
 
 def kind_class(name: str | None) -> type[Resource]:

@@ -27,6 +27,7 @@ from calico.keys import (
 )
 from calico.resources import (
     API_VERSION,
+    TOP_LEVEL_KEYS,
     GlobalNetworkPolicy,
     IPPool,
     Metadata,
@@ -185,8 +186,14 @@ class StoredEndpoint(WorkloadEndpoint):
             metadata, spec = res.metadata, res.spec
         except ValidationError as exc:
             self.error = str(exc)
-            ns, name = self.identity()
-            metadata, spec = Metadata(name=name, namespace=ns), WorkloadEndpointSpec()
+            meta = self.doc.get("metadata")
+            meta = meta if type(meta) is dict else {}
+            name, ns = meta.get("name"), meta.get("namespace")
+            metadata = Metadata(
+                name=name if type(name) is str else "",
+                namespace=ns if type(ns) is str and ns else "default",
+            )
+            spec = WorkloadEndpointSpec()
         metadata.resource_version = str(self.revision)
         self.__dict__.update(_metadata=metadata, _spec=spec)
 
@@ -195,14 +202,10 @@ class StoredEndpoint(WorkloadEndpoint):
         return "_spec" in self.__dict__
 
     def identity(self) -> tuple[str, str]:
+        """(namespace, name), from the JSON's fields while undecoded (an odd shape decodes)."""
         if self.fields is not None and not self.decoded:
             return (self.fields.namespace, self.fields.name)
-        if self.decoded:
-            return (self.metadata.namespace or "", self.metadata.name)
-        meta = self.doc.get("metadata")
-        meta = meta if type(meta) is dict else {}
-        name, ns = meta.get("name"), meta.get("namespace")
-        return (ns if type(ns) is str and ns else "default", name if type(name) is str else "")
+        return (self.metadata.namespace or "", self.metadata.name)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WorkloadEndpoint):
@@ -549,7 +552,6 @@ def endpoint_fields(w: WorkloadEndpoint) -> EndpointFields:
     )
 
 
-_TOP_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})
 _META_KEYS = wire_keys(Metadata)
 _SPEC_KEYS = wire_keys(WorkloadEndpointSpec)
 
@@ -562,7 +564,7 @@ def _fields_from_json(doc: dict[str, Any]) -> EndpointFields | None:
     meta, spec = doc.get("metadata"), doc.get("spec")
     if type(meta) is not dict or type(spec) is not dict:
         return None
-    if not (_TOP_KEYS.issuperset(doc) and _META_KEYS.issuperset(meta)):
+    if not (TOP_LEVEL_KEYS.issuperset(doc) and _META_KEYS.issuperset(meta)):
         return None
     if not _SPEC_KEYS.issuperset(spec):
         return None
