@@ -20,13 +20,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "_syscalls.c")
 
 
+def find_compiler() -> str | None:
+    """$CC, else cc or gcc on PATH (plugin/build_launcher.py builds with the same one)."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 def target() -> str:
     return os.path.join(HERE, "_syscalls" + sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def build(cc: str | None = None) -> str | None:
     """Compile the module; None on success, else why not (nothing is left half-written)."""
-    cc = cc or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = cc or find_compiler()
     if not cc:
         return "no C compiler (cc)"
     include = sysconfig.get_paths()["include"]

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from kernel.build_syscalls import find_compiler
 from plugin.shim import launcher
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ PLUGINS = ("calico", "calico-ipam")
 def fallback_name(plugin: str) -> str:
     """The Python launcher's file name beside the C one (launcher.c execs this name)."""
     return f".{plugin}-py"
-
-
-def find_compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
 def compile_launcher(out: Path, cc: str | None = None) -> str | None:
