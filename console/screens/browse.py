@@ -68,7 +68,7 @@ from console.screens.stage import NEW_TEMPLATES, ApplyOrStageScreen, LabelsScree
 from console.screens.text_view import TextScreen
 from console.staging import summary as staging_summary
 from console.widgets.command_bar import CommandBar
-from console.widgets.resource_table import ResourceTable
+from console.widgets.resource_table import ResourceTable, column_widths
 from console.widgets.status_bar import StatusBar
 
 SYNC_ROWS = 2000  # up to this many rows a view is drawn at once; beyond, in slices
@@ -210,21 +210,22 @@ class BrowseScreen(ConsoleScreen):
         # arguments, and repr of 10,000 resources alone stalled the event loop 150 ms.
         def build() -> None:
             rows = arranged.apply(view.rows(state))
-            self.app.call_from_thread(self._show_async, view, rows, gen)
+            widths = column_widths(view.columns, rows)
+            self.app.call_from_thread(self._show_async, view, rows, widths, gen)
 
         self.run_worker(
             build, thread=True, exclusive=True, group="rows", description="build rows",
             exit_on_error=False,
         )  # fmt: skip
 
-    def _show_async(self, view: View, rows: list[Row], gen: int) -> None:
+    def _show_async(self, view: View, rows: list[Row], widths: list[int], gen: int) -> None:
         if gen != self.generation:
             return  # a newer refresh superseded this one
         table = self.query_one(ResourceTable)
         table.set_view(view)
         table.marked = self.marked
         self._show_header(view, rows)
-        table.show_rows(rows)
+        table.show_rows(rows, widths)
 
     def _show(self, view: View, rows: list[Row]) -> None:
         table = self.query_one(ResourceTable)
