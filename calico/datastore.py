@@ -29,7 +29,6 @@ import json
 import os
 import queue
 import re
-import sys
 import threading
 import time
 import uuid
@@ -227,22 +226,6 @@ class Datastore:
         self._urls = {}
         if settings is not None:
             self._urls = {f"{ep.host}:{ep.port}": ep.url() for ep in settings.parsed()}
-
-    @staticmethod
-    def import_client_ahead() -> None:
-        """Start importing the etcd client and grpc (~45 ms) on a thread of their own, for a
-        program that will connect soon and has other start-up work meanwhile (the console
-        builds its first screen): connect() then finds them loaded, or waits for the import
-        already under way. Idempotent; a failed import is connect()'s to report."""
-
-        def load() -> None:
-            try:
-                import pyetcd.client  # noqa: F401
-            except ImportError:
-                pass
-
-        if "pyetcd.client" not in sys.modules:
-            threading.Thread(target=load, name="etcd-client-import", daemon=True).start()
 
     @classmethod
     def connect(
@@ -567,6 +550,7 @@ class PrefixSyncer:
     # compaction, which yields Changes: its prepared pages would wait for a Snapshot that
     # never comes.
     on_page: Callable[[list[KV]], None] | None = None
+    page: int = LIST_PAGE  # keys per range read of a listing (Datastore.kv_list)
 
     def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
         import grpc
@@ -577,7 +561,9 @@ class PrefixSyncer:
         while not stop.is_set():
             try:
                 if first or self.revision == 0:
-                    kvs, rev = self.datastore.kv_list(self.prefix, on_page=self.on_page)
+                    kvs, rev = self.datastore.kv_list(
+                        self.prefix, page=self.page, on_page=self.on_page
+                    )
                     self.known = {kv.key: kv for kv in kvs}
                     self.revision = rev
                     first = False
@@ -596,7 +582,7 @@ class PrefixSyncer:
                 stop.wait(self.retry_interval)
 
     def _relist_diff(self) -> Iterator[SyncUpdate]:
-        kvs, rev = self.datastore.kv_list(self.prefix)  # ends in Changes: no pages
+        kvs, rev = self.datastore.kv_list(self.prefix, page=self.page)  # ends in Changes: no pages
         fresh = {kv.key: kv for kv in kvs}
         for key in sorted(set(self.known) - set(fresh)):
             yield Change(key, None, rev)

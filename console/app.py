@@ -85,24 +85,25 @@ class CalicoConsole(App):
         self.staging = Staging()  # what-if: changes staged by the browse screen, shown by :matrix
         self._datastore: Datastore | None = None
         if follow:
-            Datastore.import_client_ahead()  # while Textual starts; on_load connects
+            # Its process starts with the app: it imports the etcd client, connects and
+            # lists while Textual starts (console/follower_process.py); on_load reads it.
+            self.follower = EtcdFollower(endpoints, self._deliver_from_thread)
+            self.follower.source.start()
 
     # ------------------------------------------------------------ lifecycle
     def get_default_screen(self) -> Screen:
         return self.browse
 
     def on_load(self) -> None:
-        """Before the screens are composed: etcd is connected to and read while the first
-        screen is built (at 10,000 endpoints the read is most of the wait for a full view;
-        started from on_mount it began ~50 ms later)."""
-        # Background threads (etcd decode, row builds) hold the GIL in 5 ms turns by default;
-        # shorter turns keep the event loop's waits for it well under a frame.
+        """Before the screens are composed: the follower's updates are taken in while the
+        first screen is built (its process started with the app)."""
+        # Background threads (the follower's pages, row builds) hold the GIL in 5 ms turns
+        # by default; shorter turns keep the event loop's waits for it well under a frame.
         sys.setswitchinterval(0.0005)
         # Young collections 50,000 allocations apart while 10,000 resources arrive
         # (calico.heap); nothing frozen, the tests run hundreds of consoles in one process.
         space_out_gc()
-        if self.follow:
-            self.follower = EtcdFollower(self.endpoints, self._deliver_from_thread)
+        if self.follower is not None:
             self.run_follower()
 
     def on_mount(self) -> None:

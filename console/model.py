@@ -147,8 +147,8 @@ class StoredEndpoint(WorkloadEndpoint):
 
     Why: at 10,000 endpoints, making the typed resources took as long as parsing their JSON
     (45 vs 37 ms) and the Endpoints table needs neither: the few fields it shows are read
-    from the JSON where it is parsed (the console's decode thread, while etcd serves
-    the next page), and `endpoint_fields` hands them over. The matrix, why?, what-if and
+    from the JSON where it is parsed (the follower process, while etcd serves the
+    next page), and `endpoint_fields` hands them over. The matrix, why?, what-if and
     describe read the typed fields and pay on first use. Two threads reading a fresh one at
     once both decode it; the results are equal.
 
@@ -163,6 +163,14 @@ class StoredEndpoint(WorkloadEndpoint):
         self.revision = revision
         self.error = ""
         self.fields = _fields_from_json(doc)  # None: not the usual shape; decode to see why
+
+    @classmethod
+    def listed(cls, raw: bytes, revision: int, fields: EndpointFields) -> StoredEndpoint:
+        """One whose fields the follower process read (`listed_fields`), so this process
+        does not parse its JSON until something needs the typed resource."""
+        self = cls.__new__(cls)
+        self.__dict__.update(raw=raw, revision=revision, error="", fields=fields)
+        return self
 
     @property  # type: ignore[override]
     def metadata(self) -> Metadata:
@@ -221,6 +229,23 @@ class StoredEndpoint(WorkloadEndpoint):
 
 
 Decoded = tuple[Resource | None, str]  # (the resource, or None and why it did not load)
+
+
+def listed_fields(kv: KV) -> tuple[str, ...] | None:
+    """What the follower process sends beside a listed key (console/follower_process.py):
+    the table's fields of an endpoint that `decode` makes a StoredEndpoint with fields; None
+    for every other key, which the console decodes itself."""
+    if not kv.key.startswith(RESOURCE_ROOT):
+        return None
+    res, _ = decode(kv)
+    return tuple(res.fields) if type(res) is StoredEndpoint and res.fields is not None else None
+
+
+def decode_listed(kv: KV, fields: tuple[str, ...] | None) -> Decoded:
+    """`decode(kv)`, given the `listed_fields` the follower process sent for it."""
+    if fields is None:
+        return decode(kv)
+    return StoredEndpoint.listed(kv.value, kv.mod_revision, EndpointFields(*fields)), ""
 
 
 def decode(kv: KV) -> Decoded:

@@ -1,0 +1,328 @@
+"""The console follows etcd from a process of its own. The child runs the PrefixSyncer
+(connect, list, watch, fail over, resync) and writes each update as a frame on a pipe;
+`FollowerProcess.updates()` reads them back as the same Snapshot, Change and SyncStatus
+values the syncer yields in-process.
+
+Why a process: the console's event loop and the etcd client shared one GIL. At 10,000
+endpoints, importing gRPC (45-65 ms), the Python side of 20 range reads (50-100 ms) and
+Textual starting all queued for it while the second core sat idle; the view was fully
+loaded in 0.40-0.47 s. Here the reads run on that core, the console's process decodes
+each page while the next one is read, and it never imports gRPC to follow (its writes
+still connect in-process, on first use).
+
+How the child starts: forked, when the console's process has one thread and no gRPC (as
+`calico-console` has when it builds its app): the child then starts with the interpreter
+and the modules already loaded, its first range read ~75 ms sooner. Otherwise (gRPC's
+threads do not survive a fork, nor do other threads' locks; the tests run many consoles
+in one process) it is spawned as `python -m console.follower_process`. Both run `run()`.
+
+A frame is a 4-byte big-endian length and a pickle (both ends are this module):
+    ("page", [(key, value, mod_revision, create_revision), ...])  a listing's page
+    ("snapshot", revision)                the pages since the last snapshot, complete
+    ("change", key, (key, value, mod_revision, create_revision) or None, revision)
+    ("status", state, error)              a SyncStatus; also a failed connect
+The child exits when its stdin closes (the console stopped or died), so it never outlives
+the console; a child that exits is reported and started again.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import os
+import pickle
+import queue
+import signal
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from calico.datastore import KV, Change, Snapshot, SyncStatus, SyncUpdate
+
+HEADER = struct.Struct(">I")
+RESTART_DELAY = 1.0  # seconds before a follower that exited is started again
+CONNECT_RETRY = 1.0  # seconds between the child's attempts to connect
+# Keys per range read of the child's listings, not the in-process 500: no event loop
+# shares the child, and at 10,000 endpoints the listing took 62-70 ms, not 83-135 ms.
+CHILD_PAGE = 2000
+
+
+class Child:
+    """A follower process: its pid (and a pidfd, so it is signalled only while it is this
+    console's child), the end of its stdin the console holds (closing it ends the child),
+    its frames and its stderr."""
+
+    def __init__(self, pid: int, stdin: int, frames: int, stderr: int, how: str) -> None:
+        self.pid = pid
+        self.how = how  # "forked" or "spawned"
+        self.pidfd = os.pidfd_open(pid)  # before anyone reaps it: we are its only reaper
+        self.stdin = os.fdopen(stdin, "wb")
+        self.frames = os.fdopen(frames, "rb")
+        self.stderr = os.fdopen(stderr, "rb")
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, endpoints: str | None) -> Child:
+        # Every end above fd 3, so the dup2s below always copy (a dup2 onto itself would
+        # leave the end close-on-exec) and fd 3 is free for the frames.
+        stdin_r, stdin_w, frames_r, frames_w, err_r, err_w = (
+            _above_std(fd) for fd in (*os.pipe(), *os.pipe(), *os.pipe())
+        )
+        if threading.active_count() == 1 and "grpc" not in sys.modules:
+            pid, how = os.fork(), "forked"
+            if pid == 0:
+                _forked_child(endpoints, stdin_r, frames_w, err_w)  # never returns
+        else:
+            argv = [sys.executable, "-m", "console.follower_process", endpoints or "", "3"]
+            actions = [
+                (os.POSIX_SPAWN_DUP2, stdin_r, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+                (os.POSIX_SPAWN_DUP2, frames_w, 3),
+            ]
+            pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
+            how = "spawned"
+        for fd in (stdin_r, frames_w, err_w):
+            os.close(fd)
+        return cls(pid, stdin_w, frames_r, err_r, how)
+
+    def wait(self) -> int:
+        with self._lock:
+            if self.returncode is None:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+                os.close(self.pidfd)
+            return self.returncode
+
+    def end(self) -> None:
+        """Close its stdin, kill it, reap it."""
+        try:
+            self.stdin.close()
+        except OSError:
+            pass
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except (ProcessLookupError, OSError):  # gone already (or reaped: the fd is closed)
+            pass
+        self.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Close the console's ends of its pipes (a reader still on them sees their end)."""
+        for pipe in (self.stdin, self.frames, self.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+def _above_std(fd: int) -> int:
+    if fd > 3:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+    os.close(fd)
+    return moved
+
+
+def _forked_child(endpoints: str | None, stdin_r: int, frames_w: int, err_w: int) -> None:
+    """In the forked child: stdin, stderr and the frames at their places, nothing else of
+    the console's open (its other pipes would never see their EOF), then run()."""
+    code = 1
+    try:
+        os.dup2(stdin_r, 0)
+        os.dup2(err_w, 2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # what the console's stdout had buffered goes nowhere
+        os.dup2(frames_w, 3)
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+        run(endpoints, 3)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+class FollowerProcess:
+    """The console's end: starts the child, yields its updates until `stop` is set; a child
+    that exits is reported (disconnected, with its last words) and started again, and its
+    fresh listing replaces the state."""
+
+    def __init__(
+        self,
+        endpoints: str | None,
+        on_page: Callable[[list[KV], list[tuple[str, ...] | None]], None] | None = None,
+    ) -> None:
+        self.endpoints = endpoints
+        self.on_page = on_page
+        self.child: Child | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start the child now (it connects and lists while the caller does other work)."""
+        with self._lock:
+            if self.child is None and not self._stopped:
+                self.child = Child.start(self.endpoints)
+
+    def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
+        while not stop.is_set():
+            self.start()
+            child = self.child
+            if child is None:
+                return  # stopped
+            last_words: collections.deque[str] = collections.deque(maxlen=3)
+            words = threading.Thread(
+                target=_keep_last_lines, args=(child.stderr, last_words), daemon=True
+            )
+            words.start()
+            yield from self._read(child.frames)
+            code = child.wait()
+            words.join(timeout=1.0)
+            child.close()
+            with self._lock:
+                if self.child is child:
+                    self.child = None
+            if stop.is_set():
+                return
+            why = f": {last_words[-1]}" if last_words else ""
+            yield SyncStatus("disconnected", f"etcd follower exited (code {code}){why}")
+            stop.wait(RESTART_DELAY)
+
+    def _read(self, stream: BinaryIO) -> Iterator[SyncUpdate]:
+        listing: dict[str, KV] = {}
+        while (frame := _read_frame(stream)) is not None:
+            tag = frame[0]
+            if tag == "page":
+                kvs = [KV(*t) for t in frame[1]]
+                for kv in kvs:
+                    listing[kv.key] = kv
+                if self.on_page is not None:
+                    self.on_page(kvs, frame[2])
+            elif tag == "snapshot":
+                yield Snapshot(listing, frame[1])
+                listing = {}
+            elif tag == "change":
+                _, key, kv, revision = frame
+                yield Change(key, KV(*kv) if kv is not None else None, revision)
+            elif tag == "status":
+                yield SyncStatus(frame[1], frame[2])
+
+    def stop(self) -> None:
+        """End the child and, with it, the updates."""
+        with self._lock:
+            self._stopped = True
+            child, self.child = self.child, None
+        if child is not None:
+            child.end()
+
+
+def _read_frame(stream: BinaryIO) -> Any:
+    """The next frame, or None at the end (the child gone, or its pipe closed by stop)."""
+    try:
+        head = stream.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack(head)
+        body = stream.read(size)
+    except (ValueError, OSError):  # closed under us
+        return None
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+def _keep_last_lines(stream: BinaryIO, lines: collections.deque[str]) -> None:
+    try:
+        for raw in stream:
+            text = raw.decode(errors="replace").strip()
+            if text:
+                lines.append(text)
+    except (ValueError, OSError):  # closed under us
+        pass
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _kv_tuple(kv: KV) -> tuple[str, bytes, int, int]:
+    return (kv.key, kv.value, kv.mod_revision, kv.create_revision)
+
+
+class _Frames:
+    """The child's end of the frames pipe: frames go out in order from a thread of their
+    own, so the range reads go on while the console takes in a page (a pipe holds 64 KiB;
+    a page of 2,000 endpoints is 1.5 MB)."""
+
+    def __init__(self, fd: int) -> None:
+        self.out = os.fdopen(fd, "wb")
+        self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="frames", daemon=True).start()
+
+    def send(self, frame: tuple[Any, ...]) -> None:
+        self.queue.put(frame)
+
+    def page(self, kvs: list[KV]) -> None:
+        self.queue.put(("page", kvs))
+
+    def _run(self) -> None:
+        from console.model import listed_fields
+
+        while True:
+            frame = self.queue.get()
+            if frame[0] == "page":
+                kvs = frame[1]
+                frame = ("page", [_kv_tuple(kv) for kv in kvs], [listed_fields(kv) for kv in kvs])
+            body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                self.out.write(HEADER.pack(len(body)) + body)
+                self.out.flush()
+            except (BrokenPipeError, ValueError):  # the console is gone
+                os._exit(0)
+
+
+def follow(endpoints: str | None, frames: _Frames, stop: threading.Event) -> None:
+    """Connect (retrying, each failure reported), then send every update."""
+    from calico.datastore import Datastore, PrefixSyncer
+    from calico.errors import DatastoreError
+    from calico.keys import ROOT
+
+    datastore = None
+    while datastore is None and not stop.is_set():
+        try:
+            datastore = Datastore.connect(endpoints, timeout=3.0)
+        except (DatastoreError, ValueError) as exc:
+            frames.send(("status", "disconnected", str(exc)))
+            stop.wait(CONNECT_RETRY)
+    if datastore is None:
+        return
+    syncer = PrefixSyncer(datastore, ROOT, on_page=frames.page, page=CHILD_PAGE)
+    for update in syncer.updates(stop):
+        if isinstance(update, Snapshot):
+            frames.send(("snapshot", update.revision))
+        elif isinstance(update, Change):
+            kv = _kv_tuple(update.kv) if update.kv is not None else None
+            frames.send(("change", update.key, kv, update.revision))
+        elif isinstance(update, SyncStatus):
+            frames.send(("status", update.state, update.error))
+
+
+def run(endpoints: str | None, frames_fd: int) -> None:
+    """The child's body, forked or spawned: follow until the console closes our stdin."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console's ^C is the console's
+
+    def watch_stdin() -> None:
+        while os.read(0, 4096):
+            pass  # returns b"" at EOF: the console is gone
+        os._exit(0)
+
+    threading.Thread(target=watch_stdin, name="stdin", daemon=True).start()
+    follow(endpoints, _Frames(frames_fd), threading.Event())
+
+
+if __name__ == "__main__":
+    run(sys.argv[1] or None, int(sys.argv[2]))
