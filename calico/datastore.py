@@ -83,6 +83,15 @@ class KV:
         return json.loads(self.value)
 
 
+def _next_limit(page: int, left: int) -> int:
+    """The next page's size when a consumer takes each page as it comes (`on_page`): the
+    listing ends on a page of an eighth, so what the consumer still has to do once the
+    read is over is an eighth of a page's work (`left`: the keys still to read, from
+    etcd's count of the range at the listing's revision; one round trip more)."""
+    tail = max(1, page // 8)
+    return left - tail if 2 * tail < left <= page + tail else page
+
+
 def _kv(raw: Any) -> KV:
     return KV(raw.key.decode(), bytes(raw.value), raw.mod_revision, raw.create_revision)
 
@@ -347,9 +356,10 @@ class Datastore:
         end[-1] += 1  # the prefix's range end (no prefix here ends in 0xff)
         out: list[KV] = []
         revision = None
+        limit = page
         while True:
             resp = self._call(
-                self.client.get_range_response, start, bytes(end), limit=page, revision=revision
+                self.client.get_range_response, start, bytes(end), limit=limit, revision=revision
             )
             revision = revision or resp.header.revision
             kvs = [_kv(raw) for raw in resp.kvs]
@@ -359,6 +369,8 @@ class Datastore:
             if not resp.more or not resp.kvs:
                 return out, revision
             start = resp.kvs[-1].key + b"\0"
+            if on_page is not None:
+                limit = _next_limit(page, resp.count - len(resp.kvs))
 
     def kv_count(self, prefix: str) -> int:
         resp = self._call(self.client.get_prefix_response, prefix, count_only=True)

@@ -267,6 +267,27 @@ def in_sync(u: Any) -> bool:
 PREFIX = "/calico/test/watch/"
 
 
+def test_a_listing_taken_page_by_page_ends_on_a_small_page(datastore):
+    """With `on_page`, the last page is an eighth of one (what the consumer still has to
+    do once the read is over), and the pages are the whole listing, in order, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = "/calico/test/pages/"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: datastore.kv_put(f"{prefix}{i:04d}", "{}"), range(1000)))
+    pages: list[list[Any]] = []
+    kvs, rev = datastore.kv_list(prefix, page=500, on_page=lambda p: pages.append(p))
+    assert [len(p) for p in pages] == [500, 438, 62]
+    assert [kv.key for p in pages for kv in p] == [kv.key for kv in kvs]
+    plain, plain_rev = datastore.kv_list(prefix, page=500)
+    assert (
+        [kv.key for kv in plain]
+        == [f"{prefix}{i:04d}" for i in range(1000)]
+        == [kv.key for kv in kvs]
+    )
+    assert plain_rev == rev
+
+
 def test_syncer_snapshot_then_changes(datastore):
     for name in ("a", "b"):
         datastore.kv_put(PREFIX + name, json.dumps({"v": name}))
