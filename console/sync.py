@@ -47,17 +47,23 @@ class ListedPages:
         return done
 
 
+def _undelivered(report: SyncReport) -> None:
+    raise RuntimeError("EtcdFollower.run() before anything was given its reports")
+
+
 class EtcdFollower:
     """Follows `/calico/`; `run()` calls `deliver(SyncReport)` from the calling thread."""
 
     def __init__(
         self,
         endpoints: str | None,
-        deliver: Callable[[SyncReport], None],
+        deliver: Callable[[SyncReport], None] | None = None,
         batch_interval: float = 0.1,
     ):
+        """`deliver` may be set later, before `run()` (calico-console starts the follower
+        before the app that receives its reports exists)."""
         self.endpoints = endpoints
-        self.deliver = deliver
+        self.deliver: Callable[[SyncReport], None] = deliver or _undelivered
         self.batch_interval = batch_interval
         self.stop_event = threading.Event()
         self._lock = threading.Lock()

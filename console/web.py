@@ -28,7 +28,7 @@ front of it (its `Server` has no authentication and no limit on processes):
 
 The aiohttp side lives in console/web_server.py, imported only for --web.
 
-Read-only is decided by the caller (console/app.py passes `--read-only` to every session
+Read-only is decided by the caller (console/cli.py passes `--read-only` to every session
 unless `--allow-changes`); what read-only hides is console/access.py's.
 """
 
@@ -71,7 +71,7 @@ def choose_token(host: str, given: str | None) -> str | None:
 def session_command(python: str, console_args: Sequence[str]) -> str:
     """The shell line textual-serve runs for each session (it uses a shell): `exec`, so the
     process it holds is the console itself and ending it ends the console."""
-    return "exec " + shlex.join([python, "-m", "console.app", *console_args])
+    return "exec " + shlex.join([python, "-m", "console.cli", *console_args])
 
 
 def serve(

@@ -144,7 +144,7 @@ def test_one_console_per_tab_ended_when_the_tab_closes(served, chromium):
     assert len(two) == 2, two
     for pid in two:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert b"console.app" in argv and b"--read-only" in argv, argv
+        assert b"console.cli" in argv and b"--read-only" in argv, argv
     first.page.close()
     one = settle_sessions(proc.pid, 1)
     assert len(one) == 1 and one < two, (one, two)

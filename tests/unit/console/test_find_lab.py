@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-import console.app as app_module
+import console.cli as app_module
 
 
 def fake_calico_lab(labs: dict[str, str]):

@@ -37,7 +37,7 @@ def test_a_token_is_generated_off_loopback_and_a_given_one_is_kept():
 def test_session_command_execs_the_console_with_its_arguments():
     line = session_command("/venv/bin/python", ["--etcd-endpoints", "http://a b", "--read-only"])
     words = shlex.split(line)
-    assert words[:4] == ["exec", "/venv/bin/python", "-m", "console.app"]
+    assert words[:4] == ["exec", "/venv/bin/python", "-m", "console.cli"]
     assert words[4:] == ["--etcd-endpoints", "http://a b", "--read-only"]
 
 
