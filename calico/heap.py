@@ -28,3 +28,16 @@ def space_out() -> None:
     """Only space the collections out (nothing frozen: for code that may run many times in
     one process, like the console under its tests)."""
     gc.set_threshold(*GC_THRESHOLD)
+
+
+def freeze() -> None:
+    """Move everything alive now out of the collector's sight, without collecting first,
+    until `thaw()`: for a program that runs inside a process that may outlive it (the
+    console under its tests), where `settle()`'s freeze would keep each run's garbage."""
+    gc.freeze()
+
+
+def thaw() -> None:
+    """Give what `freeze()` froze back to the collector (what became garbage meanwhile is
+    collected again)."""
+    gc.unfreeze()

@@ -13,8 +13,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from calico import heap
 from calico.datastore import Datastore
-from calico.heap import space_out as space_out_gc
 from calico.resources import Node
 from console.model import SCREEN_VIEWS, VIEWS, ClusterState, NodeInfo, complete_view, view_names
 from console.nodes import NodePoller
@@ -98,9 +98,13 @@ class CalicoConsole(App):
         # Background threads (the follower's pages, row builds) hold the GIL in 5 ms turns
         # by default; shorter turns keep the event loop's waits for it well under a frame.
         sys.setswitchinterval(0.0005)
-        # Young collections 50,000 allocations apart while 10,000 resources arrive
-        # (calico.heap); nothing frozen, the tests run hundreds of consoles in one process.
-        space_out_gc()
+        # Young collections 50,000 allocations apart while 10,000 resources arrive, and
+        # what is alive now (the interpreter, Textual, this app) out of the collector's sight
+        # while the app runs: a full collection walking it paused the event loop 35-40 ms
+        # mid-load at 10,000 endpoints. Thawed when the app stops (calico.heap): the tests
+        # run hundreds of consoles in one process.
+        heap.space_out()
+        heap.freeze()
         if self.follower is not None:
             self.run_follower()
 
@@ -139,6 +143,7 @@ class CalicoConsole(App):
         self.cluster_changed()
 
     def on_unmount(self) -> None:
+        heap.thaw()
         if self.follower:
             self.follower.stop()
         if self.poller:

@@ -19,7 +19,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
@@ -68,6 +68,7 @@ from console.screens.stage import NEW_TEMPLATES, ApplyOrStageScreen, LabelsScree
 from console.screens.text_view import TextScreen
 from console.staging import summary as staging_summary
 from console.widgets.command_bar import CommandBar
+from console.widgets.key_footer import KeyFooter
 from console.widgets.resource_table import ResourceTable, column_widths
 from console.widgets.status_bar import StatusBar
 
@@ -134,7 +135,7 @@ class BrowseScreen(ConsoleScreen):
         yield Static(id="empty-hint")
         yield CommandBar(id="command")
         yield StatusBar(id="status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_view()

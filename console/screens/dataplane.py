@@ -21,7 +21,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from calico.nodeapi import NodeAPIError, NodeClient
 from console.dataplane import (
@@ -41,6 +41,7 @@ from console.model import Row
 from console.screens.base import ConsoleScreen
 from console.screens.help import help_screen
 from console.screens.text_view import TextScreen
+from console.widgets.key_footer import KeyFooter
 from console.widgets.resource_table import ResourceTable
 from console.widgets.rule_table import RuleTable
 
@@ -93,7 +94,7 @@ class DataplaneScreen(ConsoleScreen):
             yield RuleTable(COLUMNS, id="dp-rules")
             with VerticalScroll(id="dp-side"):
                 yield Static(id="dp-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(RuleTable).focus()

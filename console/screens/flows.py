@@ -26,7 +26,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Sparkline, Static
+from textual.widgets import DataTable, Header, Input, Label, Sparkline, Static
 
 from calico.flowagg import FlowGroup
 from calico.flowfilter import FIELDS, FlowFilter, QueryError
@@ -39,6 +39,7 @@ from console.screens.help import bound_key, help_screen
 from console.screens.matrix import MatrixScreen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, flow_verdict, policy_set_of
+from console.widgets.key_footer import KeyFooter
 
 CAPACITY = 2000  # flow rows kept (memory stays bounded however long the screen runs)
 SHOWN = 400  # rows drawn: the newest that match (a redraw costs about 0.1 ms a row)
@@ -130,7 +131,7 @@ class FlowsScreen(ConsoleScreen):
             "(or --verdict DROPPED --not --to-ip ... --since 14:05); empty clears",
             id="flows-filter",
         )
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_columns()

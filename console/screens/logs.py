@@ -14,12 +14,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Input, RichLog, Static
+from textual.widgets import Header, Input, RichLog, Static
 
 from console.logstream import LogFollower
 from console.logview import CAPACITY, DEFAULT_TAIL, TAIL_KEYS, LogModel, compile_search
 from console.screens.base import ConsoleScreen
 from console.screens.help import help_screen
+from console.widgets.key_footer import KeyFooter
 
 DRAIN = 0.05  # seconds between moves from the stream's inbox to the screen
 MATCH_STYLE = "black on yellow"
@@ -59,7 +60,7 @@ class LogScreen(ConsoleScreen):
         yield RichLog(id="log-body", max_lines=CAPACITY, wrap=False, markup=False,
                       highlight=False, auto_scroll=True)  # fmt: skip
         yield Input(placeholder="search (regex); enter: find, escape: close", id="log-search")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.model.title()

@@ -22,7 +22,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from calico.errors import DatastoreError
 from calico.nodeapi import NodeAPIError, NodeClient
@@ -48,6 +48,7 @@ from console.screens.help import bound_key, help_screen
 from console.screens.text_view import TextScreen
 from console.screens.why import WhyScreen, policy_set_of
 from console.staging import Staging, summary
+from console.widgets.key_footer import KeyFooter
 from console.widgets.labelled_table import LabelledDataTable
 
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for a connection before calling it denied
@@ -279,7 +280,7 @@ class MatrixScreen(ConsoleScreen):
         yield Static(id="matrix-empty")
         yield Static(id="matrix-detail")
         yield Input(placeholder="port to probe (1-65535), enter to run", id="matrix-port")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#matrix-port", Input).display = False

@@ -10,11 +10,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, ListItem, ListView, Static
+from textual.widgets import Header, ListItem, ListView, Static
 
 from calico.tutorial import TUTORIALS, Shell, Tutorial
 from console.access import changing
 from console.screens.base import ConsoleScreen
+from console.widgets.key_footer import KeyFooter
 
 MARKS = {None: ("○", "dim"), True: ("✔", "green"), False: ("✘", "red")}
 
@@ -41,7 +42,7 @@ class TutorialScreen(ConsoleScreen):
             yield ListView(*self._items(), id="steps")
             with VerticalScroll(id="step-detail"):
                 yield Static(id="detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         if self.shell is None:
