@@ -48,3 +48,30 @@ def test_a_page_of_another_revision_is_decoded_again():
     state.replace_all([new], pages.take())
     (res,) = state.resources.values()
     assert res.spec.ip_networks == ["10.2.0.2/32"] and res.metadata.resource_version == "9"
+
+
+def test_listed_fields_are_the_fields_decode_gives():
+    """The follower process reads the fields without making the StoredEndpoint: the same
+    fields, for the same keys, as decode()'s, odd shapes and other kinds included."""
+    import json
+
+    from console.model import decode
+
+    good = wep_kv("ep1", "10.2.0.1/32", 5)
+    doc = json.loads(good.value)
+    odd = [
+        {**doc, "spec": {**doc["spec"], "ipNetworks": "10.2.0.1/32"}},  # a string, not a list
+        {**doc, "metadata": {"namespace": "default"}},  # no name
+        {**doc, "spec": {**doc["spec"], "unknown": 1}},  # a field the decoder does not know
+        {**doc, "kind": "Profile"},
+        {**doc, "apiVersion": "v1"},
+        [doc],
+    ]
+    kvs = [good] + [type(good)(good.key, json.dumps(d).encode(), 5, 5) for d in odd]
+    kvs.append(type(good)(good.key, b"{not json", 5, 5))
+    kvs.append(type(good)("/calico/felix/v2/x", b"{}", 5, 5))  # not a resource key
+    for kv in kvs:
+        res = decode(kv)[0] if kv.key.startswith("/calico/resources/") else None
+        expected = tuple(res.fields) if type(res) is StoredEndpoint and res.fields else None
+        assert listed_fields(kv) == expected, kv.value
+    assert listed_fields(good) is not None
