@@ -51,14 +51,14 @@ CHILD_PAGE = 2000
 
 
 class Child:
-    """A follower process: its pid (and a pidfd, so it is signalled only while it is this
-    console's child), the end of its stdin the console holds (closing it ends the child),
+    """A follower process: its pid (and a pidfd where the kernel has them, so it is signalled
+    only while it is this console's child), the end of its stdin the console holds (closing it ends the child),
     its frames and its stderr."""
 
     def __init__(self, pid: int, stdin: int, frames: int, stderr: int, how: str) -> None:
         self.pid = pid
         self.how = how  # "forked" or "spawned"
-        self.pidfd = os.pidfd_open(pid)  # before anyone reaps it: we are its only reaper
+        self.pidfd = _pidfd(pid)  # before anyone reaps it: we are its only reaper
         self.stdin = os.fdopen(stdin, "wb")
         self.frames = os.fdopen(frames, "rb")
         self.stderr = os.fdopen(stderr, "rb")
@@ -95,7 +95,8 @@ class Child:
             if self.returncode is None:
                 _, status = os.waitpid(self.pid, 0)
                 self.returncode = os.waitstatus_to_exitcode(status)
-                os.close(self.pidfd)
+                if self.pidfd is not None:
+                    os.close(self.pidfd)
             return self.returncode
 
     def end(self) -> None:
@@ -105,7 +106,10 @@ class Child:
         except OSError:
             pass
         try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            elif self.returncode is None:  # not reaped, so the pid is still this child's
+                os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):  # gone already (or reaped: the fd is closed)
             pass
         self.wait()
@@ -118,6 +122,15 @@ class Child:
                 pipe.close()
             except OSError:
                 pass
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for the child (Linux 5.3+), or None on an older kernel, where it is killed
+    by pid and only before it is reaped."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _above_std(fd: int) -> int:

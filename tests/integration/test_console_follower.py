@@ -223,3 +223,22 @@ def test_the_console_says_when_its_follower_died_and_catches_up(datastore, etcd_
         assert app.follower.source.child is None  # stopped with the app
 
     asyncio.run(run())
+
+
+def test_without_pidfds_the_follower_is_still_ended_and_reaped(datastore, etcd_server, monkeypatch):
+    """On a kernel without pidfd_open (before 5.3) the follower is killed by pid, and only
+    while it is not yet reaped."""
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    datastore.kv_put("/calico/felix/v2/a", "{}")
+    fds = open_fds()
+    updates = Updates(FollowerProcess(etcd_server.endpoints))
+    updates.wait(lambda u: isinstance(u, Snapshot), what="snapshot")
+    child = updates.follower.child
+    assert child is not None and child.pidfd is None
+    updates.close()
+    assert child.returncode == -signal.SIGKILL
+    assert not _alive(child.pid) and open_fds() == fds
