@@ -51,9 +51,9 @@ CHILD_PAGE = 2000
 
 
 class Child:
-    """A follower process: its pid (and a pidfd where the kernel has them, so it is signalled
-    only while it is this console's child), the end of its stdin the console holds (closing it ends the child),
-    its frames and its stderr."""
+    """A follower process: its pid (and a pidfd where the kernel has them, so it is
+    signalled only while it is this console's child), the end of its stdin the console
+    holds (closing it ends the child), its frames and its stderr."""
 
     def __init__(self, pid: int, stdin: int, frames: int, stderr: int, how: str) -> None:
         self.pid = pid
@@ -63,7 +63,8 @@ class Child:
         self.frames = os.fdopen(frames, "rb")
         self.stderr = os.fdopen(stderr, "rb")
         self.returncode: int | None = None
-        self._lock = threading.Lock()
+        self._reaping = threading.Lock()  # one waitpid at a time
+        self._fds = threading.Lock()  # the pidfd is not closed under a signal
 
     @classmethod
     def start(cls, endpoints: str | None) -> Child:
@@ -91,37 +92,42 @@ class Child:
         return cls(pid, stdin_w, frames_r, err_r, how)
 
     def wait(self) -> int:
-        with self._lock:
+        with self._reaping:
             if self.returncode is None:
                 _, status = os.waitpid(self.pid, 0)
                 self.returncode = os.waitstatus_to_exitcode(status)
-                if self.pidfd is not None:
-                    os.close(self.pidfd)
             return self.returncode
 
+    def kill(self) -> None:
+        """SIGKILL, through the pidfd (it names this child even once reaped, when the
+        signal finds nobody), else by pid while it is not yet reaped."""
+        with self._fds:
+            try:
+                if self.pidfd is not None:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                elif self.returncode is None:
+                    os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:  # gone already
+                pass
+
     def end(self) -> None:
-        """Close its stdin, kill it, reap it."""
-        try:
-            self.stdin.close()
-        except OSError:
-            pass
-        try:
-            if self.pidfd is not None:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            elif self.returncode is None:  # not reaped, so the pid is still this child's
-                os.kill(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, OSError):  # gone already (or reaped: the fd is closed)
-            pass
+        """Kill it, reap it, close what the console holds of it."""
+        self.kill()
         self.wait()
         self.close()
 
     def close(self) -> None:
-        """Close the console's ends of its pipes (a reader still on them sees their end)."""
+        """Close the console's ends of its pipes (a reader still on them sees their end)
+        and, once it is reaped, its pidfd."""
         for pipe in (self.stdin, self.frames, self.stderr):
             try:
                 pipe.close()
             except OSError:
                 pass
+        with self._fds:
+            if self.pidfd is not None and self.returncode is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
 
 
 def _pidfd(pid: int) -> int | None:
