@@ -1,9 +1,10 @@
 """Keeps a ClusterState fresh from etcd in background threads; the UI never waits on it.
 
 One thread takes in what the follower process (console/follower_process.py) reads of
-the `/calico/` prefix (snapshot, then changes) into a private state; the worker thread hands the UI a shallow snapshot at most every `batch_interval` (a whole
-listing at once: a first view waited up to 100 ms for the next tick), so a burst
-of 10,000 endpoint writes is a handful of repaints, not 10,000.
+the `/calico/` prefix (snapshot, then changes) into a private state; the worker thread
+hands the UI a shallow snapshot at most every `batch_interval` (a whole listing at once:
+a first view waited up to 100 ms for the next tick), so a burst of 10,000 endpoint
+writes is a handful of repaints, not 10,000.
 """
 
 from __future__ import annotations
@@ -78,9 +79,8 @@ class EtcdFollower:
 
     def _follow(self) -> None:
         for update in self.source.updates(self.stop_event):
-            decoded = (
-                self._listed.take() if isinstance(update, Snapshot) else {}
-            )  # outside the lock
+            # outside the lock: what the listing's pages decoded
+            decoded = self._listed.take() if isinstance(update, Snapshot) else {}
             with self._lock:
                 if isinstance(update, Snapshot):
                     self._state.replace_all(update.kvs.values(), decoded)
