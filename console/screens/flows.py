@@ -53,6 +53,7 @@ class NetworkRates(Horizontal):
     def __init__(self, network: str) -> None:
         super().__init__(classes="rates")
         self.network = network
+        self.series: tuple[list[int], list[int]] | None = None  # the last one shown
 
     def compose(self) -> ComposeResult:
         yield Label(self.network, classes="rates-name")
@@ -60,7 +61,16 @@ class NetworkRates(Horizontal):
         yield Sparkline([0] * SPAN, summary_function=max, classes="allowed")
         yield Sparkline([0] * SPAN, summary_function=max, classes="denied")
 
+    def on_mount(self) -> None:
+        if self.series is not None:  # given before its labels were there
+            self.show(*self.series)
+
     def show(self, allowed: list[int], denied: list[int]) -> None:
+        """Show these counts; kept, and shown on mount, while the labels are not there
+        (mounting, or removed with the screen)."""
+        self.series = (allowed, denied)
+        if not self.query(".rates-count"):
+            return
         self.query_one(".rates-count", Label).update(
             Text.assemble(
                 (f"{sum(allowed):>5}", "green"), " ✔ ", (f"{sum(denied):>5}", "red"), " ✘"
@@ -346,11 +356,7 @@ class FlowsScreen(ConsoleScreen):
                 widget = NetworkRates(network)
                 box.mount(widget)
                 existing[network] = widget
-            allowed, denied = self.store.rates[network].series(now)
-            if widget.is_mounted and widget.children:
-                widget.show(allowed, denied)
-            else:
-                self.call_after_refresh(widget.show, allowed, denied)
+            widget.show(*self.store.rates[network].series(now))
         self.query_one("#flows-nodes", Static).update(self.nodes_text())
 
     def nodes_text(self) -> Text:

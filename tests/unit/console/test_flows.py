@@ -141,3 +141,28 @@ def test_follower_skips_history_it_has_already_seen(tmp_path):
     os.unlink(path)
     # 10 and 11 were seen before (replayed history); 11.5 after a newer one is new
     assert [x.get("time") for x in got] == [12.0, None, 11.5]
+
+
+def test_a_networks_counts_given_before_or_after_its_labels_exist_are_not_an_error():
+    """`:flows` refreshes every second: counts that reach a network's line while it is
+    still mounting are shown once it is, and counts that reach it after the screen took it
+    away are kept, not a crash (CI saw NoMatches on '.rates-count')."""
+    import asyncio
+
+    from textual.app import App
+
+    from console.screens.flows import NetworkRates
+
+    async def run() -> None:
+        app = App()
+        async with app.run_test() as pilot:
+            line = NetworkRates("net1")
+            line.show([1, 2], [3])  # not mounted yet
+            await app.mount(line)
+            await pilot.pause()
+            assert "3 ✔" in str(line.query_one(".rates-count").render())
+            await line.remove()
+            line.show([5], [0])  # gone with its labels
+            assert line.series == ([5], [0])
+
+    asyncio.run(run())
