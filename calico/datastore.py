@@ -39,7 +39,7 @@ from typing import Any
 
 from calico.config import EtcdEndpoint, EtcdSettings, resolve_settings
 from calico.errors import AlreadyExists, Conflict, DatastoreError, NotFound, Unavailable
-from calico.etcd_gateway import NOT_THIS_ADDRESS, VERIFY_REASONS, client_cert_problem
+from calico.etcd_gateway import NOT_THIS_ADDRESS, VERIFY_REASONS, client_cert_problem, next_limit
 from calico.keys import key_of, kind_prefix, resource_key
 from calico.resources import Resource, kind_class
 
@@ -81,15 +81,6 @@ class KV:
 
     def json(self) -> Any:
         return json.loads(self.value)
-
-
-def _next_limit(page: int, left: int) -> int:
-    """The next page's size when a consumer takes each page as it comes (`on_page`): the
-    listing ends on a page of an eighth, so what the consumer still has to do once the
-    read is over is an eighth of a page's work (`left`: the keys still to read, from
-    etcd's count of the range at the listing's revision; one round trip more)."""
-    tail = max(1, page // 8)
-    return left - tail if 2 * tail < left <= page + tail else page
 
 
 def _kv(raw: Any) -> KV:
@@ -370,7 +361,7 @@ class Datastore:
                 return out, revision
             start = resp.kvs[-1].key + b"\0"
             if on_page is not None:
-                limit = _next_limit(page, resp.count - len(resp.kvs))
+                limit = next_limit(page, resp.count - len(resp.kvs))
 
     def kv_count(self, prefix: str) -> int:
         resp = self._call(self.client.get_prefix_response, prefix, count_only=True)
@@ -563,12 +554,15 @@ class PrefixSyncer:
     # never comes.
     on_page: Callable[[list[KV]], None] | None = None
     page: int = LIST_PAGE  # keys per range read of a listing (Datastore.kv_list)
+    # `known` and `revision` already hold a listing its consumer has (read without this
+    # syncer, console/follower_process.py): the first update is the watch after it.
+    listed: bool = False
 
     def updates(self, stop: threading.Event) -> Iterator[SyncUpdate]:
         import grpc
         from pyetcd import exceptions as etcd_exc
 
-        first = True
+        first = not self.listed
         connected = False
         while not stop.is_set():
             try:

@@ -34,6 +34,7 @@ import json
 import sys
 import time
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 from calico.config import EtcdEndpoint, EtcdSettings
@@ -110,10 +111,11 @@ def client_cert_problem(settings: EtcdSettings | None) -> str:
 class Failed(Exception):
     """One failed attempt on one member, judged: `line` is what the user reads."""
 
-    def __init__(self, line: str, tls: bool = False):
+    def __init__(self, line: str, tls: bool = False, final: bool = False):
         super().__init__(line)
         self.line = line
-        self.tls = tls  # a certificate problem: trying again or elsewhere cannot help
+        self.tls = tls  # a certificate problem
+        self.final = final or tls  # trying again or elsewhere cannot help
 
 
 class GatewayMissing(Exception):
@@ -185,6 +187,15 @@ def error_line(url: str, status: int, body: bytes) -> str:
         pass
     said = said.removeprefix("etcdserver: ").strip()
     return f"etcd {url}: {said or f'HTTP {status}, {NOT_ETCD}'}"
+
+
+def next_limit(page: int, left: int) -> int:
+    """The next page's size when a consumer takes each page as it comes (`on_page`): the
+    listing ends on a page of an eighth, so what the consumer still has to do once the
+    read is over is an eighth of a page's work (`left`: the keys still to read, from
+    etcd's count of the range at the listing's revision; one round trip more)."""
+    tail = max(1, page // 8)
+    return left - tail if 2 * tail < left <= page + tail else page
 
 
 # ---------------------------------------------------------------- the JSON, both ways
@@ -338,6 +349,53 @@ class _Connection:
             pass
 
 
+class _H2Connection:
+    """One HTTP/2 connection to one member for etcd's gRPC service (calico.etcd_h2), TLS
+    with ALPN h2 when its URL is https; `post` answers as _Connection's does."""
+
+    def __init__(
+        self, member: EtcdEndpoint, ssl_context: Any, timeout: float, settings: EtcdSettings
+    ):
+        from calico import etcd_h2
+
+        self.url = member.url()
+        host = f"[{member.host}]" if ":" in member.host else member.host  # IPv6
+        self.fresh = True
+        stage = "connect"
+        sock: Any = None
+        try:
+            sock = _connect(member.host, member.port, timeout, ssl_context is not None)
+            if ssl_context is not None:
+                stage = "handshake"
+                sock = ssl_context.wrap_socket(sock, server_hostname=member.host)
+                if sock.selected_alpn_protocol() != "h2":
+                    sock.close()
+                    raise Failed(f"etcd {self.url}: {NOT_ETCD} (it did not agree to HTTP/2)")
+            stage = "exchange"
+            self.h2 = etcd_h2.Connection(sock, f"{host}:{member.port}", member.scheme)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            raise transport_failure(exc, self.url, settings, stage) from None
+
+    def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes, bool]:
+        from calico.etcd_h2 import GrpcError
+
+        self.h2.sock.settimeout(timeout)
+        try:
+            return 200, self.h2.call(path, body), True
+        except GrpcError as exc:
+            said = exc.message.removeprefix("etcdserver: ").strip()
+            # Unavailable (no leader, the member stopping) or a deadline: another member
+            # may answer. Anything else (a compacted revision, a bad argument) is the same
+            # everywhere.
+            final = exc.code not in (4, 14)
+            raise Failed(f"etcd {self.url}: {said or exc}", final=final) from None
+
+    def close(self) -> None:
+        self.h2.close()
+
+
 def _connect(host: str, port: int, timeout: float, tls: bool) -> Any:
     """A connected TCP socket (the first address of `host` that accepts), no Nagle delay;
     a socket.socket for TLS (ssl wraps only those), a bare _socket.socket for http."""
@@ -414,7 +472,10 @@ class Gateway:
     calico.config), so endpoints, TLS files and the names of their sources are resolved
     once, by the same rules."""
 
-    def __init__(self, settings: EtcdSettings, timeout: float = 5.0):
+    def __init__(self, settings: EtcdSettings, timeout: float = 5.0, wire: str = "json"):
+        if wire not in ("json", "grpc"):
+            raise ValueError(f"wire is json or grpc, not {wire!r}")
+        self.wire = wire  # "grpc": etcd's gRPC KV service over calico.etcd_h2 (reads only)
         self.settings = settings
         self.endpoints = settings.endpoints
         self.members = settings.parsed()
@@ -423,36 +484,79 @@ class Gateway:
         self._ssl: Any = None
         self._current = 0  # the member asked first
         self._failed_at: dict[int, float] = {}
-        self._conn: _Connection | None = None
+        self._conn: _Connection | _H2Connection | None = None
         self._conn_member = -1
 
     # -- reads
     def kv_get(self, key: str) -> KV | None:
-        kvs, _, _ = self._range(range_request(key.encode()))
+        kvs, _, _, _ = self._range(key.encode())
         return kvs[0] if kvs else None
 
-    def _range(self, request: bytes) -> tuple[list[KV], int, bool]:
-        body = self._post("/v3/kv/range", request)
+    def _range(
+        self, key: bytes, end: bytes | None = None, limit: int = 0, revision: int = 0
+    ) -> tuple[list[KV], int, bool, int]:
+        """One range read -> (kvs, revision, more, count; count is 0 on the JSON wire)."""
+        if self.wire == "grpc":
+            from calico import etcd_h2
+
+            body = self._post(etcd_h2.RANGE_PATH, etcd_h2.range_request(key, end, limit, revision))
+            try:
+                kvs, rev, more, count = etcd_h2.parse_range(body)
+            except ValueError as exc:
+                url = self.members[self._conn_member].url()
+                raise Unavailable(f"etcd {url}: {NOT_ETCD} ({exc})") from None
+            return list(map(KV._make, kvs)), rev, more, count
+        body = self._post("/v3/kv/range", range_request(key, end, limit, revision))
         try:
-            return parse_range(body)
+            return (*parse_range(body), 0)
         except (ValueError, TypeError, AttributeError) as exc:  # a 200 that is not etcd's
             url = self.members[self._conn_member].url()
             raise Unavailable(f"etcd {url}: {NOT_ETCD} ({exc})") from None
 
-    def kv_list(self, prefix: str, page: int = LIST_PAGE) -> tuple[list[KV], int]:
+    def kv_list(
+        self,
+        prefix: str,
+        page: int = LIST_PAGE,
+        on_page: Callable[[list[KV]], None] | None = None,
+    ) -> tuple[list[KV], int]:
         """Every key under a prefix and the revision it was read at: pages of `page` keys
-        pinned to the first page's revision, so the listing is one consistent state."""
+        pinned to the first page's revision, so the listing is one consistent state.
+        `on_page` sees each page as it arrives; on the gRPC wire the listing then ends on
+        a page of an eighth, as calico.datastore's does (`next_limit`)."""
         start = prefix.encode()
         end = prefix_end(start)
         out: list[KV] = []
         revision = 0
+        limit = page
         while True:
-            kvs, rev, more = self._range(range_request(start, end, page, revision))
+            kvs, rev, more, count = self._range(start, end, limit, revision)
             revision = revision or rev
             out.extend(kvs)
             if not more or not kvs:
+                if on_page is not None and kvs:
+                    on_page(kvs)
                 return out, revision
             start = kvs[-1].key.encode() + b"\0"
+            if on_page is not None and count:
+                limit = next_limit(page, count - len(kvs))
+            if on_page is not None:
+                self._send_ahead(start, end, limit, revision)
+                on_page(kvs)
+
+    def _send_ahead(self, key: bytes, end: bytes, limit: int, revision: int) -> None:
+        """On the gRPC wire, the next page's request goes out before `on_page` works on
+        this one, so etcd serves it meanwhile: a 10,000-endpoint listing's pages came
+        15 ms apart instead of 30-48 (etcd, the follower and the console share 2 cores).
+        Best effort: if it cannot be sent, the next `_range` sends it, and says why not."""
+        if isinstance(self._conn, _H2Connection):
+            from calico import etcd_h2
+
+            try:
+                self._conn.h2.send_ahead(
+                    etcd_h2.RANGE_PATH, etcd_h2.range_request(key, end, limit, revision)
+                )
+            except OSError:
+                pass
 
     def status(self) -> dict[str, Any]:
         """/v3/maintenance/status of the member answering: {"version": "3.4.23", ...}."""
@@ -477,6 +581,8 @@ class Gateway:
                 ) from None
             if s.cert_file:
                 ctx.load_cert_chain(s.cert_file, s.key_file)  # calico.config checked them
+            if self.wire == "grpc":
+                ctx.set_alpn_protocols(["h2"])
             self._ssl = ctx
         return self._ssl
 
@@ -504,10 +610,10 @@ class Gateway:
                 except Failed as exc:
                     failure = last = exc
                 self.close()
-                if not failure.tls:
+                if not failure.final:
                     self._failed_at[idx] = time.monotonic()
                     self._current = (idx + 1) % len(self.members)
-            if not self.cluster or failure.tls or time.monotonic() >= deadline:
+            if not self.cluster or failure.final or time.monotonic() >= deadline:
                 raise Unavailable(failure.line) from None
             time.sleep(0.02)
 
@@ -520,7 +626,8 @@ class Gateway:
             reused = self._conn is not None
             if self._conn is None:
                 ctx = self._ssl_context(url) if member.scheme == "https" else None
-                self._conn = _Connection(member, ctx, timeout, self.settings)
+                make = _H2Connection if self.wire == "grpc" else _Connection
+                self._conn = make(member, ctx, timeout, self.settings)
                 self._conn_member = idx
             conn = self._conn
             stage = "exchange" if conn.fresh and member.scheme == "https" else "reply"

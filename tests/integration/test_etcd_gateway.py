@@ -42,7 +42,11 @@ def failure(call) -> str:
     return str(info.value)
 
 
-def test_reads_are_the_datastores_across_pages(datastore, etcd_server):
+WIRES = pytest.mark.parametrize("wire", ["json", "grpc"])
+
+
+@WIRES
+def test_reads_are_the_datastores_across_pages(datastore, etcd_server, wire):
     prefix = "/calico/resources/v3/projectcalico.org/profiles/"
     ops = datastore.ops
     for start in range(0, 1203, 100):  # more than two pages of 500
@@ -53,13 +57,19 @@ def test_reads_are_the_datastores_across_pages(datastore, etcd_server):
         datastore.kv_txn([], puts)
     datastore.kv_put(prefix + "p00007", "changed")  # a key with a later mod revision
     datastore.kv_put(prefix[:-1] + "x/other", "{}")  # a sibling prefix: not listed
-    gw = Gateway(EtcdSettings(etcd_server.endpoints))
+    gw = Gateway(EtcdSettings(etcd_server.endpoints), wire=wire)
     try:
         ours, rev = gw.kv_list(prefix)
         theirs, their_rev = datastore.kv_list(prefix)
         assert len(ours) == 1203 and same(ours, theirs) and rev == their_rev
         small, small_rev = gw.kv_list(prefix, page=7)  # many pages, one revision
         assert same(small, theirs) and small_rev == rev
+        pages: list = []  # taken page by page (the gRPC wire sends each next request ahead)
+        paged, paged_rev = gw.kv_list(prefix, page=500, on_page=pages.append)
+        assert same(paged, theirs) and paged_rev == rev
+        assert same([kv for p in pages for kv in p], theirs)
+        if wire == "grpc":  # ends on a page of an eighth, as calico.datastore's listing does
+            assert [len(p) for p in pages] == [500, 500, 141, 62]
         assert same([gw.kv_get(prefix + "p00007")], [datastore.kv_get(prefix + "p00007")])
         assert gw.kv_get(prefix + "absent") is None
     finally:
@@ -92,11 +102,12 @@ def test_calicoctl_get_prints_what_the_grpc_path_prints(
     assert over_gateway[0][1].startswith("NAME\nnetwork1")
 
 
-def test_etcd_down_is_the_datastores_one_line_and_quick():
+@WIRES
+def test_etcd_down_is_the_datastores_one_line_and_quick(wire):
     closed = f"http://127.0.0.1:{free_port()}"
     single = EtcdSettings(closed)
     t0 = time.monotonic()
-    line = failure(lambda: Gateway(single).kv_list("/calico/"))
+    line = failure(lambda: Gateway(single, wire=wire).kv_list("/calico/"))
     assert time.monotonic() - t0 < 2.0  # one member: no retry (the window is 2.5 s)
     assert line == f"etcd {closed}: connection refused"
     assert line == failure(lambda: Datastore.connect(single).kv_list("/calico/"))
@@ -108,16 +119,32 @@ def test_etcd_down_is_the_datastores_one_line_and_quick():
     assert proc.stderr == f"etcd unavailable at {closed}: connection refused\n"
 
 
-def test_a_dead_member_is_passed_over_and_all_dead_is_one_line(etcd_server, datastore):
+@WIRES
+def test_a_dead_member_is_passed_over_and_all_dead_is_one_line(etcd_server, datastore, wire):
     datastore.kv_put("/calico/gw/k", "v")
     dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
-    gw = Gateway(EtcdSettings(f"{dead[0]},{etcd_server.endpoints}"))
+    gw = Gateway(EtcdSettings(f"{dead[0]},{etcd_server.endpoints}"), wire=wire)
     assert gw.kv_get("/calico/gw/k").value == b"v"
     t0 = time.monotonic()
-    line = failure(lambda: Gateway(EtcdSettings(",".join(dead))).kv_get("/calico/gw/k"))
+    all_dead = Gateway(EtcdSettings(",".join(dead)), wire=wire)
+    line = failure(lambda: all_dead.kv_get("/calico/gw/k"))
     elapsed = time.monotonic() - t0
     assert 2.0 < elapsed < 5.0, elapsed  # tried for the failover window, then one line
     assert line in (f"etcd {dead[0]}: connection refused", f"etcd {dead[1]}: connection refused")
+
+
+def test_what_etcd_refuses_on_the_grpc_wire_is_its_words_and_not_retried(etcd_server):
+    """A gRPC status etcd answers with (here a revision it has not reached) is its own
+    message in one line, the member named, at once: another member would say the same."""
+    url = etcd_server.endpoints
+    members = EtcdSettings(f"{url},{url}")  # a "cluster": one that fails over, if it would
+    gw = Gateway(members, wire="grpc")
+    t0 = time.monotonic()
+    line = failure(lambda: gw._range(b"/calico/", b"/calico0", 1, 10**12))
+    assert time.monotonic() - t0 < 1.0
+    assert line == f"etcd {url}: mvcc: required revision is a future revision"
+    assert gw.kv_get("/calico/absent") is None  # the connection is still good to use
+    gw.close()
 
 
 def test_a_member_without_the_gateway_is_read_over_grpc(tmp_path):
@@ -169,12 +196,13 @@ def tls_settings(c: EtcdCluster, **override) -> EtcdSettings:
     )  # fmt: skip
 
 
-def test_tls_reads_and_certificate_problems_are_the_datastores(tls_cluster):
+@WIRES
+def test_tls_reads_and_certificate_problems_are_the_datastores(tls_cluster, wire):
     c, pki, other = tls_cluster, tls_cluster.tls, tls_cluster.other
     ds = Datastore.connect(tls_settings(c))
     ds.kv_put("/calico/gw/tls", "yes")
     ds.close()
-    gw = Gateway(tls_settings(c))
+    gw = Gateway(tls_settings(c), wire=wire)
     assert gw.kv_get("/calico/gw/tls").value == b"yes"
     gw.close()
     problems = {
@@ -191,14 +219,14 @@ def test_tls_reads_and_certificate_problems_are_the_datastores(tls_cluster):
     for what, override in problems.items():
         s = tls_settings(c, **override)
         t0 = time.monotonic()
-        ours = failure(lambda s=s: Gateway(s).kv_list("/calico/"))
+        ours = failure(lambda s=s: Gateway(s, wire=wire).kv_list("/calico/"))
         assert time.monotonic() - t0 < 2.0, what  # not retried (the window is 2.5 s)
         theirs = failure(lambda s=s: Datastore.connect(s).kv_list("/calico/"))
         # the same words; the member named may differ (gRPC may start elsewhere)
         assert ours.split(": ", 1)[1] == theirs.split(": ", 1)[1], what
         assert "TLS handshake failed" in ours and "\n" not in ours, what
     plain = tls_settings(c, ETCD_ENDPOINTS=c.endpoints.replace("https:", "http:"))
-    assert failure(lambda: Gateway(plain).kv_get("/x")).endswith(
+    assert failure(lambda: Gateway(plain, wire=wire).kv_get("/x")).endswith(
         "the connection was closed (the member stopped, or it serves only TLS: use https:// and"
         " ETCD_CA_CERT_FILE)"
     )
@@ -290,7 +318,8 @@ def test_the_program_prints_everything_before_its_quick_exit(
     assert head.stdout == "NAME\nq00000\n" and head.stderr == ""
 
 
-def test_something_else_on_the_port_is_one_line(tmp_path):
+@WIRES
+def test_something_else_on_the_port_is_one_line(tmp_path, wire):
     """A web server where etcd was expected (a wrong port): one line saying so."""
     port = free_port()
     web = subprocess.Popen(
@@ -301,11 +330,12 @@ def test_something_else_on_the_port_is_one_line(tmp_path):
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:
-            line = failure(lambda: Gateway(EtcdSettings(url)).kv_get("/calico/x"))
+            line = failure(lambda: Gateway(EtcdSettings(url), wire=wire).kv_get("/calico/x"))
             if "connection refused" not in line or time.monotonic() > deadline:
                 break
             time.sleep(0.05)  # not listening yet
-        assert line == f"etcd {url}: HTTP 501, not an etcd answer (is this etcd's client URL?)"
+        said = "HTTP 501, " if wire == "json" else ""  # it answers HTTP/2's preface in HTTP/1
+        assert line == f"etcd {url}: {said}not an etcd answer (is this etcd's client URL?)"
     finally:
         web.terminate()
         web.wait(10)
