@@ -29,6 +29,8 @@ from console.shell import LabShell
 from console.staging import Staging
 from console.sync import EtcdFollower, SyncReport
 
+FIRST_LOAD_HOLD = 5.0  # seconds at most the cyclic collector waits for the first rows
+
 
 class CalicoConsole(App):
     CSS_PATH = "app.tcss"
@@ -80,6 +82,8 @@ class CalicoConsole(App):
         self.probe_history: list[ProbeRecord] = []  # kept across probe dialogs
         self.staging = Staging()  # what-if: changes staged by the browse screen, shown by :matrix
         self._datastore: Datastore | None = None
+        self._first_load_held = False  # collections wait for the first rows (on_load)
+        self._listed = not follow  # the state holds a listing (or was given whole)
         if follow:
             # Its process starts with the app at the latest: it imports the etcd client,
             # connects and lists while Textual starts (console/follower_process.py); on_load
@@ -105,6 +109,11 @@ class CalicoConsole(App):
         # run hundreds of consoles in one process.
         heap.space_out()
         heap.freeze()
+        # And none at all until the first listing's rows are on screen (rows_shown), or
+        # FIRST_LOAD_HOLD at most: all that load makes survives it (calico.heap.hold).
+        heap.hold()
+        self._first_load_held = True
+        self.set_timer(FIRST_LOAD_HOLD, self._end_first_load)
         if self.follower is not None:
             self.run_follower()
 
@@ -142,7 +151,19 @@ class CalicoConsole(App):
         self.node_infos = infos
         self.cluster_changed()
 
+    def rows_shown(self) -> None:
+        """The browse screen put rows on screen: the end of the first load if they are
+        a listing's."""
+        if self._first_load_held and self._listed:
+            self._end_first_load()
+
+    def _end_first_load(self) -> None:
+        if self._first_load_held:
+            self._first_load_held = False
+            heap.release()
+
     def on_unmount(self) -> None:
+        self._end_first_load()
         heap.thaw()
         if self.follower:
             self.follower.stop()
@@ -153,6 +174,7 @@ class CalicoConsole(App):
         self.call_from_thread(self.apply_report, report)
 
     def apply_report(self, report: SyncReport) -> None:
+        self._listed = report.listed
         if report.data_changed:
             self.state = report.state
             self.state.nodes = self.node_infos  # node API data comes from the poller, not etcd

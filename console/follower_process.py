@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from calico import heap
 from calico.datastore import KV, Change, Snapshot, SyncStatus, SyncUpdate
 
 HEADER = struct.Struct(">I")
@@ -73,6 +74,7 @@ class Child:
         stdin_r, stdin_w, frames_r, frames_w, err_r, err_w = (
             _above_std(fd) for fd in (*os.pipe(), *os.pipe(), *os.pipe())
         )
+        _widen(frames_w)
         if threading.active_count() == 1 and "grpc" not in sys.modules:
             pid, how = os.fork(), "forked"
             if pid == 0:
@@ -130,6 +132,16 @@ class Child:
                 self.pidfd = None
 
 
+def _widen(pipe: int) -> None:
+    """A frames pipe of 1 MiB (the most an unprivileged process may ask for), not 64 KiB:
+    a page of 2,000 endpoints (1.9 MB) crosses in two reads instead of thirty, and each
+    read of the console's reader thread waits for the GIL the event loop holds."""
+    try:
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (AttributeError, OSError):  # not Linux, or a lower limit: 64 KiB works too
+        pass
+
+
 def _pidfd(pid: int) -> int | None:
     """A pidfd for the child (Linux 5.3+), or None on an older kernel, where it is killed
     by pid and only before it is reaped."""
@@ -152,6 +164,7 @@ def _forked_child(endpoints: str | None, stdin_r: int, frames_w: int, err_w: int
     the console's open (its other pipes would never see their EOF), then run()."""
     code = 1
     try:
+        heap.forked()
         os.dup2(stdin_r, 0)
         os.dup2(err_w, 2)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -225,6 +238,8 @@ class FollowerProcess:
             elif tag == "snapshot":
                 yield Snapshot(listing, frame[1])
                 listing = {}
+            elif tag == "relist":  # that listing failed half-way: the next one replaces it
+                listing = {}
             elif tag == "change":
                 _, key, kv, revision = frame
                 yield Change(key, KV(*kv) if kv is not None else None, revision)
@@ -268,48 +283,56 @@ def _keep_last_lines(stream: BinaryIO, lines: collections.deque[str]) -> None:
 # ---------------------------------------------------------------- the child
 
 
-def _kv_tuple(kv: KV) -> tuple[str, bytes, int, int]:
+def _kv_tuple(kv: Any) -> tuple[str, bytes, int, int]:
     return (kv.key, kv.value, kv.mod_revision, kv.create_revision)
 
 
 class _Frames:
-    """The child's end of the frames pipe: frames go out in order from a thread of their
-    own, so the range reads go on while the console takes in a page (a pipe holds 64 KiB;
-    a page of 2,000 endpoints is 1.5 MB)."""
+    """The child's end of the frames pipe. A frame is encoded in the sender's thread (a
+    page's fields read and pickled while etcd serves the next page: calico.etcd_gateway
+    sends its request ahead) and written from a thread of its own, which holds the GIL
+    only around each write: a page of 2,000 endpoints (1.9 MB) waits there for the console
+    to read it, not the listing. Encoding in that thread instead made it and the reads
+    take the GIL from each other at every socket read: pages came 30-48 ms apart."""
 
     def __init__(self, fd: int) -> None:
-        self.out = os.fdopen(fd, "wb")
-        self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.out = os.fdopen(fd, "wb", buffering=0)
+        self.queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         threading.Thread(target=self._run, name="frames", daemon=True).start()
 
     def send(self, frame: tuple[Any, ...]) -> None:
-        self.queue.put(frame)
+        body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+        self.queue.put(HEADER.pack(len(body)) + body)
 
-    def page(self, kvs: list[KV]) -> None:
-        self.queue.put(("page", kvs))
-
-    def _run(self) -> None:
+    def page(self, kvs: list[Any]) -> None:
+        """A page of a listing: calico.datastore KVs or calico.etcd_gateway KVs (tuples)."""
         from console.model import listed_fields
 
+        self.send(("page", [_kv_tuple(kv) for kv in kvs], [listed_fields(kv) for kv in kvs]))
+
+    def _run(self) -> None:
         while True:
-            frame = self.queue.get()
-            if frame[0] == "page":
-                kvs = frame[1]
-                frame = ("page", [_kv_tuple(kv) for kv in kvs], [listed_fields(kv) for kv in kvs])
-            body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+            left = memoryview(self.queue.get())
             try:
-                self.out.write(HEADER.pack(len(body)) + body)
-                self.out.flush()
+                while left:
+                    left = left[self.out.write(left) :]  # a signal may cut a write short
             except (BrokenPipeError, ValueError):  # the console is gone
                 os._exit(0)
 
 
 def follow(endpoints: str | None, frames: _Frames, stop: threading.Event) -> None:
-    """Connect (retrying, each failure reported), then send every update."""
-    from calico.datastore import Datastore, PrefixSyncer
+    """List (over etcd's gRPC wire without grpc, while grpc is imported after), connect
+    (retrying, each failure reported), then send every update."""
+    from calico.datastore import KV, Datastore, PrefixSyncer
     from calico.errors import DatastoreError
     from calico.keys import ROOT
 
+    heap.hold()  # the listing's objects all survive it (calico.heap)
+    try:
+        listed = first_listing(endpoints, frames)
+        known = {kv.key: KV(*kv) for kv in listed[0]} if listed is not None else {}
+    finally:
+        heap.release()
     datastore = None
     while datastore is None and not stop.is_set():
         try:
@@ -319,15 +342,56 @@ def follow(endpoints: str | None, frames: _Frames, stop: threading.Event) -> Non
             stop.wait(CONNECT_RETRY)
     if datastore is None:
         return
-    syncer = PrefixSyncer(datastore, ROOT, on_page=frames.page, page=CHILD_PAGE)
-    for update in syncer.updates(stop):
-        if isinstance(update, Snapshot):
-            frames.send(("snapshot", update.revision))
-        elif isinstance(update, Change):
-            kv = _kv_tuple(update.kv) if update.kv is not None else None
-            frames.send(("change", update.key, kv, update.revision))
-        elif isinstance(update, SyncStatus):
-            frames.send(("status", update.state, update.error))
+    if listed is not None:
+        syncer = PrefixSyncer(datastore, ROOT, known=known, revision=listed[1], listed=True)
+    else:
+        syncer = PrefixSyncer(datastore, ROOT, on_page=frames.page, page=CHILD_PAGE)
+    try:
+        for update in syncer.updates(stop):
+            if isinstance(update, Snapshot):
+                frames.send(("snapshot", update.revision))
+            elif isinstance(update, Change):
+                kv = _kv_tuple(update.kv) if update.kv is not None else None
+                frames.send(("change", update.key, kv, update.revision))
+            elif isinstance(update, SyncStatus):
+                frames.send(("status", update.state, update.error))
+    finally:
+        datastore.close()
+
+
+def first_listing(endpoints: str | None, frames: _Frames) -> tuple[list[Any], int] | None:
+    """The first listing, read over calico.etcd_h2 and sent as pages and a snapshot:
+    grpc's import (75-90 ms of a 10,000-endpoint console's ~250 ms load) comes after it,
+    not before. None if it could not be read: the pages already sent are taken back
+    ("relist"), the reason is reported, and the gRPC client lists as it always did."""
+    from calico.config import ConfigError, resolve_settings
+    from calico.errors import DatastoreError
+    from calico.etcd_gateway import Gateway
+    from calico.keys import ROOT
+
+    try:
+        settings = resolve_settings(endpoints)
+    except ConfigError:
+        return None  # Datastore.connect says what is wrong with them
+    gateway = Gateway(settings, timeout=3.0, wire="grpc")
+    sent = False
+
+    def page(kvs: list[Any]) -> None:
+        nonlocal sent
+        sent = True
+        frames.page(kvs)
+
+    try:
+        kvs, revision = gateway.kv_list(ROOT, page=CHILD_PAGE, on_page=page)
+    except (DatastoreError, OSError, ValueError) as exc:
+        if sent:
+            frames.send(("relist",))
+        frames.send(("status", "disconnected", str(exc)))
+        return None
+    finally:
+        gateway.close()
+    frames.send(("snapshot", revision))
+    return kvs, revision
 
 
 def run(endpoints: str | None, frames_fd: int) -> None:

@@ -28,6 +28,7 @@ class SyncReport:
     # their rows (10,000 endpoint rows are 30-90 ms; the in-sync word after a first listing
     # came one batch later and threw the first view's rows away mid-build).
     data_changed: bool = True
+    listed: bool = False  # the state holds a whole listing (False before the first one)
 
 
 class ListedPages:
@@ -75,6 +76,7 @@ class EtcdFollower:
         self._data_dirty = True
         self._wake = threading.Event()
         self._listed = ListedPages()
+        self._has_listing = False
         self.source = FollowerProcess(endpoints, on_page=self._listed.put)
 
     def _follow(self) -> None:
@@ -84,6 +86,7 @@ class EtcdFollower:
             with self._lock:
                 if isinstance(update, Snapshot):
                     self._state.replace_all(update.kvs.values(), decoded)
+                    self._has_listing = True
                     self._data_dirty = True
                     self._wake.set()  # a whole listing goes out at once, not at the next tick
                 elif isinstance(update, Change):
@@ -110,6 +113,7 @@ class EtcdFollower:
                     self._sync,
                     self._error,
                     data_changed=self._data_dirty,
+                    listed=self._has_listing,
                 )
                 self._dirty = self._data_dirty = False
             self.deliver(report)

@@ -227,6 +227,7 @@ class BrowseScreen(ConsoleScreen):
         table.marked = self.marked
         self._show_header(view, rows)
         table.show_rows(rows, widths)
+        self.console.rows_shown()
 
     def _show(self, view: View, rows: list[Row]) -> None:
         table = self.query_one(ResourceTable)
@@ -234,6 +235,7 @@ class BrowseScreen(ConsoleScreen):
         table.marked = self.marked
         table.show_rows(rows)
         self._show_header(view, rows)
+        self.console.rows_shown()
 
     def _show_header(self, view: View, rows: list[Row]) -> None:
         flt = f"  /{self.row_filter.text}" if self.row_filter.text else ""

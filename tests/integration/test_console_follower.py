@@ -242,3 +242,108 @@ def test_without_pidfds_the_follower_is_still_ended_and_reaped(datastore, etcd_s
     updates.close()
     assert child.returncode == -signal.SIGKILL
     assert not _alive(child.pid) and open_fds() == fds
+
+
+class Frames:
+    """follow()'s frames, gathered in this process."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def send(self, frame: tuple) -> None:
+        self.sent.append(frame)
+
+    def page(self, kvs: list) -> None:
+        self.sent.append(("page", [kv.key for kv in kvs]))
+
+    def tags(self) -> list[str]:
+        return [f[0] for f in self.sent]
+
+
+def test_a_first_listing_cut_short_is_taken_back_and_listed_over_grpc(
+    datastore, etcd_server, monkeypatch
+):
+    """The first listing goes over calico.etcd_h2; a connection lost after its first page
+    is said (disconnected, the reason), the page is taken back and the gRPC client lists
+    the whole prefix, then follows."""
+    from calico.errors import Unavailable
+    from calico.etcd_gateway import Gateway
+    from console import follower_process
+
+    prefix = "/calico/resources/v3/projectcalico.org/profiles/cut-"
+    for i in range(5):
+        datastore.kv_put(f"{prefix}{i}", "{}")
+    calls = []
+    real_range = Gateway._range
+
+    def lost_after_one_page(self, *args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise Unavailable("etcd http://x: the connection was closed")
+        return real_range(self, *args)
+
+    monkeypatch.setattr(Gateway, "_range", lost_after_one_page)
+    monkeypatch.setattr(follower_process, "CHILD_PAGE", 2)
+    frames, stop = Frames(), threading.Event()
+    thread = threading.Thread(
+        target=follower_process.follow, args=(etcd_server.endpoints, frames, stop), daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while ("status", "in-sync", "") not in frames.sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+        datastore.kv_put(f"{prefix}after", "{}")
+        while not any(f[0] == "change" for f in frames.sent) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+    tags = frames.tags()
+    assert tags[:3] == ["page", "relist", "status"], frames.sent
+    assert frames.sent[2] == ("status", "disconnected", "etcd http://x: the connection was closed")
+    listed = [
+        key for f in frames.sent[3 : tags.index("snapshot")] if f[0] == "page" for key in f[1]
+    ]
+    assert [k for k in listed if k.startswith(prefix)] == [f"{prefix}{i}" for i in range(5)]
+    change = next(f for f in frames.sent if f[0] == "change")
+    assert change[1] == f"{prefix}after"  # followed from the gRPC listing's revision
+    assert not thread.is_alive()
+
+
+def test_after_a_first_listing_over_h2_nothing_written_meanwhile_is_missed(
+    datastore, etcd_server, monkeypatch
+):
+    """The first listing (calico.etcd_h2) ends before the gRPC client connects: what is
+    written between the two comes as changes, from the listing's revision on."""
+    from calico import datastore as datastore_module
+    from console import follower_process
+
+    prefix = "/calico/resources/v3/projectcalico.org/profiles/gap-"
+    datastore.kv_put(f"{prefix}before", "{}")
+    real_connect = datastore_module.Datastore.connect.__func__
+
+    def write_then_connect(cls, *args, **kwargs):
+        datastore.kv_put(f"{prefix}meanwhile", "{}")  # after the listing, before the watch
+        datastore.kv_delete(f"{prefix}before")
+        return real_connect(cls, *args, **kwargs)
+
+    monkeypatch.setattr(datastore_module.Datastore, "connect", classmethod(write_then_connect))
+    frames, stop = Frames(), threading.Event()
+    thread = threading.Thread(
+        target=follower_process.follow, args=(etcd_server.endpoints, frames, stop), daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while sum(f[0] == "change" for f in frames.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+    tags = frames.tags()
+    assert "relist" not in tags and tags.index("snapshot") < tags.index("change"), tags
+    listed = [k for f in frames.sent[: tags.index("snapshot")] if f[0] == "page" for k in f[1]]
+    assert f"{prefix}before" in listed and f"{prefix}meanwhile" not in listed
+    changes = [(f[1], f[2] is None) for f in frames.sent if f[0] == "change"]
+    assert changes == [(f"{prefix}meanwhile", False), (f"{prefix}before", True)]
