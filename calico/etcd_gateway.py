@@ -323,19 +323,8 @@ class _Connection:
         host = f"[{member.host}]" if ":" in member.host else member.host  # IPv6
         self.host = f"{host}:{member.port}"
         self.fresh = True  # no answer read on it yet
-        stage = "connect"
-        sock: Any = None
-        try:
-            sock = _connect(member.host, member.port, timeout, ssl_context is not None)
-            if ssl_context is not None:
-                stage = "handshake"
-                sock = ssl_context.wrap_socket(sock, server_hostname=member.host)
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            raise transport_failure(exc, self.url, settings, stage) from None
-        self.sock = sock
-        self.reader = _Reader(sock)
+        self.sock = _open(member, ssl_context, timeout, settings)
+        self.reader = _Reader(self.sock)
 
     def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes, bool]:
         self.sock.settimeout(timeout)
@@ -361,22 +350,15 @@ class _H2Connection:
         self.url = member.url()
         host = f"[{member.host}]" if ":" in member.host else member.host  # IPv6
         self.fresh = True
-        stage = "connect"
-        sock: Any = None
+        sock = _open(member, ssl_context, timeout, settings)
+        if ssl_context is not None and sock.selected_alpn_protocol() != "h2":
+            sock.close()
+            raise Failed(f"etcd {self.url}: {NOT_ETCD} (it did not agree to HTTP/2)")
         try:
-            sock = _connect(member.host, member.port, timeout, ssl_context is not None)
-            if ssl_context is not None:
-                stage = "handshake"
-                sock = ssl_context.wrap_socket(sock, server_hostname=member.host)
-                if sock.selected_alpn_protocol() != "h2":
-                    sock.close()
-                    raise Failed(f"etcd {self.url}: {NOT_ETCD} (it did not agree to HTTP/2)")
-            stage = "exchange"
             self.h2 = etcd_h2.Connection(sock, f"{host}:{member.port}", member.scheme)
         except OSError as exc:
-            if sock is not None:
-                sock.close()
-            raise transport_failure(exc, self.url, settings, stage) from None
+            sock.close()
+            raise transport_failure(exc, self.url, settings, "exchange") from None
 
     def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes, bool]:
         from calico.etcd_h2 import GrpcError
@@ -394,6 +376,23 @@ class _H2Connection:
 
     def close(self) -> None:
         self.h2.close()
+
+
+def _open(member: EtcdEndpoint, ssl_context: Any, timeout: float, settings: EtcdSettings) -> Any:
+    """A socket connected to a member, TLS wrapped when `ssl_context` is given; what fails
+    on the way is a Failed in words."""
+    stage = "connect"
+    sock: Any = None
+    try:
+        sock = _connect(member.host, member.port, timeout, ssl_context is not None)
+        if ssl_context is not None:
+            stage = "handshake"
+            sock = ssl_context.wrap_socket(sock, server_hostname=member.host)
+        return sock
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise transport_failure(exc, member.url(), settings, stage) from None
 
 
 def _connect(host: str, port: int, timeout: float, tls: bool) -> Any:

@@ -4,6 +4,7 @@ listing; stopped, or left by a console that died, it leaves no process and no op
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -249,6 +250,7 @@ class Frames:
 
     def __init__(self) -> None:
         self.sent: list[tuple] = []
+        self.thread: threading.Thread | None = None
 
     def send(self, frame: tuple) -> None:
         self.sent.append(frame)
@@ -258,6 +260,30 @@ class Frames:
 
     def tags(self) -> list[str]:
         return [f[0] for f in self.sent]
+
+    def wait(self, predicate, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(list(self.sent)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not seen in {timeout} s; frames: {self.sent!r}")
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def following(endpoints: str):
+    """follow() in a thread of this process, its frames gathered; stopped on the way out."""
+    from console import follower_process
+
+    frames, stop = Frames(), threading.Event()
+    frames.thread = threading.Thread(
+        target=follower_process.follow, args=(endpoints, frames, stop), daemon=True
+    )
+    frames.thread.start()
+    try:
+        yield frames
+    finally:
+        stop.set()
+        frames.thread.join(10)
 
 
 def test_a_first_listing_cut_short_is_taken_back_and_listed_over_grpc(
@@ -284,21 +310,10 @@ def test_a_first_listing_cut_short_is_taken_back_and_listed_over_grpc(
 
     monkeypatch.setattr(Gateway, "_range", lost_after_one_page)
     monkeypatch.setattr(follower_process, "CHILD_PAGE", 2)
-    frames, stop = Frames(), threading.Event()
-    thread = threading.Thread(
-        target=follower_process.follow, args=(etcd_server.endpoints, frames, stop), daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while ("status", "in-sync", "") not in frames.sent and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with following(etcd_server.endpoints) as frames:
+        frames.wait(lambda sent: ("status", "in-sync", "") in sent)
         datastore.kv_put(f"{prefix}after", "{}")
-        while not any(f[0] == "change" for f in frames.sent) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        stop.set()
-        thread.join(10)
+        frames.wait(lambda sent: any(f[0] == "change" for f in sent))
     tags = frames.tags()
     assert tags[:3] == ["page", "relist", "status"], frames.sent
     assert frames.sent[2] == ("status", "disconnected", "etcd http://x: the connection was closed")
@@ -308,7 +323,7 @@ def test_a_first_listing_cut_short_is_taken_back_and_listed_over_grpc(
     assert [k for k in listed if k.startswith(prefix)] == [f"{prefix}{i}" for i in range(5)]
     change = next(f for f in frames.sent if f[0] == "change")
     assert change[1] == f"{prefix}after"  # followed from the gRPC listing's revision
-    assert not thread.is_alive()
+    assert not frames.thread.is_alive()
 
 
 def test_after_a_first_listing_over_h2_nothing_written_meanwhile_is_missed(
@@ -317,7 +332,6 @@ def test_after_a_first_listing_over_h2_nothing_written_meanwhile_is_missed(
     """The first listing (calico.etcd_h2) ends before the gRPC client connects: what is
     written between the two comes as changes, from the listing's revision on."""
     from calico import datastore as datastore_module
-    from console import follower_process
 
     prefix = "/calico/resources/v3/projectcalico.org/profiles/gap-"
     datastore.kv_put(f"{prefix}before", "{}")
@@ -329,18 +343,8 @@ def test_after_a_first_listing_over_h2_nothing_written_meanwhile_is_missed(
         return real_connect(cls, *args, **kwargs)
 
     monkeypatch.setattr(datastore_module.Datastore, "connect", classmethod(write_then_connect))
-    frames, stop = Frames(), threading.Event()
-    thread = threading.Thread(
-        target=follower_process.follow, args=(etcd_server.endpoints, frames, stop), daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while sum(f[0] == "change" for f in frames.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        stop.set()
-        thread.join(10)
+    with following(etcd_server.endpoints) as frames:
+        frames.wait(lambda sent: sum(f[0] == "change" for f in sent) >= 2)
     tags = frames.tags()
     assert "relist" not in tags and tags.index("snapshot") < tags.index("change"), tags
     listed = [k for f in frames.sent[: tags.index("snapshot")] if f[0] == "page" for k in f[1]]
