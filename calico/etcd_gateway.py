@@ -24,6 +24,12 @@ member that failed passed over for `FAILED_MEMBER_SKIP`; a certificate problem i
 retried) and the same one-line `Unavailable("etcd URL: why")` errors, worded by the same
 rules (`VERIFY_REASONS`, `client_cert_problem`). A member without the gateway (404) raises
 `GatewayMissing`, so the caller can fall back to gRPC.
+
+A second wire, `Gateway(wire="grpc")`, asks etcd's gRPC service itself over HTTP/2
+(calico.etcd_h2), with the same endpoints, TLS (ALPN h2), failover and words: etcd serves
+10,000 endpoints in ~45 ms that way against ~185 ms as JSON, for ~1 ms more of import. The
+console's follower lists with it; calicoctl reads JSON. A gRPC status other than
+unavailable or a deadline is final there: another member would say the same.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The console follows etcd from a process of its own. The child runs the PrefixSyncer
-(connect, list, watch, fail over, resync) and writes each update as a frame on a pipe;
-`FollowerProcess.updates()` reads them back as the same Snapshot, Change and SyncStatus
-values the syncer yields in-process.
+"""The console follows etcd from a process of its own. The child reads its first listing
+over calico.etcd_h2 (etcd's gRPC service without grpc's import), then runs the
+PrefixSyncer from that listing's revision (connect, watch, fail over, resync), and writes
+each update as a frame on a pipe; `FollowerProcess.updates()` reads them back as the same
+Snapshot, Change and SyncStatus values the syncer yields in-process.
 
 Why a process: the console's event loop and the etcd client shared one GIL. At 10,000
 endpoints, importing gRPC (45-65 ms), the Python side of 20 range reads (50-100 ms) and
@@ -17,8 +18,10 @@ threads do not survive a fork, nor do other threads' locks; the tests run many c
 in one process) it is spawned as `python -m console.follower_process`. Both run `run()`.
 
 A frame is a 4-byte big-endian length and a pickle (both ends are this module):
-    ("page", [(key, value, mod_revision, create_revision), ...])  a listing's page
+    ("page", [(key, value, mod_revision, create_revision), ...], [fields or None, ...])
+                                          a listing's page, with the table's fields
     ("snapshot", revision)                the pages since the last snapshot, complete
+    ("relist",)                           those pages are void: a listing failed half-way
     ("change", key, (key, value, mod_revision, create_revision) or None, revision)
     ("status", state, error)              a SyncStatus; also a failed connect
 The child exits when its stdin closes (the console stopped or died), so it never outlives
