@@ -620,6 +620,9 @@ class Resource:
         if not isinstance(data, dict):
             raise ValidationError("", "a resource must be a mapping")
         kind = data.get("kind")
+        if kind is not None and not isinstance(kind, str):
+            # A number or a list from YAML (`kind: 5`) is the user's mistake, not a crash.
+            raise ValidationError("kind", f"kind must be a string, not {type(kind).__name__}")
         target = KINDS_BY_KIND.get(kind) or (kind_class(kind) if kind else cls)  # type: ignore[arg-type]
         if cls is not Resource and target is not cls:
             raise ValidationError("kind", f"expected {cls.KIND}, got {kind!r}")
@@ -960,6 +963,8 @@ def kind_class(name: str | None) -> type[Resource]:
     """The class for a kind as a user types it: any case, singular, plural or short alias."""
     from calico.kinds import UnknownKind, kind_info  # the names live there (calicoctl get)
 
+    if not isinstance(name, str | None):
+        raise ValidationError("kind", f"kind must be a string, not {type(name).__name__}")
     try:
         return KINDS_BY_PLURAL[kind_info(name).PLURAL]
     except UnknownKind as exc:
@@ -981,11 +986,11 @@ def load_documents(text: str) -> list[Resource]:
         raise ValidationError("", f"not valid YAML/JSON: {exc}") from None
     out: list[Resource] = []
     for i, doc in enumerate(docs):
-        items = (
-            doc.get("items", [])
-            if isinstance(doc, dict) and doc.get("kind", "").endswith("List")
-            else [doc]
-        )
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        items = doc.get("items", []) if isinstance(kind, str) and kind.endswith("List") else [doc]
+        if not isinstance(items, list):
+            got = type(items).__name__
+            raise ValidationError("items", f"expected a list, got {got} [document {i + 1}]")
         for item in items:
             try:
                 out.append(load(item))

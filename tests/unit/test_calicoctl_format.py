@@ -364,6 +364,10 @@ def test_namespace_flag_fills_in_and_must_agree():
         ),
         ("# nothing here\n", "Failed to execute command: no resources specified in {path}"),
         ('{"kind": "Profile", ', "Failed to execute command: {path} is not valid YAML/JSON"),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: 5\nmetadata: {name: a}\n",
+            "Failed to execute command: kind must be a string, not int [{path}, document 1",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["create", "apply", "replace", "delete"])
@@ -374,10 +378,11 @@ def test_bad_input_files_fail_in_one_line(
     monkeypatch.setattr(Cli, "reader", lambda self: pytest.fail("no etcd needed"))
     path = tmp_path / "in.yaml"
     path.write_text(content)
-    code, out, err = run(capsys, command, "-f", str(path))
-    assert code == 1 and out == ""
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(expected.format(path=path)), err
+    for namespace in ([], ["-n", "prod"]):  # -n reads the kind first, to place the resource
+        code, out, err = run(capsys, command, "-f", str(path), *namespace)
+        assert code == 1 and out == ""
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith(expected.format(path=path)), err
 
 
 def test_missing_file_and_usage_errors_are_one_line(capsys):

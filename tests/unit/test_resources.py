@@ -161,6 +161,8 @@ def test_namespaced_kind_defaults_to_default_namespace():
         ),
         ({**SEED_PROFILE, "apiVersion": "v1"}, "apiVersion", "expected"),
         ({**SEED_PROFILE, "kind": "Pod"}, "kind", "unknown resource kind"),
+        ({**SEED_PROFILE, "kind": 5}, "kind", "kind must be a string, not int"),
+        ({**SEED_PROFILE, "kind": ["Profile"]}, "kind", "kind must be a string, not list"),
         (
             {**SEED_PROFILE, "metadata": {"name": "p", "namespace": "x"}},
             "metadata.namespace",
@@ -204,6 +206,24 @@ def test_bad_document_says_which_document():
     text = "kind: Profile\napiVersion: projectcalico.org/v3\nmetadata: {name: a}\n---\nkind: Profile\napiVersion: projectcalico.org/v3\nmetadata: {name: B}\n"
     with pytest.raises(ValidationError, match=r"document 2 \(Profile B\)"):
         load_documents(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            "apiVersion: projectcalico.org/v3\nkind: 5\nmetadata: {name: a}\n",
+            "must be a string, not int",
+        ),
+        ("kind: [Profile]\nmetadata: {name: a}\n", "must be a string, not list"),
+        ("kind: ProfileList\nitems: 5\n", "expected a list, got int [document 1]"),
+    ],
+)
+def test_a_kind_or_items_of_the_wrong_type_is_a_validation_error(text, words):
+    """`kind: 5` in a file was AttributeError, "unexpected error" from calicoctl."""
+    with pytest.raises(ValidationError) as err:
+        load_documents(text)
+    assert words in str(err.value)
 
 
 def test_ports_and_protocols():
