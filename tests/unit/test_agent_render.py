@@ -300,6 +300,19 @@ def _streamed(monkeypatch, inputs: Inputs, kernel: iptables.KernelFilter):
     return dp, commit, changed, stale, during
 
 
+def test_the_calculation_hands_over_each_chain_once_and_every_one():
+    """A program chain shared by 40 endpoints is handed over at its first, not 40 times, and
+    nothing is handed over a second time at the end (the stream used to be sent all 20,000
+    chains of a 10,000-endpoint node again, to skip them one by one)."""
+    inputs = seed_inputs(n_per_net=40)
+    inputs.policies = [gnp("web", {"selector": "has(network1)", "ingress": [{"action": "Allow"}]})]
+    seen: list[str] = []
+    dp = Calculator().calculate(inputs, emit=lambda chain: seen.append(chain.name))
+    assert sorted(seen) == sorted(dp.chains)  # each chain once, none missing
+    first_endpoint_chain = min(i for i, n in enumerate(seen) if n.startswith("cali-tw-"))
+    assert seen[first_endpoint_chain - 1].startswith("cali-tp-")  # its program went first
+
+
 def test_streamed_commit_says_what_plan_restore_says_in_an_order_the_tool_can_parse(monkeypatch):
     inputs = seed_inputs(n_per_net=40)
     dp, commit, changed, stale, during = _streamed(monkeypatch, inputs, iptables.KernelFilter())
