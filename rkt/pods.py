@@ -733,18 +733,20 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
     # so its inode number, cannot be freed. Read from /proc after the app had gone, the number
     # had sometimes been given to the next pod's new namespace, whose processes were then
     # killed as this pod's (2-6 in 80 foreground `rkt run`s, two nodes churning pods side by side).
-    ns_fd = -1
+    ns_fd: int | None = None
+    rooted = False  # the app said _ROOTED (and its namespace was opened, or had gone)
     err = b""
     while True:
         c = os.read(err_r, 4096)
         if not c:
             break
         err += c
-        if ns_fd < 0 and err.startswith(_ROOTED):
+        if not rooted and err.startswith(_ROOTED):
+            rooted = True
             try:
                 ns_fd = os.open(f"/proc/{app}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:  # ended already (the CLI died before go)
-                ns_fd = -2
+            except OSError:  # ended already (the CLI died before go): no namespace to hold
+                pass
     os.close(err_r)
     if err.startswith(_ROOTED):
         err = err[len(_ROOTED) :]
@@ -771,7 +773,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
     # holds it). Host-root + host network pods have neither; their process group has to do.
     member_ns: tuple[str, int] | None = None
     try:
-        if ns_fd >= 0:
+        if ns_fd is not None:
             member_ns = ("mnt", os.fstat(ns_fd).st_ino)
         elif image.host_root and pod.netns:
             member_ns = ("net", isolation.ns_inode("self", "net"))
@@ -792,7 +794,7 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
         code = 128 - code
     if member_ns is not None:
         isolation.kill_namespace_members(member_ns[0], member_ns[1], exclude=os.getpid())
-    if ns_fd >= 0:
+    if ns_fd is not None:
         os.close(ns_fd)
     if relay is not None:
         relay.join(5.0)  # every writer is gone now: the relay sees EOF and drains
