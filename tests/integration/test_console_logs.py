@@ -127,10 +127,18 @@ async def select_pod(pilot, app, uuid):
                     for r in app.browse.current_rows()),
         timeout=20, what=f"pod {uuid[:8]} running in :pods",
     )  # fmt: skip
-    rows = app.browse.current_rows()
-    app.browse.query_one("ResourceTable").move_cursor(
-        row=[r.data.get("uuid") if r.data else None for r in rows].index(uuid)
-    )
+    table = app.browse.query_one("ResourceTable")
+
+    def on_it() -> bool:
+        # The table's own rows, not the view's: in a shared lab other tests' pods come and
+        # go, and an index taken from one list could land on another pod in the other.
+        uuids = [r.data.get("uuid") if r.data else None for r in table.rows]
+        if uuid in uuids:
+            table.move_cursor(uuids.index(uuid))
+        current = table.current()
+        return current is not None and bool(current.data) and current.data.get("uuid") == uuid
+
+    await wait_for(pilot, on_it, what=f"the cursor on pod {uuid[:8]}")
     await pilot.pause()
 
 
@@ -145,7 +153,7 @@ def test_console_l_follows_a_pods_output_and_searches_it(lab, pods):
             await pilot.press("l")
             await wait_for(pilot, lambda: isinstance(app.screen, LogScreen), what="log screen")
             screen = app.screen
-            assert isinstance(screen, LogScreen)
+            assert isinstance(screen, LogScreen) and screen.model.uuid == uuid
             await wait_for(pilot, lambda: "late line" in shown_lines(screen), timeout=15,
                            what="the line printed a second later, followed")  # fmt: skip
             assert shown_lines(screen)[:6] == [f"tick {i}" for i in range(5)] + ["late line"]
