@@ -185,31 +185,14 @@ def cell_text(cell: Cell, *, pending: bool) -> Text:
 
 
 def legend(staged: bool = False) -> Text:
-    if staged:
-        return Text.assemble(
-            " cell = ",
-            ("now", "bold"),
-            " ",
-            ("after", "bold"),
-            " ",
-            ("observed", "bold"),
-            "   ",
-            (".", MARK_STYLE[ALLOWED]),
-            " allowed   ",
-            ("X", MARK_STYLE[DENIED]),
-            " denied   ",
-            ("?", "dim"),
-            " unknown   ",
-            ("X", FLIP_STYLE),
-            " would flip   ",
-            ("X", "bold white on red"),
-            " wrong now",
-        )
-    return Text.assemble(
-        " cell = ",
-        ("expected", "bold"),
-        " ",
-        ("observed", "bold"),
+    """The key under the grid: what a cell's letters are, then the marks both views share,
+    then the staged view's (flips, wrong now) or the live view's (probing, wrong)."""
+    columns = ("now", "after", "observed") if staged else ("expected", "observed")
+    parts: list[str | tuple[str, str]] = [" cell = "]
+    for i, column in enumerate(columns):
+        parts += [" "] if i else []
+        parts.append((column, "bold"))
+    parts += [
         "   ",
         (".", MARK_STYLE[ALLOWED]),
         " allowed   ",
@@ -217,11 +200,12 @@ def legend(staged: bool = False) -> Text:
         " denied   ",
         ("?", "dim"),
         " unknown   ",
-        ("…", "dim"),
-        " probing   ",
-        (" X . ", "bold white on red"),
-        " wrong",
-    )
+    ]
+    if staged:
+        parts += [("X", FLIP_STYLE), " would flip   ", ("X", "bold white on red"), " wrong now"]
+    else:
+        parts += [("…", "dim"), " probing   ", (" X . ", "bold white on red"), " wrong"]
+    return Text.assemble(*parts)
 
 
 class MatrixScreen(ConsoleScreen):
