@@ -150,6 +150,14 @@ class ResourceTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
 
     # -- drawing
+    def row_style(self, index: int) -> Style:
+        """A row's background: zebra stripes, and the cursor's (bright while focused)."""
+        if index == self.cursor_row:
+            if self.has_focus:
+                return Style(bgcolor="dodger_blue3", bold=True)
+            return Style(bgcolor="grey30")
+        return Style(bgcolor="grey11") if index % 2 else Style()
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x, scroll_y = int(self.scroll_x), int(self.scroll_y)
@@ -164,13 +172,7 @@ class ResourceTable(ScrollView, can_focus=True):
         if index >= len(self.rows):
             return Strip.blank(width)
         row = self.rows[index]
-        base = Style(bgcolor="grey11") if index % 2 else Style()
-        if index == self.cursor_row:
-            base = (
-                Style(bgcolor="dodger_blue3", bold=True)
-                if self.has_focus
-                else Style(bgcolor="grey30")
-            )
+        base = self.row_style(index)
         if row.key in self.marked:  # marked: gold, and gold letters under the cursor
             on_cursor = index == self.cursor_row
             base = base + (

@@ -95,13 +95,7 @@ class RuleTable(ResourceTable):
         if index >= len(self.rows):
             return Strip.blank(width)
         row = self.rows[index]
-        base = Style(bgcolor="grey11") if index % 2 else Style()
-        if index == self.cursor_row:
-            base = (
-                Style(bgcolor="dodger_blue3", bold=True)
-                if self.has_focus
-                else Style(bgcolor="grey30")
-            )
+        base = self.row_style(index)
         segments = []
         for column, cell, w in zip(self.view.columns, row.cells, self.widths, strict=False):
             text = cell.rjust(w) if column in COUNTERS else fit(cell, w)
