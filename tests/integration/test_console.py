@@ -15,10 +15,11 @@ import time
 import pytest
 
 from calico.datastore import Datastore
-from calico.nodeapi import NodeClient
 from calico.tutorial import network_conf
 from console.app import CalicoConsole
 from console.model import VIEWS
+
+from .walkthrough import node_api
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.etcd]
 
@@ -40,13 +41,9 @@ def networks(lab):
     return lab
 
 
-def api(lab, node):
-    return NodeClient(f"unix://{lab.state_dir / 'nodes' / node / 'agent.sock'}")
-
-
 def remove_pods(lab, uuids):
     for node in lab.nodes:
-        with api(lab, node) as client:
+        with node_api(lab, node) as client:
             for pod in client.pods():
                 if pod["uuid"] in uuids:
                     client.stop_pod(pod["uuid"])

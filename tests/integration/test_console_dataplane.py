@@ -20,7 +20,8 @@ from console.app import CalicoConsole
 from console.screens.dataplane import DataplaneScreen
 from console.screens.text_view import TextScreen
 from tests.integration import test_console_matrix
-from tests.integration.test_console_matrix import api, httpd_running, wait_for
+from tests.integration.test_console_matrix import httpd_running, wait_for
+from tests.integration.walkthrough import node_api
 
 # The walkthrough's networks and httpd, the module fixture `tutorial` of test_console_matrix
 # (registered here as `walkthrough`; it removes what it started).
@@ -46,7 +47,7 @@ def packets_on_screen(screen: DataplaneScreen, key: str) -> int:
 
 async def probe(lab, network: str, times: int = 1, timeout: float = 2.0) -> list[str]:
     results = []
-    with api(lab, "calico-02") as client:
+    with node_api(lab, "calico-02") as client:
         for _ in range(times):
             r = await asyncio.to_thread(client.probe, HTTPD_IP, 80, network=network,
                                         timeout=timeout)  # fmt: skip
@@ -191,7 +192,7 @@ def test_the_node_api_narrows_to_one_endpoint_and_names_each_rules_origin(walkth
         if any(n.split("/")[0] == HTTPD_IP for n in w.spec.ip_networks)
     )  # fmt: skip
     iface = wep.spec.interface_name
-    with api(lab, "calico-01") as client:
+    with node_api(lab, "calico-01") as client:
         doc = client.dataplane(wep.metadata.name)
         with pytest.raises(NodeAPIError) as err:
             client.dataplane("no-such-endpoint")

@@ -13,60 +13,30 @@ import time
 import pytest
 
 from calico.datastore import Datastore
-from calico.nodeapi import NodeClient
 from calico.policy import DEFAULT_DENY
 from calico.resources import GlobalNetworkPolicy, load
-from calico.tutorial import HTTPD_IP, Tutorial
+from calico.tutorial import HTTPD_IP
 from console.app import CalicoConsole
 from console.matrix import ALLOWED, DENIED
+
+from .walkthrough import node_api, walkthrough_httpd
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.etcd]
 
 POLICY = "allow-network2-web"
 
 
-def api(lab, node):
-    return NodeClient(f"unix://{lab.state_dir / 'nodes' / node / 'agent.sock'}")
-
-
-def pod_ids(lab) -> dict[str, set[str]]:
-    out = {}
-    for node in lab.nodes:
-        with api(lab, node) as client:
-            out[node] = {p["uuid"] for p in client.pods() if p.get("app") != "node"}
-    return out
-
-
 @pytest.fixture(scope="module")
 def tutorial(lab):
     """The walkthrough's networks + httpd steps, run as `calico-lab tutorial` runs them."""
-    before = pod_ids(lab)
-
-    def shell(node, argv, input=None, timeout=30.0):
-        proc = lab.exec(node, argv, input=input, timeout=timeout)
-        return proc.returncode, proc.stdout + proc.stderr
-
-    tut = Tutorial(nodes=tuple(lab.nodes[:2]))
-    keys = [s.key for s in tut.steps]
-    try:
-        for key in ("networks", "httpd"):
-            result = tut.run_step(keys.index(key), shell)
-            assert result.ok, result.seen
-        yield lab
-    finally:
+    with walkthrough_httpd(lab):
         try:
-            Datastore.connect(lab.etcd_endpoints).delete(GlobalNetworkPolicy, POLICY)
-        except Exception:
-            pass
-        for node, uuids in pod_ids(lab).items():  # ours and the agents' probe pods
-            with api(lab, node) as client:
-                for uuid in uuids - before.get(node, set()):
-                    try:
-                        client.stop_pod(uuid)
-                    except Exception:
-                        pass
-                    client.remove_pod(uuid)
-        assert pod_ids(lab) == before, "pods left behind"
+            yield lab
+        finally:
+            try:
+                Datastore.connect(lab.etcd_endpoints).delete(GlobalNetworkPolicy, POLICY)
+            except Exception:
+                pass
 
 
 async def wait_for(pilot, predicate, timeout=15.0, what="condition"):
@@ -236,7 +206,7 @@ def test_a_probe_shows_in_flows_within_a_second(tutorial):
 
             for network, verdict in (("network1", "allowed"), ("network2", "denied")):
                 t0 = time.time()
-                with api(lab, "calico-02") as client:
+                with node_api(lab, "calico-02") as client:
                     result = await asyncio.to_thread(
                         client.probe, HTTPD_IP, 80, network=network, timeout=2.0
                     )

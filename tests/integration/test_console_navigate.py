@@ -13,7 +13,8 @@ from console.app import CalicoConsole
 from console.model import pod_rows
 from console.navigate import natural_key
 from console.screens.confirm import ConfirmScreen
-from tests.integration.test_console import api, networks, remove_pods, wait_for  # noqa: F401
+from tests.integration.test_console import networks, remove_pods, wait_for  # noqa: F401
+from tests.integration.walkthrough import node_api
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.etcd]
 
@@ -22,7 +23,7 @@ NODE = "calico-01"
 
 def start_pods(lab, count: int) -> list[str]:
     uuids = []
-    with api(lab, NODE) as client:
+    with node_api(lab, NODE) as client:
         for _ in range(count):
             res = client.run_pod("docker://busybox", ["network1"], "/bin/sleep", ["300"])
             uuids.append(res["uuid"])
@@ -110,7 +111,7 @@ def test_two_marked_pods_go_with_one_question(networks):  # noqa: F811
                                & set(uuids), timeout=30, what="both pods gone")  # fmt: skip
 
         asyncio.run(run())
-        with api(lab, NODE) as client:
+        with node_api(lab, NODE) as client:
             assert not {p["uuid"] for p in client.pods()} & set(uuids)  # gone on the node
     finally:
         remove_pods(lab, set(uuids))

@@ -23,60 +23,28 @@ from pathlib import Path
 
 import pytest
 
-from calico.nodeapi import NodeClient
-from calico.tutorial import HTTPD_IP, Tutorial
+from calico.tutorial import HTTPD_IP
+
+from .walkthrough import node_api, walkthrough_httpd
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.etcd]
 
 CALICOCTL = str(Path(sys.executable).with_name("calicoctl"))
 
 
-def api(lab, node):
-    return NodeClient(f"unix://{lab.state_dir / 'nodes' / node / 'agent.sock'}")
-
-
-def pod_ids(lab) -> dict[str, set[str]]:
-    out = {}
-    for node in lab.nodes:
-        with api(lab, node) as client:
-            out[node] = {p["uuid"] for p in client.pods() if p.get("app") != "node"}
-    return out
-
-
 @pytest.fixture(scope="module")
 def web(lab):
     """The walkthrough's networks + httpd steps; every pod made here (the agents' probe
     pods too) removed at the end."""
-    before = pod_ids(lab)
-
-    def shell(node, argv, input=None, timeout=30.0):
-        proc = lab.exec(node, argv, input=input, timeout=timeout)
-        return proc.returncode, proc.stdout + proc.stderr
-
-    tut = Tutorial(nodes=tuple(lab.nodes[:2]))
-    keys = [s.key for s in tut.steps]
-    try:
-        for key in ("networks", "httpd"):
-            result = tut.run_step(keys.index(key), shell)
-            assert result.ok, result.seen
+    with walkthrough_httpd(lab):
         # the first probes also start the probe pods: not timed, not counted
         probe(lab, "network1")
         yield lab
-    finally:
-        for node, uuids in pod_ids(lab).items():
-            with api(lab, node) as client:
-                for uuid in uuids - before.get(node, set()):
-                    try:
-                        client.stop_pod(uuid)
-                    except Exception:
-                        pass
-                    client.remove_pod(uuid)
-        assert pod_ids(lab) == before, "pods left behind"
 
 
 def probe(lab, network: str, node: str = "calico-02") -> str:
     """One TCP connect to the httpd from `network`'s probe pod on `node`: connected/timed out."""
-    with api(lab, node) as client:
+    with node_api(lab, node) as client:
         return client.probe(HTTPD_IP, 80, network=network, timeout=1.5)["result"]
 
 
@@ -281,7 +249,7 @@ def test_the_node_api_takes_the_window_and_negations_and_refuses_what_it_cannot(
     allowed(lab)
     denied(lab)
     settle()
-    with api(lab, "calico-01") as client:
+    with node_api(lab, "calico-01") as client:
         got = list(client.flows(**{"since": repr(t0), "to": f"ip:{HTTPD_IP}",
                                    "not-verdict": "allowed"}))  # fmt: skip
         assert got and {r["verdict"] for r in got} == {"denied"}

@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 from calico.datastore import Datastore
-from calico.nodeapi import NodeClient
 from calico.policy import PolicySet
 from calico.resources import (
     GlobalNetworkPolicy,
@@ -42,6 +41,7 @@ from console.model import ClusterState, NodeInfo
 from console.screens.matrix import pod_targets
 
 from .conftest import dedicated_lab
+from .walkthrough import node_api
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
 
@@ -53,10 +53,6 @@ SEED = int(os.environ.get("CALICO_TEST_SEED") or secrets.randbits(32))
 TOPOLOGIES = int(os.environ.get("CALICO_TEST_TOPOLOGIES") or 5)
 V3 = "projectcalico.org/v3"
 PREFIX = "ct" + secrets.token_hex(2)  # names of this run's policies
-
-
-def api(lab, node: str) -> NodeClient:
-    return NodeClient(f"unix://{lab.state_dir / 'nodes' / node / 'agent.sock'}", timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +181,7 @@ def node_pods(lab, pods: list[Pod]) -> dict[str, list[dict[str, Any]]]:
     ours = {p.uuid for p in pods}
     out = {}
     for node in sorted({p.node for p in pods}):
-        with api(lab, node) as client:
+        with node_api(lab, node, timeout=30) as client:
             out[node] = [p for p in client.pods() if p.get("uuid") in ours]
     return out
 
@@ -238,7 +234,7 @@ def probe_matrix(lab, pods: list[Pod]) -> Matrix:
         by_node[node].append((key, {**req, "timeout": PROBE_TIMEOUT}))
 
     def batch(node: str) -> list[dict[str, Any]]:
-        with api(lab, node) as client:
+        with node_api(lab, node, timeout=30) as client:
             return client.probes([r for _, r in by_node[node]], timeout=PROBE_TIMEOUT)
 
     with ThreadPoolExecutor(max_workers=len(by_node) or 1) as pool:  # every node at once
