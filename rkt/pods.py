@@ -78,12 +78,17 @@ def _warn(msg: str) -> None:
 
 class Runtime:
     def __init__(
-        self, data_dir: str, local_config: str, warn: Callable[[str], None] = _warn
+        self,
+        data_dir: str,
+        local_config: str,
+        warn: Callable[[str], None] = _warn,
+        debug: Callable[[str], None] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.local_config = local_config
         self.pods_dir = os.path.join(data_dir, "pods")
         self.warn = warn
+        self.debug = debug  # `rkt --debug`: a line per step of a run, with its time (rkt.cli)
 
     # -- lookup -------------------------------------------------------------------------------
     def pod_dir(self, uuid: str) -> str:
@@ -162,6 +167,10 @@ class Runtime:
         argv = ([opts.exec_] if opts.exec_ else list(image.exec)) + list(opts.args)
         if not argv or not argv[0]:
             raise RunError(f"image {image.display_name} has no command: give --exec")
+        debug = self.debug
+        if debug:
+            joins = ", ".join(f"{n.config.name} ({n.ifname})" for n in plan.networks)
+            debug(f"planned: image {image.display_name}; networks: {joins or plan.mode}")
 
         uuid = new_uuid()
         pdir = self.pod_dir(uuid)
@@ -211,8 +220,12 @@ class Runtime:
                 for sel in plan.networks
             ]
             write_state(pdir, pod)
+            if debug:
+                debug(f"pod {uuid} recorded (prepared)")
             if pod.netns:
                 netns.create_pinned_netns(pod.netns)
+                if debug:
+                    debug("network namespace made")
 
             # The supervisor and the app are made while the first network is added: the app's
             # root (mount namespace, overlay, /proc, /dev, pivot_root; ~5 ms) is ready when
@@ -244,10 +257,14 @@ class Runtime:
                     raise
                 ns.ip4 = cni.parse_result(ns.result).ip4
                 ns.added = True
+                if debug:
+                    debug(f"network {ns.name} added ({ns.ifname}: {ns.ip4 or 'no IPv4'})")
             if start is None:  # no network to add (host, none)
                 spawn()
             assert start is not None
             self._record_running(pod, pdir, start)  # with the last network's result
+            if debug:
+                debug(f"recorded running (app pid {pod.pid})")
             if opts.uuid_file_save:
                 with open(opts.uuid_file_save, "w") as f:
                     f.write(uuid)
@@ -332,6 +349,8 @@ class Runtime:
             start.sup = 0
             pod.state = PREPARED  # nothing of the app remains; undo the pod as a failed run
             raise RunError(msg[1:] if msg else "pod supervisor died before the app started")
+        if self.debug:
+            self.debug(f"app started: {pod.app.exec[0]} exec'd")
         if opts.detach:
             sys.stdout.write(pod.uuid + "\n")
             sys.stdout.flush()

@@ -188,6 +188,37 @@ def test_tutorial_flow(node):
     assert node.leases_held() == []
 
 
+def test_debug_says_when_each_step_of_a_run_was_done(node):
+    """`rkt --debug run` prints each step on stderr, in order and with growing times, and
+    still prints only the UUID on stdout; without --debug, a run's stderr stays empty."""
+    r = node.rkt(
+        "--debug", "run", "--detach", "--net=ptpnet", "docker://busybox",
+        "--exec", "httpd", "--", "-f", "-h", "/",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (uuid,) = r.stdout.split()
+    pod = json.loads((node.dir / "pods" / uuid / "pod.json").read_text())
+    ips = [n["ip4"] for n in pod["networks"]]
+    lines = r.stderr.splitlines()
+    assert all(line.startswith("rkt: debug: +") for line in lines), lines
+    times = [float(line.split("+", 1)[1].split(" ms ", 1)[0]) for line in lines]
+    steps = [line.split(" ms ", 1)[1] for line in lines]
+    assert steps[0].startswith("rkt loaded at monotonic ")
+    assert steps[1:] == [
+        "planned: image registry-1.docker.io/library/busybox:latest;"
+        " networks: ptpnet (eth0), default-restricted (eth1)",
+        f"pod {uuid} recorded (prepared)",
+        "network namespace made",
+        f"network ptpnet added (eth0: {ips[0]})",
+        f"network default-restricted added (eth1: {ips[1]})",
+        f"recorded running (app pid {pod['pid']})",
+        "app started: httpd exec'd",
+    ]
+    assert times == sorted(times) and times[-1] < 10_000
+    quiet = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/true")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_exit_code_and_output_streams(node, tmp_path):
     uuid_file = tmp_path / "uuid"
     r = node.rkt(
