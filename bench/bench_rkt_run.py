@@ -13,7 +13,11 @@ the script re-executes itself inside that namespace (`ip netns exec`) with a pri
 on /run/netns, so the reference's `ip netns add` entries never appear on the host. All pods,
 namespaces and files are removed at the end, also on failure. Needs root.
 
-    python bench/bench_rkt_run.py [--pods 25]
+Then `--trace-pods` more pods run with `rkt --debug`, whose lines time each step of the run
+(planned, recorded, netns, each ADD, recorded running, app exec'd); a second table gives
+when each was reached and what it took, from the spawn to the first TCP answer.
+
+    python bench/bench_rkt_run.py [--pods 25] [--trace-pods 15]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -93,6 +98,7 @@ def inner(args: argparse.Namespace) -> int:
 
     run_ms: list[float] = []
     ref_ms: list[float] = []
+    traces: list[dict[str, float]] = []
     parts: dict[str, list[float]] = {"netns": [], "ptp": [], "proc": [], "ptp2": []}
     ref_netns: list[str] = []
     try:
@@ -143,6 +149,25 @@ def inner(args: argparse.Namespace) -> int:
             parts["ptp"].append((t3 - t2) * 1000)
             parts["proc"].append((t4 - t3) * 1000)
             ref_ms.append((t4 - t1) * 1000)
+
+        # -- where a run's milliseconds go: the same run with --debug, on more pods --
+        for _ in range(args.trace_pods):
+            t0 = time.monotonic()
+            out = subprocess.run(
+                [*rkt, "--debug", "run", "--detach", "--net=benchnet", "docker://busybox",
+                 "--exec", "httpd", "--", "-f", "-h", "/"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            exited = time.monotonic()
+            uuid = out.stdout.strip()
+            with open(os.path.join(data, "pods", uuid, "pod.json")) as f:
+                ip = json.load(f)["networks"][0]["ip4"]
+            wait_tcp(ip, 80, time.monotonic() + 5)
+            answered = time.monotonic()
+            marks = debug_marks(out.stderr, t0)
+            marks["rkt exited (the caller has the UUID)"] = (exited - t0) * 1000
+            marks["first TCP answer"] = (answered - t0) * 1000
+            traces.append(marks)
     finally:
         listed = subprocess.run(
             [*rkt, "list", "--no-legend", "--full"], capture_output=True, text=True
@@ -191,12 +216,57 @@ def inner(args: argparse.Namespace) -> int:
           f"budget p50 <= {BUDGET_MS:.0f} ms: **{'met' if p50_run <= BUDGET_MS else 'MISSED'}**; "
           f"budget <= {BUDGET_RATIO:.0f}x: **{'met' if ratio <= BUDGET_RATIO else 'MISSED'}**; "
           f"against the two-ADD reference: **{p50_run / p50_ref2:.2f}x**")  # fmt: skip
+    if traces:
+        print_steps(traces)
     return 0
+
+
+def debug_marks(stderr: str, t0: float) -> dict[str, float]:
+    """`rkt --debug`'s steps as ms since the caller's t0 (time.monotonic() before the
+    spawn): its first line says when rkt's clock started, so the interpreter's start counts
+    too. Variable parts (the UUID, addresses, the pid) are dropped from the step names."""
+    marks: dict[str, float] = {}
+    loaded_at = None
+    for line in stderr.splitlines():
+        m = re.match(r"rkt: debug: \+([0-9.]+) ms (.*)$", line)
+        if not m:
+            continue
+        ms, step = float(m.group(1)), m.group(2)
+        loaded = re.match(r"rkt loaded at monotonic ([0-9.]+) s", step)
+        if loaded:
+            loaded_at = (float(loaded.group(1)) - t0) * 1000
+            marks["interpreter started, rkt's code loaded"] = loaded_at
+            continue
+        if loaded_at is None:
+            continue
+        step = re.sub(r"^pod \S+ ", "pod ", step)
+        step = re.sub(r" \((eth\d+): [^)]*\)$", r" (\1)", step)
+        step = re.sub(r" \(app pid \d+\)$", "", step)
+        step = re.sub(r"^planned: .*", "planned (imports, net.d, the image)", step)
+        marks[step] = loaded_at + ms
+    return marks
+
+
+def print_steps(traces: list[dict[str, float]]) -> None:
+    """A run's steps in order: when each was reached (p50 over the traced pods) and what
+    it took after the one before."""
+    steps = [s for s in traces[0] if all(s in t for t in traces)]
+    steps.sort(key=lambda s: statistics.median(t[s] for t in traces))
+    print(f"\n### Where a run's milliseconds go (`rkt --debug run`, {len(traces)} more pods)\n")
+    print("| step | reached at, p50 ms | took, p50 ms |")
+    print("|---|---:|---:|")
+    before = None
+    for step in steps:
+        at = statistics.median(t[step] for t in traces)
+        took = statistics.median(t[step] - (t[before] if before else 0.0) for t in traces)
+        print(f"| {step} | {at:.1f} | {took:.1f} |")
+        before = step
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=25)
+    ap.add_argument("--trace-pods", type=int, default=15, help="more pods, run with --debug")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--octet", type=int, help=argparse.SUPPRESS)
@@ -214,6 +284,7 @@ def main() -> int:
             "compileall",
             "-q",
             os.path.join(REPO, "agent"),
+            os.path.join(REPO, "kernel"),
             os.path.join(REPO, "rkt"),
         ],
         capture_output=True,
@@ -228,7 +299,8 @@ def main() -> int:
         octet = 100 + int(tag, 16) % 100
         return subprocess.run(
             ["ip", "netns", "exec", node, sys.executable, os.path.abspath(__file__), "--inner",
-             f"--pods={args.pods}", f"--work={work}", f"--octet={octet}"],
+             f"--pods={args.pods}", f"--trace-pods={args.trace_pods}", f"--work={work}",
+             f"--octet={octet}"],
             cwd=REPO,
         ).returncode  # fmt: skip
     finally:
