@@ -8,7 +8,7 @@ bearer token) for remote nodes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,9 +23,20 @@ class NodeAPIError(Exception):
         self.status = status
 
 
+def _refusal(resp: httpx.Response) -> NodeAPIError:
+    """An error answer as NodeAPIError: the message of its JSON body (`{"error": ...}`),
+    else its text, and the status."""
+    try:
+        message = resp.json().get("error", resp.text)
+    except ValueError:
+        message = resp.text
+    return NodeAPIError(str(message), resp.status_code)
+
+
 class NodeClient:
     def __init__(self, url: str, token: str | None = None, timeout: float = 10.0):
         self.url = url
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if url.startswith("unix://"):
             transport = httpx.HTTPTransport(uds=url[len("unix://") :])
@@ -58,11 +69,7 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise NodeAPIError(f"node API at {self.url} unreachable: {exc}") from None
         if resp.status_code >= 400:
-            try:
-                message = resp.json().get("error", resp.text)
-            except ValueError:
-                message = resp.text
-            raise NodeAPIError(message, resp.status_code)
+            raise _refusal(resp)
         if resp.headers.get("content-type", "").startswith("application/json"):
             return resp.json()
         return resp.text
@@ -153,16 +160,7 @@ class NodeClient:
         params = {k: v for k, v in filters.items() if v}
         if follow:
             params["follow"] = "1"
-        try:
-            with self.http.stream("GET", "/v1/flows", params=params, timeout=None) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise NodeAPIError(resp.json().get("error", resp.text), resp.status_code)
-                for line in resp.iter_lines():
-                    if line:
-                        yield json.loads(line)
-        except httpx.HTTPError as exc:
-            raise NodeAPIError(f"flow stream from {self.url} broke: {exc}") from None
+        return self.stream("/v1/flows", params, "flow")
 
     def logs(
         self, uuid: str, follow: bool = False, tail: int | None = None
@@ -172,15 +170,33 @@ class NodeClient:
         params = {"follow": "1"} if follow else {}
         if tail is not None:
             params["tail"] = str(tail)
+        return self.stream(f"/v1/pods/{uuid}/logs", params, "log")
+
+    def stream(
+        self,
+        path: str,
+        params: dict[str, str],
+        what: str,
+        opened: Callable[[Any], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The records of a JSON-lines answer (one object a line, blank lines skipped), as
+        they arrive. The connection waits at most the client's timeout; reads wait as long
+        as the stream lasts (a follow stream's keepalives come every 15 s).
+
+        `opened` is called once the agent has accepted the request, with httpcore's network
+        stream: a thread that must end a blocked read shuts its socket down
+        (console/nodestream.py). An error answer is NodeAPIError with the agent's message
+        and the status; a broken connection NodeAPIError("<what> stream from ... broke")."""
+        timeout = httpx.Timeout(self.timeout, read=None)
         try:
-            with self.http.stream(
-                "GET", f"/v1/pods/{uuid}/logs", params=params, timeout=None
-            ) as resp:
+            with self.http.stream("GET", path, params=params, timeout=timeout) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise NodeAPIError(resp.json().get("error", resp.text), resp.status_code)
+                    raise _refusal(resp)
+                if opened is not None:
+                    opened(resp.extensions.get("network_stream"))
                 for line in resp.iter_lines():
                     if line:
                         yield json.loads(line)
         except httpx.HTTPError as exc:
-            raise NodeAPIError(f"log stream from {self.url} broke: {exc}") from None
+            raise NodeAPIError(f"{what} stream from {self.url} broke: {exc}") from None

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from console.nodestream import NodeStream, StreamRefused
+from calico.nodeapi import NodeAPIError
+from console.nodestream import NodeStream
 
 
 class FlowFollower(NodeStream):
@@ -41,9 +40,9 @@ class FlowFollower(NodeStream):
             try:
                 self._follow(last=self.history)
                 error = "flow stream ended"
-            except StreamRefused as exc:
-                error = f"{exc.status} {exc.message}"
-            except (httpx.HTTPError, OSError, ValueError) as exc:
+            except NodeAPIError as exc:
+                error = f"{exc.status} {exc}" if exc.status else str(exc)
+            except (OSError, ValueError) as exc:
                 error = str(exc) or type(exc).__name__
             if self.stopped.is_set():
                 break
@@ -59,7 +58,7 @@ class FlowFollower(NodeStream):
         def opened() -> None:
             self.status(self.node, True, "")
 
-        for item in self.records(self.url, "/v1/flows", params, on_open=opened):
+        for item in self.records(self.url, "/v1/flows", params, "flow", on_open=opened):
             when = item.get("time")
             if item.get("type", "flow") == "flow" and isinstance(when, int | float):
                 if replaying and when <= self.since:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import httpx
-
+from calico.nodeapi import NodeAPIError
 from console.nodestream import NodeStream
 
 
@@ -46,9 +45,9 @@ class LogFollower(NodeStream):
             params["tail"] = str(self.tail)
         path = f"/v1/pods/{self.uuid}/logs"
         try:
-            for item in self.records(self.url, path, params, on_open=self._connected):
+            for item in self.records(self.url, path, params, "log", on_open=self._connected):
                 if item.get("type") != "keepalive":
                     self._put(item)
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (NodeAPIError, OSError, ValueError) as exc:
             if not self.stopped.is_set():
                 self._put({"type": "error", "error": str(exc) or type(exc).__name__})
