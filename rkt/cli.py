@@ -42,6 +42,10 @@ import time
 
 LOADED = time.monotonic()  # `--debug` times a run from here (the interpreter's start is before)
 
+TYPE_CHECKING = False  # collections.abc costs import time on every `rkt run`
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 EXIT_ERROR = 254  # rkt's exit status for its own failures
 VALUE, BOOL, OPTVAL, MULTI = "value", "bool", "optval", "multi"
 OPTMULTI = "optmulti"  # repeatable; bare flag means "" (--net alone = default)
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _debug_lines():
+def _debug_lines() -> Callable[[str], None]:
     """`--debug`'s writer: `rkt: debug: +12.3 ms <step>` on stderr, the first line saying
     when the clock started (CLOCK_MONOTONIC seconds, as time.monotonic() gives them)."""
 
