@@ -1,9 +1,9 @@
 """Follow one node's flow stream (`GET /v1/flows?follow=1`) in a thread, reconnecting.
 
-The connection and the stop that wakes a blocked reader are console/nodestream.py's. A node
-that goes away is reported through `status`, and the follower retries every `retry`
-seconds until stopped; on reconnecting, the history the agent replays is skipped up to the
-newest record already delivered.
+Reading the stream is calico/nodeapi.py's, the stop that wakes a blocked reader
+console/nodestream.py's. A node that goes away is reported through `status`, and the
+follower retries every `retry` seconds until stopped; on reconnecting, the history the agent
+replays is skipped up to the newest record already delivered.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Records go into an inbox the log screen drains 20 times a second (a line per
 call_from_thread would cost the event loop a wake-up per line: a pod printing 10,000 lines
-at once would stall it). The connection and the stop that ends a reader blocked between
-keepalives are console/nodestream.py's. A broken stream is reported once and not retried:
-a retry could only repeat or skip lines, and the screen's keys restart it.
+at once would stall it). Reading the stream is calico/nodeapi.py's, the stop that ends a
+reader blocked between keepalives console/nodestream.py's. A broken stream is reported once
+and not retried: a retry could only repeat or skip lines, and the screen's keys restart it.
 """
 
 from __future__ import annotations
