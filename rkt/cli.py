@@ -347,7 +347,7 @@ def _debug_lines() -> Callable[[str], None]:
 
 
 def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
-    from rkt.pods import RunError, Runtime
+    from rkt.pods import RunError, Runtime, StartedUnreported
     from rkt.state import StateError
 
     rt = Runtime(data_dir, local_config, debug=_debug_lines() if p.get("debug") else None)
@@ -383,7 +383,7 @@ def _dispatch(p: Parsed, data_dir: str, local_config: str) -> int:
             return EXIT_ERROR if rt.gc(grace).errors else 0
         if cmd.startswith("image "):
             return _image(p, data_dir)
-    except (RunError, StateError) as e:
+    except (RunError, StateError, StartedUnreported) as e:
         _err(str(e))
         return EXIT_ERROR
     raise UsageError(f"unknown command: {cmd}")

@@ -58,6 +58,10 @@ class RunError(Exception):
     """`rkt run` failed before the app started; everything it made has been removed."""
 
 
+class StartedUnreported(Exception):
+    """The app was started and the pod runs on, but rkt could not say so (stdout closed)."""
+
+
 @record
 class RunOptions:
     image: str
@@ -273,6 +277,12 @@ class Runtime:
                 gc_lock.release()
             return self._go(pod, start, opts)
         except BaseException:
+            if start is not None and start.app_may_run:
+                # Go was said and the app was not reported failed: it may be running, and
+                # its record says so. Undoing now would orphan it (the supervisor gone, its
+                # networks deleted); `rkt stop` / `rkt rm` end it as any other pod.
+                os.close(lock_fd)
+                raise
             if start is not None:
                 start.abort()
             self._discard(pod, pdir)
@@ -347,13 +357,19 @@ class Runtime:
         if not msg.startswith("R"):
             os.waitpid(sup, 0)
             start.sup = 0
+            start.app_may_run = False
             pod.state = PREPARED  # nothing of the app remains; undo the pod as a failed run
             raise RunError(msg[1:] if msg else "pod supervisor died before the app started")
         if self.debug:
             self.debug(f"app started: {pod.app.exec[0]} exec'd")
         if opts.detach:
-            sys.stdout.write(pod.uuid + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(pod.uuid + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # the caller stopped reading; the pod is not its to undo
+                raise StartedUnreported(
+                    f"pod {pod.uuid} is running, but stdout is closed: its UUID is not sent"
+                ) from None
             return 0
         # Foreground: Ctrl-C is meant for the app (rkt ran it in the terminal); other signals
         # that end the CLI leave the pod running under its supervisor.
@@ -589,6 +605,9 @@ class _Start:
         self.ready_r = ready_r
         self.go_w = go_w
         self._buf = b""
+        # From the moment go is sent until the supervisor says the app failed: the app may
+        # be running, so the run must not be undone (Runtime.run).
+        self.app_may_run = False
 
     def read_until_newline(self) -> bytes:
         """The first report (without its newline), or everything up to EOF if it has none."""
@@ -615,6 +634,7 @@ class _Start:
         return b"".join(chunks)
 
     def go(self) -> None:
+        self.app_may_run = True
         try:
             os.write(self.go_w, b"G")
         except BrokenPipeError:
@@ -785,7 +805,12 @@ def _supervise(pod: PodState, pdir: str, image, opts: RunOptions, ready_w: int, 
 
     signal.signal(signal.SIGTERM, forward)
     # The app has exec'd, and the CLI recorded it running before it said go: tell it now.
-    os.write(ready_w, b"R")
+    # A CLI gone meanwhile (interrupted, killed) does not end the pod: it is supervised as
+    # any other, its exit recorded below.
+    try:
+        os.write(ready_w, b"R")
+    except BrokenPipeError:
+        pass
     os.close(ready_w)
     # What identifies the pod's processes once the app is gone: its own mount namespace (image
     # pods, held open above) or the pod's netns (host-root images on a pod network; its pin

@@ -293,6 +293,53 @@ def test_pod_survives_the_cli_and_rm_deletes_pinned_netns(node):
             cli.wait()
 
 
+def test_a_caller_that_stops_reading_gets_an_error_and_a_pod_that_works(node):
+    """`rkt run --detach` whose stdout is closed before the UUID is written says so on stderr
+    and exits 254; the pod it started stays running, supervised and answering, for `rkt rm`
+    to remove like any other. (It used to wait for the app forever; interrupted between go
+    and the app's start, its undo left the app running outside any pod.) Run in the root
+    mount namespace, as above, so that the netns pin stays visible to `rkt rm`."""
+    base = [
+        "nsenter",
+        f"--net=/run/netns/{node.name}",
+        RKT,
+        f"--dir={node.dir}",
+        f"--local-config={node.cfg}",
+    ]
+    cli = subprocess.Popen(
+        [*base, "run", "--detach", "--net=ptpnet", "docker://busybox",
+         "--exec", "httpd", "--", "-f", "-h", "/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        cli.stdout.close()  # rkt writes the UUID ~40 ms later, once the app has started
+        assert cli.wait(timeout=15) == 254
+        (pod,) = node.pods_json()
+        assert cli.stderr.read() == (
+            f"rkt: pod {pod['name']} is running, but stdout is closed: its UUID is not sent\n"
+        )
+        assert pod["state"] == "running"
+        for _ in range(20):  # httpd listens a moment after its exec
+            r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
+                         "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
+            if r.returncode == 0 or "refused" not in r.stdout + r.stderr:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 0 and "root:x:0:" in r.stdout
+        assert subprocess.run([*base, "stop", pod["name"][:8]], capture_output=True).returncode == 0
+        uuids = [p["name"] for p in node.pods_json()]
+        r = subprocess.run([*base, "rm", *uuids], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert not (node.dir / "pods" / pod["name"]).exists()
+        assert node.links() == ["lo"]
+        assert node.leases_held() == []
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        cli.stderr.close()
+
+
 def test_bad_inputs_leave_nothing(node):
     cases = [
         ("run", "--net=nosuchnet", "docker://busybox"),
