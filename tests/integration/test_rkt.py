@@ -246,16 +246,39 @@ def test_exit_code_and_output_streams(node, tmp_path):
     assert "root:x:0:0" in image_passwd.read_text()
 
 
+def root_ns_rkt(node: Node) -> list[str]:
+    """rkt in the node's netns but the root mount namespace (like a lab node's persistent
+    one), so that a pod's netns pin stays visible to a later `rkt rm`."""
+    return ["nsenter", f"--net=/run/netns/{node.name}", RKT, f"--dir={node.dir}",
+            f"--local-config={node.cfg}"]  # fmt: skip
+
+
+def assert_httpd_answers(node: Node, pod: dict) -> None:
+    """wget from another pod gets a file from the pod's httpd. "running" is recorded at the
+    app's exec, a moment before httpd listens: a refused connection is tried again."""
+    for _ in range(20):
+        r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
+                     "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
+        if r.returncode == 0 or "refused" not in r.stdout + r.stderr:
+            break
+        time.sleep(0.1)
+    assert r.returncode == 0 and "root:x:0:" in r.stdout
+
+
+def assert_stop_and_rm_leave_nothing(node: Node, base: list[str], pod: dict) -> None:
+    """`rkt stop` the pod, `rkt rm` every pod: no pod dir (and so no pin), link or lease."""
+    assert subprocess.run([*base, "stop", pod["name"][:8]], capture_output=True).returncode == 0
+    uuids = [p["name"] for p in node.pods_json()]
+    r = subprocess.run([*base, "rm", *uuids], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (node.dir / "pods" / pod["name"]).exists()
+    assert node.links() == ["lo"]
+    assert node.leases_held() == []
+
+
 def test_pod_survives_the_cli_and_rm_deletes_pinned_netns(node):
-    """Foreground CLI killed: the supervisor keeps the pod. Run in the root mount namespace
-    (like a lab node's persistent one), so the netns pin stays visible to `rkt rm`."""
-    base = [
-        "nsenter",
-        f"--net=/run/netns/{node.name}",
-        RKT,
-        f"--dir={node.dir}",
-        f"--local-config={node.cfg}",
-    ]
+    """Foreground CLI killed: the supervisor keeps the pod, and `rkt rm` unmounts its pin."""
+    base = root_ns_rkt(node)
     cli = subprocess.Popen(
         [*base, "run", "--net=ptpnet", "docker://busybox", "--exec", "httpd", "--", "-f", "-h", "/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -271,22 +294,9 @@ def test_pod_survives_the_cli_and_rm_deletes_pinned_netns(node):
         assert pod["state"] == "running"
         pin = node.dir / "pods" / pod["name"] / "netns"
         assert os.stat(pin).st_dev != os.stat(pin.parent).st_dev  # a live netns mount
-        # "running" is recorded at the app's exec, a moment before httpd listens: a refused
-        # connection is tried again (rkt run is fast enough now to get there first).
-        for _ in range(20):
-            r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
-                         "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
-            if r.returncode == 0 or "refused" not in r.stdout + r.stderr:
-                break
-            time.sleep(0.1)
-        assert r.returncode == 0 and "root:x:0:" in r.stdout
-        assert subprocess.run([*base, "stop", pod["name"][:8]], capture_output=True).returncode == 0
-        uuids = [p["name"] for p in node.pods_json()]
-        r = subprocess.run([*base, "rm", *uuids], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        assert_httpd_answers(node, pod)
+        assert_stop_and_rm_leave_nothing(node, base, pod)
         assert not pin.exists()
-        assert node.links() == ["lo"]
-        assert node.leases_held() == []
     finally:
         if cli.poll() is None:
             cli.kill()
@@ -297,15 +307,8 @@ def test_a_caller_that_stops_reading_gets_an_error_and_a_pod_that_works(node):
     """`rkt run --detach` whose stdout is closed before the UUID is written says so on stderr
     and exits 254; the pod it started stays running, supervised and answering, for `rkt rm`
     to remove like any other. (It used to wait for the app forever; interrupted between go
-    and the app's start, its undo left the app running outside any pod.) Run in the root
-    mount namespace, as above, so that the netns pin stays visible to `rkt rm`."""
-    base = [
-        "nsenter",
-        f"--net=/run/netns/{node.name}",
-        RKT,
-        f"--dir={node.dir}",
-        f"--local-config={node.cfg}",
-    ]
+    and the app's start, its undo left the app running outside any pod.)"""
+    base = root_ns_rkt(node)
     cli = subprocess.Popen(
         [*base, "run", "--detach", "--net=ptpnet", "docker://busybox",
          "--exec", "httpd", "--", "-f", "-h", "/"],
@@ -319,20 +322,8 @@ def test_a_caller_that_stops_reading_gets_an_error_and_a_pod_that_works(node):
             f"rkt: pod {pod['name']} is running, but stdout is closed: its UUID is not sent\n"
         )
         assert pod["state"] == "running"
-        for _ in range(20):  # httpd listens a moment after its exec
-            r = node.rkt("run", "--net=ptpnet", "docker://busybox", "--exec=/bin/wget", "--",
-                         "-q", "-T", "3", "-O", "-", f"http://{pod['networks'][0]['ip']}/etc/group")  # fmt: skip
-            if r.returncode == 0 or "refused" not in r.stdout + r.stderr:
-                break
-            time.sleep(0.1)
-        assert r.returncode == 0 and "root:x:0:" in r.stdout
-        assert subprocess.run([*base, "stop", pod["name"][:8]], capture_output=True).returncode == 0
-        uuids = [p["name"] for p in node.pods_json()]
-        r = subprocess.run([*base, "rm", *uuids], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        assert not (node.dir / "pods" / pod["name"]).exists()
-        assert node.links() == ["lo"]
-        assert node.leases_held() == []
+        assert_httpd_answers(node, pod)
+        assert_stop_and_rm_leave_nothing(node, base, pod)
     finally:
         if cli.poll() is None:
             cli.kill()
