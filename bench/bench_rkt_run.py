@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -60,6 +61,30 @@ def wait_tcp(ip: str, port: int, deadline: float) -> None:
             time.sleep(0.0005)
         finally:
             s.close()
+
+
+class PodRun(NamedTuple):
+    spawned: float  # time.monotonic() just before rkt was spawned
+    exited_ms: float  # rkt exited, its UUID read
+    answered_ms: float  # the pod's httpd accepted a TCP connection
+    stderr: str
+
+
+def run_httpd_pod(rkt: list[str], data: str) -> PodRun:
+    """`rkt run --detach` of an httpd pod, timed from the spawn to rkt's exit and to the
+    pod's first TCP answer on port 80."""
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [*rkt, "run", "--detach", "--net=benchnet", "docker://busybox",
+         "--exec", "httpd", "--", "-f", "-h", "/"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    exited = time.monotonic()
+    with open(os.path.join(data, "pods", out.stdout.strip(), "pod.json")) as f:
+        ip = json.load(f)["networks"][0]["ip4"]
+    wait_tcp(ip, 80, time.monotonic() + 5)
+    answered = time.monotonic()
+    return PodRun(t0, (exited - t0) * 1000, (answered - t0) * 1000, out.stderr)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -104,17 +129,8 @@ def inner(args: argparse.Namespace) -> int:
     try:
         for i in range(args.pods):
             # -- the runtime --
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                [*rkt, "run", "--detach", "--net=benchnet", "docker://busybox",
-                 "--exec", "httpd", "--", "-f", "-h", "/"],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            uuid = out.stdout.strip()
-            with open(os.path.join(data, "pods", uuid, "pod.json")) as f:
-                ip = json.load(f)["networks"][0]["ip4"]
-            wait_tcp(ip, 80, time.monotonic() + 5)
-            run_ms.append((time.perf_counter() - t0) * 1000)
+            run = run_httpd_pod(rkt, data)
+            run_ms.append(run.answered_ms)
 
             # -- the reference: ip netns add + ptp ADD + a process start --
             name = f"rktbench-ref{i}"
@@ -152,21 +168,10 @@ def inner(args: argparse.Namespace) -> int:
 
         # -- where a run's milliseconds go: the same run with --debug, on more pods --
         for _ in range(args.trace_pods):
-            t0 = time.monotonic()
-            out = subprocess.run(
-                [*rkt, "--debug", "run", "--detach", "--net=benchnet", "docker://busybox",
-                 "--exec", "httpd", "--", "-f", "-h", "/"],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            exited = time.monotonic()
-            uuid = out.stdout.strip()
-            with open(os.path.join(data, "pods", uuid, "pod.json")) as f:
-                ip = json.load(f)["networks"][0]["ip4"]
-            wait_tcp(ip, 80, time.monotonic() + 5)
-            answered = time.monotonic()
-            marks = debug_marks(out.stderr, t0)
-            marks["rkt exited (the caller has the UUID)"] = (exited - t0) * 1000
-            marks["first TCP answer"] = (answered - t0) * 1000
+            run = run_httpd_pod([*rkt, "--debug"], data)
+            marks = debug_marks(run.stderr, run.spawned)
+            marks["rkt exited (the caller has the UUID)"] = run.exited_ms
+            marks["first TCP answer"] = run.answered_ms
             traces.append(marks)
     finally:
         listed = subprocess.run(
